@@ -1,0 +1,5 @@
+"""Allow ``python -m obs_pipeline``."""
+
+from obs_pipeline.cli import main
+
+main()

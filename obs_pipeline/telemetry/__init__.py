@@ -1,0 +1,1 @@
+"""obs-pipeline's own telemetry: logs, metrics and the health/metrics HTTP endpoints."""

@@ -1,0 +1,60 @@
+"""Our own metrics (DESIGN §6), in a registry of their own.
+
+Counters move once per batch, never once per item, so they cost nothing on the hot path.
+Label values are component and pipeline IDs, never telemetry content.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class SelfMetrics:
+    """The ``obs_pipeline_*`` metrics of one running pipeline."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.receiver_accepted = Counter(
+            "obs_pipeline_receiver_accepted_items",
+            "Items (spans, data points, log records) a receiver handed to the pipeline and acknowledged.",
+            ["receiver", "transport", "signal"], registry=r,
+        )
+        self.receiver_refused = Counter(
+            "obs_pipeline_receiver_refused_items",
+            "Items a receiver did not pass on, by reason (malformed, queue_full, too_large, shutting_down).",
+            ["receiver", "transport", "signal", "reason"], registry=r,
+        )
+        self.receiver_malformed_requests = Counter(
+            "obs_pipeline_receiver_malformed_requests",
+            "Requests or lines that could not be decoded at all (their item count is unknown).",
+            ["receiver", "transport"], registry=r,
+        )
+        self.processor_dropped = Counter(
+            "obs_pipeline_processor_dropped_items",
+            "Items a processor dropped on purpose or could not deliver, by reason.",
+            ["processor", "pipeline", "reason"], registry=r,
+        )
+        self.exporter_sent = Counter(
+            "obs_pipeline_exporter_sent_items",
+            "Items an exporter delivered.",
+            ["exporter", "signal"], registry=r,
+        )
+        self.exporter_failed = Counter(
+            "obs_pipeline_exporter_failed_items",
+            "Items an exporter gave up on, by reason (permanent_error, retries_exhausted, shutdown).",
+            ["exporter", "signal", "reason"], registry=r,
+        )
+        self.exporter_queue_size = Gauge(
+            "obs_pipeline_exporter_queue_size", "Items waiting in an exporter's sending queue.",
+            ["exporter"], registry=r,
+        )
+        self.exporter_queue_capacity = Gauge(
+            "obs_pipeline_exporter_queue_capacity", "Capacity of an exporter's sending queue, in items.",
+            ["exporter"], registry=r,
+        )
+        self.exporter_send_duration = Histogram(
+            "obs_pipeline_exporter_send_duration_seconds", "Time an exporter took per batch, retries included.",
+            ["exporter"], registry=r,
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+        )
