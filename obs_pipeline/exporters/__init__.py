@@ -1,0 +1,1 @@
+"""Exporters: one module per type. Each delivers batches out of the process."""

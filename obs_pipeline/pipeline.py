@@ -1,0 +1,153 @@
+"""Build the component graph from a validated config, and start and stop it in order.
+
+The chain of one pipeline is: receiver → (fan-out over pipelines) → processors in order →
+exporters fan-out → each exporter's queue. Receivers are shared by the pipelines that list them,
+processors are instantiated per pipeline, exporters are shared by every pipeline (one queue and
+one file handle per exporter ID).
+
+Start order is exporters → processors → receivers, so every stage starts with a live consumer;
+stop order is the reverse (receivers first, then processors flush, then exporter queues drain),
+all under one ``shutdown_timeout`` deadline. Stopping keeps going past failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from obs_pipeline.components import ComponentID, Component, Consumer, Host, Kind, Processor, Receiver, Settings
+from obs_pipeline.errors import StartupError
+from obs_pipeline.exporterhelper import QueuedExporter, QueueSettings, RetrySettings
+from obs_pipeline.fanout import ExportersFanout, single_or_fanout
+from obs_pipeline.signals import Signal
+from obs_pipeline.telemetry.metrics import SelfMetrics
+from obs_pipeline.units import parse_duration
+
+if TYPE_CHECKING:
+    from obs_pipeline.config import ComponentConfig, PipelineConfig
+
+log = logging.getLogger("obs_pipeline.pipeline")
+
+
+@dataclass
+class _BuiltPipeline:
+    id: str
+    signal: Signal
+    entry: Consumer
+    processors: list[Processor] = field(default_factory=list)
+    mutates: bool = False
+
+
+class Graph:
+    """The running form of a :class:`PipelineConfig`: components wired, not yet started."""
+
+    def __init__(self, config: PipelineConfig, metrics: SelfMetrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.exporters: dict[ComponentID, QueuedExporter] = {}
+        self.pipelines: list[_BuiltPipeline] = []
+        self.receivers: dict[ComponentID, Receiver] = {}
+        self._started: list[Any] = []
+        self._build()
+
+    def _settings(self, cc: ComponentConfig) -> Settings:
+        return Settings(
+            id=cc.id, kind=cc.kind, metrics=self.metrics,
+            logger=logging.getLogger(f"obs_pipeline.{cc.kind.singular}.{cc.id}"),
+            data_dir=self.config.data_dir,
+        )
+
+    def _build(self) -> None:
+        cfg = self.config
+        used = {e for p in cfg.pipelines for e in p.exporters}
+        for eid in sorted(used):
+            cc = cfg.exporters[eid]
+            exporter = cc.factory.create(self._settings(cc), cc.config)
+            timeout = getattr(cc.config, "timeout", None)
+            self.exporters[eid] = QueuedExporter(
+                exporter, self.metrics,
+                QueueSettings.from_dict(getattr(cc.config, "sending_queue", None)),
+                RetrySettings.from_dict(getattr(cc.config, "retry_on_failure", None)),
+                timeout=parse_duration(timeout) if isinstance(timeout, str) else timeout,
+            )
+        for spec in cfg.pipelines:
+            consumer: Consumer = ExportersFanout(spec.signal, [self.exporters[e] for e in spec.exporters])
+            built = _BuiltPipeline(spec.id, spec.signal, consumer)
+            for pid in reversed(spec.processors):
+                cc = cfg.processors[pid]
+                processor = cc.factory.create(self._settings(cc), cc.config, spec.signal, spec.id, consumer)
+                built.processors.insert(0, processor)
+                built.mutates = built.mutates or cc.factory.mutates_data
+                consumer = processor
+            built.entry = consumer
+            self.pipelines.append(built)
+        for rid in sorted({r for p in cfg.pipelines for r in p.receivers}):
+            cc = cfg.receivers[rid]
+            consumers: dict[Signal, Consumer] = {}
+            for signal in Signal:
+                entries = [(p.entry, p.mutates) for p, spec in zip(self.pipelines, cfg.pipelines, strict=True)
+                           if p.signal is signal and rid in spec.receivers]
+                if entries:
+                    consumers[signal] = single_or_fanout(entries)
+            self.receivers[rid] = cc.factory.create(self._settings(cc), cc.config, consumers)
+
+    @property
+    def finite_receivers(self) -> set[str]:
+        """IDs of receivers that end by themselves (stdin)."""
+        return {str(rid) for rid in self.receivers if self.config.receivers[rid].factory.finite}
+
+    async def start(self, host: Host) -> None:
+        """Start exporters, then processors (last first), then receivers.
+
+        Raises:
+            StartupError: a component failed to start; everything already started was stopped.
+        """
+        stages: list[Iterable[Any]] = [
+            self.exporters.values(),
+            [p for built in self.pipelines for p in reversed(built.processors)],
+            self.receivers.values(),
+        ]
+        for stage in stages:
+            for component in stage:
+                try:
+                    await component.start(host)
+                except Exception as exc:
+                    await self.shutdown(time.monotonic() + 5.0)
+                    if isinstance(exc, StartupError):
+                        raise
+                    name = getattr(component, "id", "?")
+                    raise StartupError(f"{name}: failed to start: {type(exc).__name__}: {exc}") from exc
+                self._started.append(component)
+
+    async def shutdown(self, deadline: float) -> None:
+        """Stop receivers, flush processors, drain exporters; never raises; honours ``deadline``."""
+        started = set(map(id, self._started))
+        for receiver in self.receivers.values():
+            if id(receiver) in started:
+                await _bounded(receiver.shutdown(), deadline, receiver)
+        for built in self.pipelines:
+            for processor in built.processors:
+                if id(processor) in started:
+                    await _bounded(processor.shutdown(), deadline, processor)
+        for exporter in self.exporters.values():
+            if id(exporter) in started:
+                await exporter.shutdown(deadline)
+        self._started.clear()
+
+
+async def _bounded(awaitable: Any, deadline: float, component: Component) -> None:
+    """Await a component's shutdown until the deadline; log and carry on past any failure."""
+    try:
+        await asyncio.wait_for(awaitable, timeout=max(0.01, deadline - time.monotonic()))
+    except TimeoutError:
+        log.error("%s %s: shutdown did not finish by the deadline", component.settings.kind.singular, component.id)
+    except Exception as exc:  # noqa: BLE001 - shutdown keeps going past failures
+        log.error("%s %s: shutdown failed: %s: %s", component.settings.kind.singular, component.id,
+                  type(exc).__name__, exc)
+
+
+__all__ = ["Graph", "Kind"]
