@@ -1,0 +1,162 @@
+"""The ``otlp`` receiver: OTLP over gRPC and HTTP (protobuf or JSON, optionally gzip).
+
+Each request is parsed straight into ``TracesData``/``MetricsData``/``LogsData`` (the same wire
+layout as the Export*ServiceRequest messages), handed to the pipeline, and acknowledged only
+once the pipeline accepted it. A refusal (full queue, shutting down) is answered with a
+retryable status and a retry hint, so the sender backs off instead of losing data; malformed data
+gets INVALID_ARGUMENT / 400 and the server keeps serving.
+
+The transports live in ``grpc_server`` and ``http_server`` and are imported only when enabled,
+so an HTTP-only pipeline never loads grpc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from obs_pipeline.components import Consumer, Factory, Host, Kind, Receiver, Settings
+from obs_pipeline.errors import Problem
+from obs_pipeline.signals import Signal
+from obs_pipeline.units import parse_size
+
+if TYPE_CHECKING:
+    from obs_pipeline.receivers.otlp.grpc_server import GrpcServer
+    from obs_pipeline.receivers.otlp.http_server import HttpServer
+
+GRPC_DEFAULT_ENDPOINT = "127.0.0.1:4317"
+HTTP_DEFAULT_ENDPOINT = "127.0.0.1:4318"
+GRPC_MAX_MESSAGE_LIMIT = 2**31 - 1  # grpc's option is a C int
+
+
+@dataclass(frozen=True)
+class GrpcConfig:
+    """``protocols.grpc``."""
+
+    endpoint: str = GRPC_DEFAULT_ENDPOINT
+    max_recv_msg_size: int = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """``protocols.http``."""
+
+    endpoint: str = HTTP_DEFAULT_ENDPOINT
+    max_request_body_size: int = 20 * 2**20
+
+
+@dataclass(frozen=True)
+class Config:
+    """The receiver's typed config; a protocol that is ``None`` is off."""
+
+    grpc: GrpcConfig | None = None
+    http: HttpConfig | None = None
+
+
+def parse(raw: dict[str, Any] | None) -> Config:
+    """Typed config from the validated dict. A listed protocol with a null body uses its defaults."""
+    protocols = (raw or {}).get("protocols") or {}
+    grpc_cfg = http_cfg = None
+    if "grpc" in protocols:
+        body = protocols["grpc"] or {}
+        grpc_cfg = GrpcConfig(
+            endpoint=body.get("endpoint", GRPC_DEFAULT_ENDPOINT),
+            max_recv_msg_size=parse_size(body.get("max_recv_msg_size", "4MiB")),
+        )
+    if "http" in protocols:
+        body = protocols["http"] or {}
+        http_cfg = HttpConfig(
+            endpoint=body.get("endpoint", HTTP_DEFAULT_ENDPOINT),
+            max_request_body_size=parse_size(body.get("max_request_body_size", "20MiB")),
+        )
+    return Config(grpc=grpc_cfg, http=http_cfg)
+
+
+def check(cfg: Config) -> list[Problem]:
+    """Limits that the schema cannot express: sizes must be positive and fit grpc's C int."""
+    problems: list[Problem] = []
+    if cfg.grpc is not None:
+        size = cfg.grpc.max_recv_msg_size
+        if not 0 < size <= GRPC_MAX_MESSAGE_LIMIT:
+            problems.append(Problem("protocols.grpc.max_recv_msg_size",
+                                    f"must be between 1 byte and {GRPC_MAX_MESSAGE_LIMIT} bytes (2GiB - 1)"))
+    if cfg.http is not None and cfg.http.max_request_body_size <= 0:
+        problems.append(Problem("protocols.http.max_request_body_size", "must be greater than 0"))
+    return problems
+
+
+def endpoints(cfg: Config) -> list[tuple[str, str]]:
+    """The addresses it listens on, for the config's port-clash check."""
+    out = []
+    if cfg.grpc is not None:
+        out.append(("protocols.grpc.endpoint", cfg.grpc.endpoint))
+    if cfg.http is not None:
+        out.append(("protocols.http.endpoint", cfg.http.endpoint))
+    return out
+
+
+class OtlpReceiver(Receiver):
+    """Runs the enabled transports; after ``start`` their bound ports are in ``grpc_port``/``http_port``."""
+
+    def __init__(self, settings: Settings, cfg: Config, consumers: Mapping[Signal, Consumer]) -> None:
+        super().__init__(settings, consumers)
+        self.cfg = cfg
+        self._grpc: GrpcServer | None = None
+        self._http: HttpServer | None = None
+        self.grpc_port: int | None = None
+        self.http_port: int | None = None
+
+    async def start(self, host: Host) -> None:
+        """Bind and serve the enabled protocols; on failure stop whatever had started.
+
+        Raises:
+            StartupError: an address could not be bound.
+        """
+        try:
+            if self.cfg.grpc is not None:
+                from obs_pipeline.receivers.otlp.grpc_server import GrpcServer  # noqa: PLC0415
+
+                self._grpc = GrpcServer(self.id, self.cfg.grpc, self.consumers, self.settings.metrics, self.log)
+                self.grpc_port = await self._grpc.start()
+            if self.cfg.http is not None:
+                from obs_pipeline.receivers.otlp.http_server import HttpServer  # noqa: PLC0415
+
+                self._http = HttpServer(self.id, self.cfg.http, self.consumers, self.settings.metrics, self.log)
+                self.http_port = await self._http.start()
+        except BaseException:
+            await self.shutdown()
+            raise
+        signals = ", ".join(s.value for s in Signal if s in self.consumers) or "no signals"
+        for name, port, cfg in (("gRPC", self.grpc_port, self.cfg.grpc), ("HTTP", self.http_port, self.cfg.http)):
+            if cfg is not None:
+                where = cfg.endpoint if cfg.endpoint.endswith(f":{port}") else f"{cfg.endpoint} (port {port})"
+                self.log.info("%s: OTLP/%s listening on %s for %s", self.id, name, where, signals)
+
+    async def shutdown(self) -> None:
+        """Stop accepting; requests in flight still get their real answer. Idempotent."""
+        servers = [s for s in (self._grpc, self._http) if s is not None]
+        self._grpc = self._http = None
+        if servers:
+            await asyncio.gather(*(s.stop() for s in servers))
+
+
+def create(settings: Settings, cfg: Config, consumers: Mapping[Signal, Consumer]) -> OtlpReceiver:
+    """Build the receiver; nothing is bound until ``start``."""
+    return OtlpReceiver(settings, cfg, consumers)
+
+
+FACTORY = Factory(
+    type="otlp",
+    kind=Kind.RECEIVER,
+    signals=frozenset(Signal),
+    schema="receivers/otlp.schema.json",
+    description="Receives OTLP traces, metrics and logs over gRPC and HTTP (protobuf or JSON, gzip).",
+    parse=parse,
+    create=create,
+    check=check,
+    endpoints=endpoints,
+)
+
+__all__ = ["FACTORY", "Config", "GrpcConfig", "HttpConfig", "OtlpReceiver"]

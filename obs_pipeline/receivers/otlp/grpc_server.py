@@ -1,0 +1,125 @@
+"""OTLP/gRPC: the TraceService, MetricsService and LogsService ``Export`` methods on ``grpc.aio``.
+
+The handlers are registered as generic handlers with no request deserializer, so they get the
+raw bytes and parse them themselves: a malformed request is then answered INVALID_ARGUMENT
+(grpc's own deserializer failure would be INTERNAL, which clients must not retry either, but it
+hides the cause). The response is the empty Export*ServiceResponse, pre-serialized (``b""``).
+
+Per request the handler does only: ``FromString`` → count items → ``consume`` → count. Nothing
+per span runs in Python here. Services of signals no pipeline takes are not registered, so
+grpc answers UNIMPLEMENTED for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from obs_pipeline.errors import StartupError
+from obs_pipeline.receivers._common import Counters, bind_failure_reason, outcome_of
+from obs_pipeline.receivers.otlp.status import grpc_trailers
+from obs_pipeline.signals import Signal, count_items, message_class
+from obs_pipeline.telemetry.metrics import SelfMetrics
+from obs_pipeline.units import parse_endpoint
+
+if TYPE_CHECKING:
+    from obs_pipeline.components import Consumer
+    from obs_pipeline.receivers.otlp import GrpcConfig
+
+SERVICES = {
+    Signal.TRACES: "opentelemetry.proto.collector.trace.v1.TraceService",
+    Signal.METRICS: "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    Signal.LOGS: "opentelemetry.proto.collector.logs.v1.LogsService",
+}
+# An empty Export*ServiceResponse serializes to no bytes at all: full success, no partial_success.
+_EMPTY_RESPONSE = b""
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+# Requests in flight at shutdown get this long to be answered before they are cancelled.
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+
+
+class GrpcServer:
+    """One ``grpc.aio`` server in the running event loop."""
+
+    def __init__(
+        self, receiver_id: str, cfg: GrpcConfig, consumers: Mapping[Signal, Consumer],
+        metrics: SelfMetrics, log: logging.Logger,
+    ) -> None:
+        self.receiver_id = receiver_id
+        self.cfg = cfg
+        self.consumers = consumers
+        self.log = log
+        self.counters = Counters(metrics, receiver_id, "grpc")
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> int:
+        """Bind and start serving; return the bound port (useful with port 0).
+
+        Raises:
+            StartupError: the endpoint cannot be bound.
+        """
+        host, port = parse_endpoint(self.cfg.endpoint)
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", self.cfg.max_recv_msg_size),
+            # Without this a second obs-pipeline (or anything else using SO_REUSEPORT) could bind
+            # the same port silently and steal half the connections.
+            ("grpc.so_reuseport", 0),
+        ])
+        server.add_generic_rpc_handlers(tuple(
+            grpc.method_handlers_generic_handler(SERVICES[signal], {
+                "Export": grpc.unary_unary_rpc_method_handler(self._handler(signal, consumer)),
+            })
+            for signal, consumer in self.consumers.items()
+        ))
+        try:
+            bound = server.add_insecure_port(self.cfg.endpoint)
+        except RuntimeError as exc:
+            await server.stop(None)
+            reason = bind_failure_reason(host, port)
+            raise StartupError(f"{self.receiver_id}: cannot listen on {self.cfg.endpoint}: {reason}") from exc
+        await server.start()
+        self._server = server
+        return bound
+
+    async def stop(self) -> None:
+        """Stop taking calls; calls in flight get up to ``SHUTDOWN_GRACE_SECONDS`` to finish."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(SHUTDOWN_GRACE_SECONDS)
+
+    def _handler(self, signal: Signal, consumer: Consumer) -> Handler:
+        """The ``Export`` handler of one signal, with its lookups bound once."""
+        from_string = message_class(signal).FromString
+        accepted = self.counters.accepted(signal)
+        counters = self.counters
+        log = self.log
+        receiver_id = self.receiver_id
+        malformed_message = f"request body is not a valid OTLP {signal.value} export request"
+
+        async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            try:
+                data = from_string(request)
+            except (DecodeError, RecursionError):
+                counters.malformed()
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message)
+            items = 0
+            try:
+                items = count_items(signal, data)
+                await consumer.consume(data)
+            except Exception as exc:  # every failure becomes a status, never a crash
+                outcome = outcome_of(exc, log, receiver_id, signal)
+                counters.refused(signal, outcome.reason, items)
+                await context.abort(
+                    _CODES[outcome.grpc_code], outcome.message,
+                    grpc_trailers(outcome.grpc_code, outcome.message, outcome.retry_after),
+                )
+            accepted.inc(items)
+            return _EMPTY_RESPONSE
+
+        return export

@@ -1,0 +1,253 @@
+"""OTLP/HTTP: ``POST /v1/traces|metrics|logs`` on ``aiohttp.web``.
+
+Bodies are ``application/x-protobuf`` or ``application/json`` (OTLP/JSON, hex ids), optionally
+``Content-Encoding: gzip`` or ``deflate``. aiohttp's own request decompression is turned off:
+we inflate in a stream with a cap on the *decompressed* size, so a small gzip bomb is answered
+413 without ever inflating past ``max_request_body_size``.
+
+Answers follow the OTLP/HTTP spec: 200 with the Export*ServiceResponse encoded like the
+request; 400 (malformed), 413 (too large) and 503 (refused, with ``Retry-After``) with a
+``google.rpc.Status`` body encoded like the request; 415 for an unknown media type or content
+coding; 404/405 from the router. Messages never echo the payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from google.protobuf.message import DecodeError
+
+from obs_pipeline import otlp_json
+from obs_pipeline.errors import StartupError
+from obs_pipeline.receivers._common import (
+    INVALID_ARGUMENT,
+    RESOURCE_EXHAUSTED,
+    Counters,
+    bind_failure_reason,
+    outcome_of,
+)
+from obs_pipeline.receivers.otlp.status import encode_status, status
+from obs_pipeline.signals import Message, Signal, count_items, message_class
+from obs_pipeline.telemetry.metrics import SelfMetrics
+from obs_pipeline.units import parse_endpoint
+
+if TYPE_CHECKING:
+    from obs_pipeline.components import Consumer
+    from obs_pipeline.receivers.otlp import HttpConfig
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+CHUNK = 64 * 1024
+# Requests in flight at shutdown get this long to be answered before they are cancelled.
+SHUTDOWN_GRACE_SECONDS = 10.0
+# A compressed body may be a little larger than its content; past this it cannot be honest.
+_COMPRESSED_SLACK = 1.25
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _TooLarge(Exception):
+    """The body (after decompression) is over the limit."""
+
+
+class _BadEncoding(Exception):
+    """The compressed stream is corrupt or truncated."""
+
+
+class _Inflater:
+    """Streaming gzip/deflate decompression that never produces more than ``limit`` bytes."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.encoding = encoding
+        self.limit = limit
+        self.out = bytearray()
+        self._d: zlib._Decompress | None = None
+
+    def _new(self, first: bytes) -> zlib._Decompress:
+        if self.encoding == "deflate":
+            # RFC 9110 "deflate" is zlib-wrapped, but many clients send raw deflate: look at the header.
+            zlib_header = len(first) >= 2 and first[0] & 0x0F == 8 and (first[0] << 8 | first[1]) % 31 == 0
+            return zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> None:
+        """Inflate ``data``; raise ``_TooLarge`` as soon as the output passes the limit."""
+        while data:
+            if self._d is None:
+                self._d = self._new(data)
+            try:
+                chunk = self._d.decompress(data, self.limit - len(self.out) + 1)
+            except zlib.error as exc:
+                raise _BadEncoding from exc
+            self.out += chunk
+            if len(self.out) > self.limit:
+                raise _TooLarge
+            if self._d.unconsumed_tail:
+                data = self._d.unconsumed_tail
+            elif self._d.eof and self._d.unused_data and self.encoding != "deflate":
+                data = self._d.unused_data  # gzip allows several members back to back
+                self._d = None
+            else:
+                data = b""
+
+    def finish(self) -> bytes:
+        """The whole inflated body. Raises ``_BadEncoding`` if the stream was cut short."""
+        if self._d is None:
+            return bytes(self.out)
+        if not self._d.eof:
+            raise _BadEncoding
+        return bytes(self.out)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, decompressed, at most ``limit`` bytes.
+
+    Raises:
+        _TooLarge: the (decompressed) body is over ``limit``.
+        _BadEncoding: the compressed stream is corrupt.
+    """
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    compressed = encoding not in ("", "identity")
+    raw_limit = int(limit * _COMPRESSED_SLACK) + 1024 if compressed else limit
+    if request.content_length is not None and request.content_length > raw_limit:
+        raise _TooLarge
+    inflater = _Inflater("deflate" if encoding == "deflate" else "gzip", limit) if compressed else None
+    body = bytearray()
+    received = 0
+    while True:
+        chunk = await request.content.read(CHUNK)
+        if not chunk:
+            break
+        received += len(chunk)
+        if received > raw_limit:
+            raise _TooLarge
+        if inflater is None:
+            body += chunk
+        else:
+            inflater.feed(chunk)
+    return inflater.finish() if inflater is not None else bytes(body)
+
+
+class HttpServer:
+    """One aiohttp server (AppRunner + TCPSite, access log off) in the running event loop."""
+
+    def __init__(
+        self, receiver_id: str, cfg: HttpConfig, consumers: Mapping[Signal, Consumer],
+        metrics: SelfMetrics, log: logging.Logger,
+    ) -> None:
+        self.receiver_id = receiver_id
+        self.cfg = cfg
+        self.consumers = consumers
+        self.log = log
+        self.counters = Counters(metrics, receiver_id, "http")
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> int:
+        """Bind and start serving; return the bound port (useful with port 0).
+
+        Raises:
+            StartupError: the endpoint cannot be bound.
+        """
+        host, port = parse_endpoint(self.cfg.endpoint)
+        app = web.Application()  # bodies are read by read_body(), which enforces the limit
+        for signal in Signal:
+            consumer = self.consumers.get(signal)
+            handler = self._handler(signal, consumer) if consumer is not None else self._no_pipeline(signal)
+            app.router.add_post(f"/v1/{signal.value}", handler)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, auto_decompress=False,
+            shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port, reuse_port=False)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            reason = bind_failure_reason(host, port, exc)
+            raise StartupError(f"{self.receiver_id}: cannot listen on {self.cfg.endpoint}: {reason}") from exc
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        addresses = runner.addresses
+        return int(addresses[0][1]) if addresses else port
+
+    async def stop(self) -> None:
+        """Close the listener; requests in flight get up to ``SHUTDOWN_GRACE_SECONDS`` to finish."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    def _no_pipeline(self, signal: Signal) -> Handler:
+        async def handler(_request: web.Request) -> web.StreamResponse:
+            return web.Response(status=404, text=f"{self.receiver_id}: no pipeline takes {signal.value} from this receiver")
+
+        return handler
+
+    def _handler(self, signal: Signal, consumer: Consumer) -> Handler:
+        """The POST handler of one signal."""
+        from_string = message_class(signal).FromString
+        accepted = self.counters.accepted(signal)
+        counters = self.counters
+        limit = self.cfg.max_request_body_size
+        log = self.log
+        receiver_id = self.receiver_id
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            media_type = request.content_type.lower()
+            if media_type not in (PROTOBUF, JSON):
+                return web.Response(
+                    status=415, text=f"unsupported Content-Type; use {PROTOBUF} or {JSON}",
+                    headers={"Accept-Post": f"{PROTOBUF}, {JSON}"},
+                )
+            as_json = media_type == JSON
+            encoding = request.headers.get("Content-Encoding", "").strip().lower()
+            if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+                return web.Response(status=415, text="unsupported Content-Encoding; use gzip, deflate or none")
+            try:
+                body = await read_body(request, limit)
+            except _TooLarge:
+                counters.malformed()
+                return _error(413, RESOURCE_EXHAUSTED, f"request body is larger than {limit} bytes", as_json)
+            except _BadEncoding:
+                counters.malformed()
+                return _error(400, INVALID_ARGUMENT, f"request body is not valid {encoding} data", as_json)
+            try:
+                data: Message = otlp_json.decode(signal, body) if as_json else from_string(body)
+            except (DecodeError, ValueError, RecursionError) as exc:
+                counters.malformed()
+                reason = str(exc) if as_json else f"request body is not a valid OTLP {signal.value} export request"
+                return _error(400, INVALID_ARGUMENT, reason, as_json)
+            items = 0
+            try:
+                items = count_items(signal, data)
+                await consumer.consume(data)
+            except Exception as exc:  # every failure becomes a status, never a crash
+                outcome = outcome_of(exc, log, receiver_id, signal)
+                counters.refused(signal, outcome.reason, items)
+                headers = None
+                if outcome.http_status == 503:
+                    headers = {"Retry-After": str(max(1, math.ceil(outcome.retry_after or 1.0)))}
+                return _error(outcome.http_status, outcome.grpc_code, outcome.message, as_json,
+                              retry_after=outcome.retry_after, headers=headers)
+            accepted.inc(items)
+            if as_json:
+                return web.Response(body=b"{}", content_type=JSON)
+            return web.Response(body=b"", content_type=PROTOBUF)
+
+        return handle
+
+
+def _error(
+    http_status: int, grpc_code: int, message: str, as_json: bool, *,
+    retry_after: float | None = None, headers: dict[str, str] | None = None,
+) -> web.Response:
+    """An error answer whose body is a ``google.rpc.Status`` encoded like the request."""
+    body = encode_status(status(grpc_code, message, retry_after), as_json)
+    return web.Response(status=http_status, body=body, content_type=JSON if as_json else PROTOBUF, headers=headers)

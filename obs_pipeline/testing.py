@@ -1,0 +1,128 @@
+"""Test doubles for components: consumers that capture or refuse, a host, settings.
+
+Shipped with the package so users testing their own components (and our tests) can run a
+receiver or processor in-process without a pipeline::
+
+    consumer = CapturingConsumer()
+    receiver = FACTORY.create(make_settings("otlp"), cfg, {Signal.TRACES: consumer})
+    await receiver.start(RecordingHost())
+    ...
+    await consumer.wait_for_items(3)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from obs_pipeline.components import ComponentID, Kind, Settings
+from obs_pipeline.errors import RefusedError
+from obs_pipeline.signals import Message, Signal, count_items, message_class
+from obs_pipeline.telemetry.metrics import SelfMetrics
+
+__all__ = ["CapturingConsumer", "RecordingHost", "RefusingConsumer", "make_settings"]
+
+
+def _signal_of(data: Message) -> Signal:
+    for signal in Signal:
+        if isinstance(data, message_class(signal)):
+            return signal
+    raise TypeError(f"not a TracesData, MetricsData or LogsData: {type(data).__name__}")
+
+
+class CapturingConsumer:
+    """Accepts everything and keeps it, in order, in ``messages``."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._changed = asyncio.Condition()
+
+    async def consume(self, data: Message) -> None:
+        """Keep ``data``."""
+        self.messages.append(data)
+        await self._notify()
+
+    @property
+    def items(self) -> int:
+        """Spans, data points or log records captured so far."""
+        return sum(count_items(_signal_of(m), m) for m in self.messages)
+
+    async def wait_for_items(self, n: int, within: float = 5.0) -> None:
+        """Wait until at least ``n`` items arrived.
+
+        Raises:
+            TimeoutError: they did not arrive within ``within`` seconds.
+        """
+        await self._wait(lambda: self.items >= n, within)
+
+    async def _wait(self, predicate: Callable[[], bool], within: float) -> None:
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+class RefusingConsumer(CapturingConsumer):
+    """Refuses with ``RefusedError(reason, retry_after)``; after ``times`` refusals (if given) it accepts.
+
+    ``refusals`` counts the refused calls: a sender that retries correctly makes it grow and then
+    finds its batch in ``messages``.
+    """
+
+    def __init__(self, reason: str = "queue_full", retry_after: float = 1.0, times: int | None = None) -> None:
+        super().__init__()
+        self.reason = reason
+        self.retry_after = retry_after
+        self.times = times
+        self.refusals = 0
+
+    async def consume(self, data: Message) -> None:
+        """Refuse, or accept once ``times`` refusals were made."""
+        if self.times is None or self.refusals < self.times:
+            self.refusals += 1
+            await self._notify()
+            raise RefusedError(self.reason, retry_after=self.retry_after)
+        await super().consume(data)
+
+    async def wait_for_refusals(self, n: int, within: float = 5.0) -> None:
+        """Wait until at least ``n`` calls were refused.
+
+        Raises:
+            TimeoutError: they were not made within ``within`` seconds.
+        """
+        await self._wait(lambda: self.refusals >= n, within)
+
+
+class RecordingHost:
+    """A :class:`~obs_pipeline.components.Host` that records what components tell it."""
+
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+        self.fatal: list[tuple[str, BaseException]] = []
+        self.finished_event = asyncio.Event()
+
+    def report_fatal(self, component: str, error: BaseException) -> None:
+        """Record a fatal error."""
+        self.fatal.append((component, error))
+
+    def receiver_finished(self, component: str) -> None:
+        """Record that a finite receiver reached the end of its input."""
+        self.finished.append(component)
+        self.finished_event.set()
+
+
+def make_settings(
+    component_id: str, kind: Kind = Kind.RECEIVER, metrics: SelfMetrics | None = None,
+    data_dir: Path | None = None,
+) -> Settings:
+    """Settings for a component under test, with fresh metrics unless ``metrics`` is given."""
+    cid = ComponentID.parse(component_id)
+    return Settings(
+        id=cid, kind=kind, metrics=metrics or SelfMetrics(),
+        logger=logging.getLogger(f"obs_pipeline.{kind.singular}.{cid}"),
+        data_dir=data_dir or Path.cwd(),
+    )

@@ -1,0 +1,357 @@
+"""The stdin receiver, fed through real pipes and files."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from obs_pipeline.receivers.linebatch import parse_timestamp
+from obs_pipeline.receivers.stdin import StdinReceiver, parse
+from obs_pipeline.signals import Signal
+from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_settings
+from tests.receivers.conftest import sample
+
+FIXTURES = Path("/work/shared/fixtures")
+OTLP_LINES = (FIXTURES / "otlp_traces.jsonl").read_bytes()
+AGENT_OS_LOG = (FIXTURES / "agent_os_log.jsonl").read_bytes()
+
+
+def open_binary(path: str | Path):
+    """Open ``path`` for reading bytes (outside the event loop's async code, for ruff's sake)."""
+    return open(path, "rb")
+
+
+class Pipe:
+    """An OS pipe whose read end is the receiver's input."""
+
+    def __init__(self) -> None:
+        read_fd, self.write_fd = os.pipe()
+        self.reader = os.fdopen(read_fd, "rb", buffering=0)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.write_fd, data)
+
+    def close(self) -> None:
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+
+def make(consumers, metrics, stream, **options) -> tuple[StdinReceiver, RecordingHost]:
+    receiver = StdinReceiver(make_settings("stdin", metrics=metrics), parse(options), consumers, stream=stream)
+    return receiver, RecordingHost()
+
+
+async def feed(data: bytes, consumers, metrics, **options) -> RecordingHost:
+    """Run the receiver over ``data`` through a pipe until end of input; return its host."""
+    pipe = Pipe()
+    receiver, host = make(consumers, metrics, pipe.reader, **options)
+    await receiver.start(host)
+    try:
+        pipe.write(data)
+        pipe.close()
+        await asyncio.wait_for(host.finished_event.wait(), 5)
+    finally:
+        await receiver.shutdown()
+        pipe.close()
+        pipe.reader.close()
+    return host
+
+
+def records(consumer: CapturingConsumer) -> list:
+    return [r for m in consumer.messages for rl in m.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+
+
+def as_python(value):
+    """An AnyValue back to Python, to compare bodies."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "kvlist_value":
+        return {kv.key: as_python(kv.value) for kv in value.kvlist_value.values}
+    if kind == "array_value":
+        return [as_python(v) for v in value.array_value.values]
+    return getattr(value, kind)
+
+
+def lines(*objects) -> bytes:
+    return b"".join(orjson.dumps(o) + b"\n" for o in objects)
+
+
+def accepted(metrics, signal="logs") -> float:
+    return sample(metrics, "receiver_accepted_items", receiver="stdin", transport="stdin", signal=signal)
+
+
+class TestJsonFormat:
+    async def test_objects_become_typed_log_bodies(self, metrics):
+        """Each object is a log record whose body is the object, with every JSON type kept."""
+        obj = {"event": "tool_call", "n": 3, "ratio": 0.25, "ok": True, "none": None,
+               "detail": {"tool": "shell", "args": ["-l", 2, {"deep": False}]}, "empty": {}}
+        consumer = CapturingConsumer()
+        await feed(lines(obj), {Signal.LOGS: consumer}, metrics)
+        (record,) = records(consumer)
+        assert as_python(record.body) == {**obj, "empty": {}}
+        body = {kv.key: kv.value for kv in record.body.kvlist_value.values}
+        assert body["n"].WhichOneof("value") == "int_value"
+        assert body["ratio"].WhichOneof("value") == "double_value"
+        assert body["ok"].WhichOneof("value") == "bool_value"
+        assert body["none"].WhichOneof("value") is None
+        assert body["empty"].WhichOneof("value") == "kvlist_value"
+        assert record.observed_time_unix_nano > 0
+        assert accepted(metrics) == 1
+
+    async def test_timestamp_severity_and_ids(self, metrics):
+        """timestamp, level and hex trace_id/span_id fields fill the record's own fields."""
+        obj = {"timestamp": "2026-03-17T10:30:45.123456789Z", "level": "WARNING", "message": "slow",
+               "trace_id": "5B8EFFF798038103D269B633813FC60C", "span_id": "eee19b7ec3c1b174"}
+        bad_ids = {"ts": 1773743445, "severity": 17, "trace_id": "xyz", "span_id": "0000000000000000"}
+        consumer = CapturingConsumer()
+        await feed(lines(obj, bad_ids), {Signal.LOGS: consumer}, metrics)
+        first, second = records(consumer)
+        assert first.time_unix_nano == 1773743445_123456789
+        assert (first.severity_text, first.severity_number) == ("WARNING", 13)
+        assert first.trace_id.hex() == "5b8efff798038103d269b633813fc60c"
+        assert first.span_id.hex() == "eee19b7ec3c1b174"
+        assert second.time_unix_nano == 1773743445 * 10**9
+        assert second.severity_number == 17
+        assert (second.trace_id, second.span_id) == (b"", b"")
+
+    async def test_otlp_json_lines_keep_their_signal(self, metrics):
+        """In json format, OTLP/JSON lines are decoded as their signal, next to plain log lines."""
+        traces, logs = CapturingConsumer(), CapturingConsumer()
+        data = OTLP_LINES.splitlines()[0] + b"\n" + lines({"message": "plain"})
+        await feed(data, {Signal.TRACES: traces, Signal.LOGS: logs}, metrics)
+        assert traces.items == 4
+        assert as_python(records(logs)[0].body) == {"message": "plain"}
+        assert accepted(metrics, "traces") == 4
+
+    async def test_a_fixture_from_an_agent_framework(self, metrics):
+        """A real agent log (agent_os_log.jsonl) reads without a malformed line."""
+        data = AGENT_OS_LOG
+        consumer = CapturingConsumer()
+        await feed(data, {Signal.LOGS: consumer}, metrics)
+        assert consumer.items == len([line for line in data.splitlines() if line.strip()])
+        assert all(r.time_unix_nano > 0 for r in records(consumer))
+        assert sample(metrics, "receiver_malformed_requests", receiver="stdin", transport="stdin") == 0
+
+
+class TestOtherFormats:
+    async def test_otlp_json_format(self, metrics):
+        """format otlp_json reads the collector's file-exporter lines; other JSON is malformed."""
+        consumer = CapturingConsumer()
+        data = OTLP_LINES + lines({"message": "not otlp"})
+        await feed(data, {Signal.TRACES: consumer}, metrics, format="otlp_json")
+        assert consumer.items == 12
+        assert sample(metrics, "receiver_malformed_requests", receiver="stdin", transport="stdin") == 1
+
+    async def test_text_format(self, metrics):
+        """format text makes each line a string body; CRLF endings and blank lines are dropped."""
+        consumer = CapturingConsumer()
+        await feed(b"first line\r\n\n   \nsecond {not json}\nno newline at end", {Signal.LOGS: consumer}, metrics,
+                   format="text")
+        assert [r.body.string_value for r in records(consumer)] == ["first line", "second {not json}",
+                                                                    "no newline at end"]
+
+
+class TestMalformedLines:
+    async def test_bad_lines_are_counted_and_skipped(self, metrics, caplog):
+        """Bad JSON, non-objects, invalid UTF-8, bad OTLP and overlong lines are counted; the rest goes on."""
+        caplog.set_level(logging.WARNING)
+        data = b"".join([
+            lines({"n": 1}),
+            b"{broken sk-secret-one\n",
+            b"[1, 2, 3]\n",
+            b'{"text": "\xff\xfe"}\n',
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "sk-secret-two"}]}]}]}\n',
+            b'{"pad": "' + b"x" * 300 + b'"}\n',
+            lines({"n": 2}),
+        ])
+        consumer = CapturingConsumer()
+        await feed(data, {Signal.LOGS: consumer, Signal.TRACES: CapturingConsumer()}, metrics,
+                   max_line_size=200)
+        assert [as_python(r.body) for r in records(consumer)] == [{"n": 1}, {"n": 2}]
+        assert sample(metrics, "receiver_malformed_requests", receiver="stdin", transport="stdin") == 5
+        assert sample(metrics, "receiver_refused_items", receiver="stdin", transport="stdin", signal="logs",
+                      reason="malformed") == 5
+        for lineno in (2, 3, 4, 5, 6):
+            assert f"line {lineno} skipped" in caplog.text
+        assert "sk-secret" not in caplog.text
+        assert "longer than max_line_size" in caplog.text
+
+    async def test_overlong_line_split_across_reads(self, metrics):
+        """A line longer than max_line_size that arrives in pieces is skipped as a whole."""
+        pipe = Pipe()
+        consumer = CapturingConsumer()
+        receiver, host = make({Signal.LOGS: consumer}, metrics, pipe.reader, max_line_size=100)
+        await receiver.start(host)
+        pipe.write(lines({"n": 1}) + b'{"pad": "' + b"y" * 80)
+        await consumer.wait_for_items(1)
+        pipe.write(b"y" * 80 + b'"}\n' + lines({"n": 2}))
+        pipe.close()
+        await asyncio.wait_for(host.finished_event.wait(), 5)
+        await receiver.shutdown()
+        pipe.reader.close()
+        assert [as_python(r.body) for r in records(consumer)] == [{"n": 1}, {"n": 2}]
+        assert sample(metrics, "receiver_malformed_requests", receiver="stdin", transport="stdin") == 1
+
+    async def test_signal_without_pipeline_is_refused_and_counted(self, metrics, caplog):
+        """An OTLP/JSON traces line when only logs are wired is counted as refused (no_pipeline)."""
+        caplog.set_level(logging.WARNING)
+        consumer = CapturingConsumer()
+        data = OTLP_LINES.splitlines()[0] + b"\n" + lines({"ok": 1})
+        await feed(data, {Signal.LOGS: consumer}, metrics)
+        assert consumer.items == 1
+        assert sample(metrics, "receiver_refused_items", receiver="stdin", transport="stdin", signal="traces",
+                      reason="no_pipeline") == 4
+        assert "line 1 skipped: no pipeline takes traces" in caplog.text
+
+
+class TestBatching:
+    async def test_batches_hold_at_most_max_batch_lines(self, metrics):
+        """Lines are grouped into batches of max_batch_lines, in order."""
+        consumer = CapturingConsumer()
+        await feed(lines(*({"n": i} for i in range(5))), {Signal.LOGS: consumer}, metrics, max_batch_lines=2)
+        assert [len(records_of) for records_of in
+                ([r for rl in m.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+                 for m in consumer.messages)] == [2, 2, 1]
+        assert [as_python(r.body)["n"] for r in records(consumer)] == list(range(5))
+
+    async def test_available_lines_are_sent_without_waiting_for_more(self, metrics):
+        """A partial batch goes on as soon as no more input is waiting; EOF is not needed."""
+        pipe = Pipe()
+        consumer = CapturingConsumer()
+        receiver, host = make({Signal.LOGS: consumer}, metrics, pipe.reader)
+        await receiver.start(host)
+        try:
+            pipe.write(lines({"n": 1}, {"n": 2}))
+            await consumer.wait_for_items(2, within=3)
+            assert host.finished == []
+        finally:
+            pipe.close()
+            await receiver.shutdown()
+            pipe.reader.close()
+
+
+class TestBackpressure:
+    async def test_refused_batch_is_retried_without_loss(self, metrics):
+        """While the pipeline refuses, the same batch is retried; every line arrives exactly once."""
+        consumer = RefusingConsumer(retry_after=0.01, times=3)
+        await feed(lines(*({"n": i} for i in range(10))), {Signal.LOGS: consumer}, metrics)
+        assert consumer.refusals == 3
+        assert [as_python(r.body)["n"] for r in records(consumer)] == list(range(10))
+        assert accepted(metrics) == 10
+
+    async def test_shutdown_while_refused_counts_shutting_down(self, metrics):
+        """If the pipeline still refuses at shutdown, the batch is counted as refused, and shutdown returns."""
+        pipe = Pipe()
+        consumer = RefusingConsumer(retry_after=5.0)
+        receiver, host = make({Signal.LOGS: consumer}, metrics, pipe.reader)
+        await receiver.start(host)
+        pipe.write(lines({"n": 1}, {"n": 2}))
+        await consumer.wait_for_refusals(1)
+        await asyncio.wait_for(receiver.shutdown(), 2)
+        pipe.close()
+        pipe.reader.close()
+        assert sample(metrics, "receiver_refused_items", receiver="stdin", transport="stdin", signal="logs",
+                      reason="shutting_down") == 2
+        assert host.finished == []
+
+
+class TestLifecycle:
+    async def test_eof_reports_finished(self, metrics):
+        """At end of input the receiver hands on its last batch and tells the host it finished."""
+        consumer = CapturingConsumer()
+        host = await feed(lines({"n": 1}), {Signal.LOGS: consumer}, metrics)
+        assert host.finished == ["stdin"]
+        assert host.fatal == []
+        assert consumer.items == 1
+
+    async def test_dev_null_and_regular_files(self, metrics, tmp_path):
+        """/dev/null finishes at once; a regular file is read to its end."""
+        path = tmp_path / "input.jsonl"
+        path.write_bytes(lines({"n": 1}, {"n": 2}))
+        for source, expected in ((os.devnull, 0), (path, 2)):
+            consumer = CapturingConsumer()
+            with open_binary(source) as stream:
+                receiver, host = make({Signal.LOGS: consumer}, metrics, stream)
+                await receiver.start(host)
+                await asyncio.wait_for(host.finished_event.wait(), 5)
+                await receiver.shutdown()
+            assert consumer.items == expected
+
+    async def test_terminal_input(self, metrics):
+        """A TTY works too: lines arrive as typed, and Ctrl-D ends the input."""
+        controller, terminal = os.openpty()
+        consumer = CapturingConsumer()
+        with os.fdopen(terminal, "rb", buffering=0) as stream:
+            receiver, host = make({Signal.LOGS: consumer}, metrics, stream, format="text")
+            await receiver.start(host)
+            try:
+                os.write(controller, b"typed by hand\n")
+                await consumer.wait_for_items(1)
+                os.write(controller, b"\x04")
+                await asyncio.wait_for(host.finished_event.wait(), 5)
+            finally:
+                await receiver.shutdown()
+                os.close(controller)
+        assert [r.body.string_value for r in records(consumer)] == ["typed by hand"]
+
+    async def test_non_blocking_descriptor(self, metrics):
+        """An inherited O_NONBLOCK input is waited on, not mistaken for the end of input."""
+        pipe = Pipe()
+        os.set_blocking(pipe.reader.fileno(), False)
+        consumer = CapturingConsumer()
+        receiver, host = make({Signal.LOGS: consumer}, metrics, pipe.reader)
+        await receiver.start(host)
+        await asyncio.sleep(0.05)
+        pipe.write(lines({"n": 1}))
+        pipe.close()
+        await asyncio.wait_for(host.finished_event.wait(), 5)
+        await receiver.shutdown()
+        pipe.reader.close()
+        assert consumer.items == 1
+
+    async def test_shutdown_without_eof(self, metrics):
+        """Shutdown while input is still open returns promptly, after handing on what was read."""
+        pipe = Pipe()
+        consumer = CapturingConsumer()
+        receiver, host = make({Signal.LOGS: consumer}, metrics, pipe.reader)
+        await receiver.start(host)
+        pipe.write(lines({"n": 1}))
+        await consumer.wait_for_items(1)
+        await asyncio.wait_for(receiver.shutdown(), 2)
+        await receiver.shutdown()
+        pipe.close()
+        pipe.reader.close()
+        assert host.finished == []
+
+    async def test_shutdown_is_safe_without_start(self, metrics):
+        """shutdown() before start() does nothing."""
+        receiver, _host = make({Signal.LOGS: CapturingConsumer()}, metrics, None)
+        await receiver.shutdown()
+        await receiver.shutdown()
+
+
+class TestTimestamps:
+    @pytest.mark.parametrize(("value", "expected"), [
+        ("2026-03-17T10:30:45Z", 1773743445 * 10**9),
+        ("2026-03-17T10:30:45.5", 1773743445 * 10**9 + 500_000_000),
+        ("2026-03-17T12:30:45.000001+02:00", 1773743445 * 10**9 + 1000),
+        ("2026-03-17 10:30:45", 1773743445 * 10**9),
+        (1773743445, 1773743445 * 10**9),
+        (1773743445.25, 1773743445 * 10**9 + 250_000_000),
+        (1773743445123, 1773743445123 * 10**6),
+        ("1773743445123", 1773743445123 * 10**6),
+        ("yesterday", None),
+        (True, None),
+        (-5, None),
+        ({"a": 1}, None),
+    ])
+    def test_parse_timestamp(self, value, expected):
+        """ISO-8601 (naive = UTC) and epoch seconds/ms become nanoseconds; anything else is None."""
+        assert parse_timestamp(value) == expected
