@@ -43,7 +43,10 @@ def run(config: Path) -> None:
     help="json prints one machine-readable report for CI.",
 )
 def validate(configs: tuple[Path, ...], output_format: str) -> None:
-    """Check CONFIGS (schema and graph) without starting anything. Exit 0 valid, 1 invalid, 2 usage."""
+    """Check CONFIGS (schema and graph) without starting anything. Exit 0 valid, 1 invalid, 2 usage.
+
+    The report goes to stdout: one file:line:col line per problem, then a summary line per file.
+    """
     from obs_pipeline.config import validate_files  # noqa: PLC0415
 
     sys.exit(validate_files(list(configs), output_format=output_format))
@@ -56,14 +59,17 @@ def validate(configs: tuple[Path, ...], output_format: str) -> None:
 )
 def schema(docs_dir: Path | None) -> None:
     """Print the composed JSON Schema of pipeline.yaml (for editors), or write docs with --docs."""
-    from obs_pipeline.config import compose_schema  # noqa: PLC0415
-
-    if docs_dir is not None:
-        from obs_pipeline.docsgen import write_component_docs  # noqa: PLC0415
-
-        for path in write_component_docs(docs_dir):
-            click.echo(str(path))
-        return
     import json  # noqa: PLC0415
 
-    click.echo(json.dumps(compose_schema(), indent=2, ensure_ascii=False))
+    from obs_pipeline.config import SchemaError, compose_schema  # noqa: PLC0415
+    from obs_pipeline.docsgen import write_component_docs  # noqa: PLC0415
+
+    try:
+        if docs_dir is not None:
+            for path in write_component_docs(docs_dir):
+                click.echo(str(path))
+            return
+        click.echo(json.dumps(compose_schema(), indent=2, ensure_ascii=False))
+    except (SchemaError, OSError) as exc:
+        click.echo(f"obs-pipeline schema: {exc}", err=True)
+        sys.exit(EXIT_INVALID)

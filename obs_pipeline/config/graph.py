@@ -1,0 +1,201 @@
+"""The second validation pass: what JSON Schema cannot say about a pipeline.yaml.
+
+References exist and have the right kind, no component appears twice in one pipeline list,
+every component supports its pipeline's signal, no two listeners share a port, and components
+that no pipeline uses are reported (as warnings). Like the schema pass it collects everything;
+it skips values the schema pass already rejected, so one mistake gives one message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from obs_pipeline.components import ComponentID, Factory, Kind
+from obs_pipeline.config.document import Findings, JsonPath, format_path
+from obs_pipeline.errors import Problem
+from obs_pipeline.signals import Signal
+from obs_pipeline.units import parse_endpoint
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_LIST_KIND = {"receivers": Kind.RECEIVER, "processors": Kind.PROCESSOR, "exporters": Kind.EXPORTER}
+
+
+@dataclass
+class Declared:
+    """A component key under receivers/processors/exporters with a valid ID."""
+
+    id: ComponentID
+    key: str  # as written: "otlp/backend"
+    kind: Kind
+    factory: Factory | None  # None: unknown type or its module failed to load
+    config: Any = None  # the parsed config; None when it did not parse
+    parsed: bool = False
+
+    @property
+    def path(self) -> JsonPath:
+        """Where it is defined in the document."""
+        return (self.kind.value, self.key)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A host:port something will bind, with where it was configured."""
+
+    path: JsonPath
+    host: str
+    port: int
+    text: str
+    written: bool  # False: a default, not in the file
+
+
+def check_graph(findings: Findings, declared: Mapping[Kind, Mapping[ComponentID, Declared]]) -> None:
+    """Run every graph check over the document in ``findings``."""
+    used: set[tuple[Kind, ComponentID]] = set()
+    pipelines = findings.doc.get(("service", "pipelines"))
+    if isinstance(pipelines, dict):
+        for pipeline_id, spec in pipelines.items():
+            signal = Signal.__members__.get(pipeline_id.partition("/")[0].upper())
+            if signal is None or not isinstance(spec, dict):
+                continue
+            for list_name, kind in _LIST_KIND.items():
+                ids = spec.get(list_name)
+                if isinstance(ids, list):
+                    path = ("service", "pipelines", pipeline_id, list_name)
+                    used |= _check_list(findings, path, ids, kind, signal, declared=declared)
+    pipelines_ok = isinstance(pipelines, dict) and not findings.has_error_under(("service", "pipelines"))
+    for kind, components in declared.items():
+        for cid, component in components.items():
+            if pipelines_ok and (kind, cid) not in used and not findings.has_error_under(component.path):
+                findings.add(
+                    component.path, f"{kind.singular} {_q(cid)} is not used by any pipeline, so it will not run",
+                    key=True, severity="warning",
+                )
+    _check_ports(findings, [c for k, components in declared.items() for cid, c in components.items() if (k, cid) in used])
+
+
+def _q(cid: ComponentID | str) -> str:
+    return f'"{cid}"'
+
+
+def _check_list(
+    findings: Findings, path: JsonPath, ids: list[Any], kind: Kind, signal: Signal,
+    *, declared: Mapping[Kind, Mapping[ComponentID, Declared]],
+) -> set[tuple[Kind, ComponentID]]:
+    """Check one ``receivers``/``processors``/``exporters`` list of one pipeline."""
+    used: set[tuple[Kind, ComponentID]] = set()
+    first_index: dict[ComponentID, int] = {}
+    for index, text in enumerate(ids):
+        item_path = (*path, index)
+        if not isinstance(text, str) or findings.has_error_at_or_above(item_path):
+            continue
+        try:
+            cid = ComponentID.parse(text)
+        except ValueError:
+            findings.add(item_path, f'"{text}" is not a component ID (type or type/name)')
+            continue
+        if cid in first_index:
+            findings.add(item_path, f"references {kind.singular} {_q(cid)} more than once (first at {list(path)[-1]}[{first_index[cid]}])")
+            continue
+        first_index[cid] = index
+        component = declared[kind].get(cid)
+        if component is None and not isinstance(findings.doc.get((kind.value,)), dict):
+            continue  # the whole section is missing or not a mapping: the schema pass said so
+        if component is None:
+            elsewhere = [k.singular for k in Kind if k is not kind and cid in declared[k]]
+            hint = f" (there is a {elsewhere[0]} {_q(cid)})" if elsewhere else ""
+            findings.add(item_path, f"references {kind.singular} {_q(cid)} which is not configured{hint}")
+            continue
+        used.add((kind, cid))
+        factory = component.factory
+        if factory is not None and signal not in factory.signals:
+            supported = ", ".join(s.value for s in Signal if s in factory.signals) or "no signal"
+            findings.add(item_path, f"{kind.singular} {_q(cid)} does not support {signal.value} (it supports {supported})")
+    return used
+
+
+def _listeners(findings: Findings, components: list[Declared]) -> list[Listener]:
+    """Every endpoint that will be bound: used components' ``endpoints`` plus our own telemetry."""
+    found: list[Listener] = []
+    candidates: list[tuple[JsonPath, str]] = []
+    for component in components:
+        if component.factory is None or not component.parsed:
+            continue
+        try:
+            pairs = component.factory.endpoints(component.config)
+        except Exception as exc:
+            findings.add(component.path, f"internal error listing its endpoints ({type(exc).__name__})", key=True)
+            continue
+        for relative, text in pairs:
+            candidates.append((resolve_relative(findings, component.path, relative), text))
+    for name in ("metrics", "health"):
+        block = findings.doc.get(("service", "telemetry", name))
+        if isinstance(block, dict) and block.get("enabled") is True and isinstance(block.get("endpoint"), str):
+            candidates.append((("service", "telemetry", name, "endpoint"), block["endpoint"]))
+    for path, text in candidates:
+        if findings.has_error_at_or_above(path):
+            continue
+        try:
+            host, port = parse_endpoint(text)
+        except ValueError as exc:  # the schema's pattern allows ports above 65535
+            findings.add(path, str(exc))
+            continue
+        written = findings.doc.exact_position(path) is not None
+        found.append(Listener(path, host.lower(), port, text, written))
+    return found
+
+
+def _clash(a: Listener, b: Listener) -> bool:
+    if a.port != b.port or a.port == 0:
+        return False
+    if a.host == b.host or a.host in WILDCARD_HOSTS or b.host in WILDCARD_HOSTS:
+        return True
+    return "localhost" in (a.host, b.host) and a.host in LOOPBACK_NAMES and b.host in LOOPBACK_NAMES
+
+
+def _check_ports(findings: Findings, components: list[Declared]) -> None:
+    """Report every listener whose port an earlier one already takes (defaults count as earlier)."""
+    listeners = _listeners(findings, components)
+    listeners.sort(key=lambda lst: (lst.written, findings.doc.position(lst.path)))
+    for i, later in enumerate(listeners):
+        for earlier in listeners[:i]:
+            if _clash(earlier, later):
+                first = f"{format_path(earlier.path)} ({earlier.text}{'' if earlier.written else ', its default'})"
+                clash = f"port {later.port} is already used by {first}"
+                findings.add(later.path, clash if later.written else f"the default {later.text} clashes: {clash}")
+                break
+
+
+def resolve_relative(findings: Findings, base: JsonPath, relative: str) -> JsonPath:
+    """A component-relative dotted path (``protocols.grpc.endpoint``, ``rules[2].pattern``) as a JsonPath.
+
+    Keys may themselves contain dots (header names), so each step takes the longest key of the
+    current mapping that the rest of the text starts with.
+    """
+    path: list[str | int] = list(base)
+    node = findings.doc.get(base)
+    rest = relative
+    while rest:
+        if rest.startswith("["):
+            index_text, _, rest = rest[1:].partition("]")
+            index = int(index_text) if index_text.isdigit() else 0
+            path.append(index)
+            node = node[index] if isinstance(node, list) and index < len(node) else None
+            rest = rest.removeprefix(".")
+            continue
+        keys = sorted((k for k in node if isinstance(k, str)), key=len, reverse=True) if isinstance(node, dict) else []
+        key = next((k for k in keys if rest == k or rest.startswith((f"{k}.", f"{k}["))), None)
+        if key is None:
+            key = rest.split(".", 1)[0].split("[", 1)[0]
+        path.append(key)
+        node = node.get(key) if isinstance(node, dict) else None
+        rest = rest[len(key):].removeprefix(".")
+    return tuple(path)
+
+
+def relative_problem(findings: Findings, base: JsonPath, problem: Problem) -> None:
+    """Record a component's own problem (path relative to its body) at its place in the file."""
+    path = resolve_relative(findings, base, problem.path) if problem.path else base
+    findings.add(path, problem.message, key=not problem.path, severity=problem.severity)
