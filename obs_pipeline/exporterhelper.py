@@ -65,7 +65,7 @@ class RetrySettings:
         return cls(**{**raw, **durations})
 
     def next_delay(self, interval: float) -> float:
-        """A jittered wait around ``interval``: interval × (1 ± randomization_factor)."""
+        """A jittered wait around ``interval``: interval * (1 +- randomization_factor)."""
         spread = interval * self.randomization_factor
         return interval - spread + random.random() * 2 * spread  # noqa: S311 - jitter, not crypto
 
@@ -148,8 +148,8 @@ class QueuedExporter:
         if self._started:
             try:
                 await asyncio.wait_for(self.exporter.shutdown(), timeout=max(0.5, deadline - time.monotonic()))
-            except (TimeoutError, Exception) as exc:  # noqa: BLE001 - shutdown keeps going past failures
-                log.error("exporter %s: shutdown failed: %s", self.id, type(exc).__name__)  # noqa: TRY400
+            except (TimeoutError, Exception) as exc:
+                log.error("exporter %s: shutdown failed: %s", self.id, type(exc).__name__)
 
     def _count_undelivered(self) -> None:
         lost = self._items
@@ -207,7 +207,7 @@ class QueuedExporter:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a bug in one exporter must not stop the pipeline
+            except Exception as exc:
                 log.exception("exporter %s: unexpected %s; batch dropped", self.id, type(exc).__name__)
                 self._fail(signal, items, "permanent_error", exc, logged=True)
                 return

@@ -19,8 +19,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from obs_pipeline.components import ComponentID, Component, Consumer, Host, Kind, Processor, Receiver, Settings
-from obs_pipeline.errors import StartupError
+from obs_pipeline.components import (
+    Component,
+    ComponentID,
+    Consumer,
+    Host,
+    Processor,
+    Receiver,
+    Settings,
+)
+from obs_pipeline.errors import Problem, StartupError
 from obs_pipeline.exporterhelper import QueuedExporter, QueueSettings, RetrySettings
 from obs_pipeline.fanout import ExportersFanout, single_or_fanout
 from obs_pipeline.signals import Signal
@@ -139,15 +147,29 @@ class Graph:
         self._started.clear()
 
 
+def dry_run(config: PipelineConfig) -> list[Problem]:
+    """Build the whole graph without starting it, as ``validate`` does (the same path as ``run``).
+
+    Component constructors have no side effects (binding and opening happen in ``start``), so
+    this only proves every factory can build its component from the parsed config.
+    """
+    try:
+        Graph(config, SelfMetrics())
+    except Exception as exc:
+        return [Problem(path="service.pipelines", file=str(config.source),
+                        message=f"the pipeline cannot be built: {type(exc).__name__}: {exc}")]
+    return []
+
+
 async def _bounded(awaitable: Any, deadline: float, component: Component) -> None:
     """Await a component's shutdown until the deadline; log and carry on past any failure."""
     try:
         await asyncio.wait_for(awaitable, timeout=max(0.01, deadline - time.monotonic()))
     except TimeoutError:
         log.error("%s %s: shutdown did not finish by the deadline", component.settings.kind.singular, component.id)
-    except Exception as exc:  # noqa: BLE001 - shutdown keeps going past failures
+    except Exception as exc:
         log.error("%s %s: shutdown failed: %s: %s", component.settings.kind.singular, component.id,
                   type(exc).__name__, exc)
 
 
-__all__ = ["Graph", "Kind"]
+__all__ = ["Graph", "dry_run"]

@@ -41,7 +41,11 @@ def validate_files(
     out = sys.stdout if out is None else out
     results: list[tuple[str, list[Problem]]] = []
     for path in paths:
-        _, problems = check_config(path, environ)
+        config, problems = check_config(path, environ)
+        if config is not None:
+            from obs_pipeline.pipeline import dry_run  # noqa: PLC0415 - the engine loads only for valid configs
+
+            problems = [*problems, *dry_run(config)]
         results.append((str(path), problems))
     all_valid = all(_valid(problems) for _, problems in results)
     if output_format == "json":
