@@ -36,11 +36,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-11-23T10:00:00.123Z info  obs_pipeline.pipeline: message``; tracebacks only at debug level."""
+    """``2026-11-23T10:00:00.123Z info    otlp: message``; tracebacks only at debug level.
+
+    Component messages start with the component ID, so the logger name would only repeat it.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as one readable line."""
-        line = f"{_iso(record.created)} {record.levelname.lower():<7} {record.name}: {record.getMessage()}"
+        line = f"{_iso(record.created)} {record.levelname.lower():<7} {record.getMessage()}"
         if record.exc_info and record.exc_info[0] is not None and logging.getLogger("obs_pipeline").isEnabledFor(
             logging.DEBUG
         ):
