@@ -98,7 +98,7 @@ async def serve(config: object) -> int:
         try:
             graph, host, _telemetry = await stack.enter_async_context(running(config))
         except StartupError as exc:
-            log.error("%s", exc)  # noqa: TRY400 - the message is the whole story; no traceback for users
+            log.error("%s", exc)
             return EXIT_FAILED
 
         def on_signal(signum: int) -> None:
@@ -135,8 +135,8 @@ def run_pipeline(config_path: Path) -> int:
         config = load_config(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)  # noqa: T201 - the CLI's own output
-        print(f"{config_path}: invalid config, not started", file=sys.stderr)  # noqa: T201
+            print(problem, file=sys.stderr)
+        print(f"{config_path}: invalid config, not started", file=sys.stderr)
         return EXIT_FAILED
     configure_logging(config.telemetry.log_level, config.telemetry.log_format)
     for warning in config.warnings:

@@ -71,7 +71,7 @@ class BatchProcessor(Processor):
         self._task: asyncio.Task[None] | None = None
         self._dropped = settings.metrics.processor_dropped.labels(processor=self.id, pipeline=pipeline, reason="shutdown")
 
-    async def start(self, host: Any) -> None:  # noqa: ARG002 - part of the contract
+    async def start(self, host: Any) -> None:
         """Start the flusher."""
         if self.cfg.timeout > 0:
             self._task = asyncio.create_task(self._flusher(), name=f"batch {self.id} {self.pipeline}")
