@@ -1,0 +1,275 @@
+"""Log records -> audit lines.
+
+JSON inputs (stdin, file_tail) arrive as log records whose body is the JSON object as an
+``AnyValue`` kvlist. Agent runtimes that already write audit lines (``missy_audit.jsonl``) must
+come out essentially unchanged, so the audit fields are *lifted* from the body first, and only
+what the body lacks is derived from the record (attributes, severity, ids, times).
+
+Which body fields feed which audit field is data, a :class:`LogPreset`: audit field -> body
+paths tried in order (dotted paths reach into nested objects). :data:`DEFAULT_PRESET` reads the
+audit line's own names (plus ``decision`` for ``result``, ``msg`` for ``message``). A preset for
+another framework is the same structure with other paths and value maps, for example::
+
+    LogPreset("agent_os_audit", fields={**DEFAULT_PRESET.fields, "result": ("decision",),
+              "session_id": ("context.session_id",), "event_type": ("action",), "event_id": ("id",)})
+
+Body keys that no field consumed go into ``detail``, so nothing the source wrote is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from obs_pipeline import genai
+from obs_pipeline.exporters.jsonl_audit.common import (
+    AGENT,
+    ERROR_TYPE,
+    OPERATION,
+    PROVIDER,
+    REQUEST_MODEL,
+    RESPONSE_MODEL,
+    SESSION,
+    TASK,
+    TOOL,
+    any_value_to_json,
+    category,
+    content_id,
+    format_ns,
+    read_wanted,
+    resource_context,
+    tokens,
+)
+
+SEVERITY_ERROR = 17  # SeverityNumber.SEVERITY_NUMBER_ERROR: ERROR and above mean result "error"
+_ERROR_TEXTS = frozenset({"ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "ALERT", "EMERGENCY", "EMERG"})
+
+#: The audit fields a preset may fill from the body. ``message`` lands in ``detail.message``.
+LIFTABLE = ("timestamp", "session_id", "task_id", "event_type", "category", "result", "detail",
+            "message", "event_id", "trace_id", "span_id", "service")
+
+
+@dataclass(frozen=True)
+class LogPreset:
+    """How a JSON log body maps onto the audit line.
+
+    Attributes:
+        name: the preset's name, as a config would refer to it.
+        fields: audit field (one of :data:`LIFTABLE`) -> body paths tried in order; the first
+            present, non-empty value wins. ``a.b`` looks inside nested objects.
+        values: audit field -> value translation (``{"result": {"ok": "allow"}}``); values not
+            listed pass unchanged.
+    """
+
+    name: str
+    fields: Mapping[str, tuple[str, ...]]
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    _paths: dict[str, tuple[tuple[str, ...], ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fields) - set(LIFTABLE)
+        if unknown:
+            raise ValueError(f"preset {self.name}: unknown audit fields {sorted(unknown)}")
+        paths = {name: tuple(tuple(p.split(".")) for p in paths) for name, paths in self.fields.items()}
+        object.__setattr__(self, "_paths", paths)  # frozen: set once, here
+
+    def lift(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split ``body`` into the audit fields found and the remaining top-level keys."""
+        found: dict[str, Any] = {}
+        consumed: set[str] = set()
+        for name, candidates in self._paths.items():
+            for path in candidates:
+                value = _get_path(body, path)
+                if value is None or value == "":
+                    continue
+                table = self.values.get(name)
+                found[name] = table.get(value, value) if table and isinstance(value, str) else value
+                if len(path) == 1:
+                    consumed.add(path[0])
+                break
+        rest = {k: v for k, v in body.items() if k not in consumed}
+        return found, rest
+
+
+def _get_path(body: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = body
+    for part in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+DEFAULT_PRESET = LogPreset(
+    "default",
+    fields=MappingProxyType({
+        "timestamp": ("timestamp",),
+        "session_id": ("session_id",),
+        "task_id": ("task_id",),
+        "event_type": ("event_type",),
+        "category": ("category",),
+        "result": ("result", "decision"),
+        "detail": ("detail",),
+        "message": ("message", "msg"),
+        "event_id": ("event_id",),
+        "trace_id": ("trace_id",),
+        "span_id": ("span_id",),
+        "service": ("service",),
+    }),
+)
+
+
+def encode_logs(data: Any, preset: LogPreset = DEFAULT_PRESET) -> list[bytes]:
+    """One serialized audit line (no newline) per log record of a ``LogsData``, in order."""
+    out: list[bytes] = []
+    for rl in data.resource_logs:
+        resource = resource_context(rl.resource)
+        for sl in rl.scope_logs:
+            for record in sl.log_records:
+                out.append(orjson.dumps(log_line(record, resource, preset)))
+    return out
+
+
+def log_line(record: Any, resource: tuple[str | None, str | None, str | None],
+             preset: LogPreset = DEFAULT_PRESET) -> dict[str, Any]:
+    """The audit line (as a dict in key order) of one ``LogRecord``."""
+    service, res_session, res_task = resource
+    vals = read_wanted(record.attributes)
+    lifted: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    message: Any = None
+    kind = record.body.WhichOneof("value")
+    if kind == "kvlist_value":
+        lifted, rest = preset.lift(any_value_to_json(record.body))
+        message = lifted.get("message")
+    elif kind == "string_value":
+        message = record.body.string_value
+    elif kind is not None:
+        rest = {"body": any_value_to_json(record.body)}
+
+    detail = _detail(lifted.get("detail"), rest, message, vals)
+    timestamp = _timestamp(lifted.get("timestamp"), record)
+    if timestamp is None:  # the body's time is not a time: keep it, use the record's
+        detail.setdefault("source_timestamp", lifted["timestamp"])
+        timestamp = _record_time(record)
+    trace_id = record.trace_id.hex() or _text(lifted.get("trace_id"))
+    span_id = record.span_id.hex() or _text(lifted.get("span_id"))
+    return {
+        "timestamp": timestamp,
+        "session_id": _text(lifted.get("session_id")) or vals[SESSION] or res_session,
+        "task_id": _text(lifted.get("task_id")) or vals[TASK] or res_task,
+        "event_type": _event_type(record, lifted, vals),
+        "category": lifted.get("category") or category(vals),
+        "result": lifted.get("result") or _result(record),
+        "detail": detail,
+        "event_id": _text(lifted.get("event_id")) or _record_id(record),
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "service": service or _text(lifted.get("service")),
+    }
+
+
+def _record_id(record: Any) -> str:
+    """A content hash of the record without its observed time, so a re-read line keeps its id.
+
+    Not ``<trace>:<span>``: several log records can share one span.
+    """
+    if not record.observed_time_unix_nano:
+        return content_id("log", record)
+    clone = LogRecord()
+    clone.CopyFrom(record)
+    clone.observed_time_unix_nano = 0
+    return content_id("log", clone)
+
+
+def _text(value: Any) -> str | None:
+    """A lifted id as text (``42`` -> ``"42"``), None when absent."""
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _detail(own: Any, rest: dict[str, Any], message: Any, vals: list[Any]) -> dict[str, Any]:
+    """The body's own ``detail``, then its other keys, then the message and GenAI attributes."""
+    if isinstance(own, dict):
+        detail = dict(own)
+    elif own is not None:
+        detail = {"value": own}
+    else:
+        detail = {}
+    for key, value in rest.items():
+        detail.setdefault(key, value)
+    if message is not None:
+        detail.setdefault("message", message)
+    model = vals[RESPONSE_MODEL] or vals[REQUEST_MODEL]
+    derived = (("model", model), ("provider", vals[PROVIDER]), ("tokens", tokens(vals)),
+               ("tool", vals[TOOL]), ("agent", vals[AGENT]), ("error_type", vals[ERROR_TYPE]))
+    for key, value in derived:
+        if value is not None:
+            detail.setdefault(key, value)
+    return detail
+
+
+def _event_type(record: Any, lifted: dict[str, Any], vals: list[Any]) -> str:
+    """``LogRecord.event_name``, else the ``event.name`` attribute, the body's, the operation, ``log``."""
+    if record.event_name:
+        return record.event_name
+    for kv in record.attributes:
+        if kv.key == genai.EVENT_NAME and kv.value.string_value:
+            return kv.value.string_value
+    return _text(lifted.get("event_type")) or vals[OPERATION] or "log"
+
+
+def _result(record: Any) -> str:
+    """``error`` for severity ERROR and above (number, or text when the number is unset), else ``allow``."""
+    if record.severity_number >= SEVERITY_ERROR:
+        return "error"
+    if not record.severity_number and record.severity_text.upper() in _ERROR_TEXTS:
+        return "error"
+    return "allow"
+
+
+def _timestamp(lifted: Any, record: Any) -> str | None:
+    """The body's timestamp normalized to RFC 3339 UTC (None if it is not a time), else the record's."""
+    if lifted is None:
+        return _record_time(record)
+    if isinstance(lifted, str):
+        return _parse_time(lifted)
+    if isinstance(lifted, int | float) and not isinstance(lifted, bool):
+        return format_ns(_epoch_to_ns(lifted))
+    return None
+
+
+def _record_time(record: Any) -> str:
+    """The record's time, else its observed time, else now (a line always has a time)."""
+    return format_ns(record.time_unix_nano or record.observed_time_unix_nano or time.time_ns())
+
+
+def _parse_time(text: str) -> str | None:
+    """ISO 8601 text (naive means UTC, as agent logs write it) -> ``...ffffffZ``; None if not a time."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _epoch_to_ns(value: float) -> int:
+    """Epoch seconds, milliseconds, microseconds or nanoseconds (guessed by magnitude) -> ns."""
+    magnitude = abs(value)
+    if magnitude < 1e11:
+        return int(value * 1e9)
+    if magnitude < 1e14:
+        return int(value * 1e6)
+    if magnitude < 1e17:
+        return int(value * 1e3)
+    return int(value)

@@ -1,0 +1,240 @@
+"""The GenAI attribute names, their aliases and the value maps: the one place that knows them.
+
+Instrumentations disagree on names. OpenTelemetry's GenAI conventions renamed attributes several
+times (``gen_ai.usage.prompt_tokens`` -> ``gen_ai.usage.input_tokens``, ``gen_ai.system`` ->
+``gen_ai.provider.name``, ``cache_creation`` -> ``cache_write``), and OpenInference, OpenLLMetry,
+OpenLIT, Langfuse and Sentry each add their own (``reference/genai.md`` §1.3 and the table in §1.6).
+Every component that reads GenAI data (the audit exporter, cost, redaction, budgets) resolves
+names through this module so that an alias learnt once is understood everywhere.
+
+Everything here is plain data plus a few tiny functions, so hot paths can precompute their own
+lookup tables from it (the audit mapper turns :data:`ALIASES` into a ``dict[str, slot]``) instead
+of calling a function per attribute.
+
+Precedence rule used by all readers: the canonical name wins over any alias; among aliases of one
+canonical name the order is unspecified (they are alternative spellings of the same value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+# --- Canonical attribute names (the latest GenAI conventions, genai.md §1.3) ----------------------
+
+OPERATION_NAME = "gen_ai.operation.name"
+PROVIDER_NAME = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+
+USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"  # total input, cached tokens included
+USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"  # reasoning tokens included
+USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"  # subset of input
+USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"  # subset of input
+USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"  # subset of output
+# Not in the spec; OpenLLMetry/OpenLIT/OpenInference report it. Never add it to input+output.
+USAGE_TOTAL_TOKENS = "gen_ai.usage.total_tokens"
+
+CONVERSATION_ID = "gen_ai.conversation.id"  # "session, thread": our session id
+# No convention exists for a task id. We read ``gen_ai.task.id`` (GenAI namespace, so it sits next
+# to the conversation id) and accept the spellings agent runtimes use; see TASK_ID_ALIASES.
+TASK_ID = "gen_ai.task.id"
+AGENT_NAME = "gen_ai.agent.name"
+AGENT_ID = "gen_ai.agent.id"
+WORKFLOW_NAME = "gen_ai.workflow.name"
+TOOL_NAME = "gen_ai.tool.name"
+TOOL_CALL_ID = "gen_ai.tool.call.id"
+DATA_SOURCE_ID = "gen_ai.data_source.id"
+ERROR_TYPE = "error.type"
+USER_ID = "user.id"
+
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+
+SERVICE_NAME = "service.name"  # resource attribute
+EVENT_NAME = "event.name"  # log attribute used before LogRecord.event_name existed
+
+# Span-kind attributes of other conventions (values mapped by the *_CATEGORY tables below).
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+TRACELOOP_SPAN_KIND = "traceloop.span.kind"
+
+# --- Aliases: alias attribute name -> canonical name (genai.md §1.6) ------------------------------
+
+PROVIDER_ALIASES = ("gen_ai.system", "llm.provider", "llm.system")
+OPERATION_ALIASES = ("llm.request.type",)  # OpenLLMetry; values via OPERATION_VALUE_ALIASES
+REQUEST_MODEL_ALIASES = ("llm.request.model_name",)
+# OpenInference's llm.model_name is set from the response when there is one: the model that ran.
+RESPONSE_MODEL_ALIASES = ("llm.model_name", "llm.response.model_name")
+INPUT_TOKENS_ALIASES = ("gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
+OUTPUT_TOKENS_ALIASES = ("gen_ai.usage.completion_tokens", "llm.token_count.completion")
+CACHE_READ_ALIASES = (
+    "gen_ai.usage.cache_read_input_tokens",
+    "llm.token_count.prompt_details.cache_read",
+    "gen_ai.usage.input_tokens.cached",  # Sentry
+)
+CACHE_WRITE_ALIASES = (
+    "gen_ai.usage.cache_creation.input_tokens",  # semconv 1.40-1.41, still emitted by released libraries
+    "gen_ai.usage.cache_creation_input_tokens",
+    "llm.token_count.prompt_details.cache_write",
+    "gen_ai.usage.input_tokens.cache_write",  # Sentry
+)
+REASONING_ALIASES = (
+    "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning",
+)
+TOTAL_TOKENS_ALIASES = ("llm.usage.total_tokens", "llm.token_count.total")
+CONVERSATION_ID_ALIASES = (
+    "session.id",  # core registry, OpenInference
+    "langfuse.session.id",
+    "traceloop.association.properties.session_id",
+    "traceloop.association.properties.conversation_id",
+)
+TASK_ID_ALIASES = ("task.id", "agent.task.id", "traceloop.association.properties.task_id")
+AGENT_NAME_ALIASES = ("agent.name",)  # OpenInference
+TOOL_NAME_ALIASES = ("tool.name",)  # OpenInference
+USER_ID_ALIASES = ("enduser.id", "langfuse.user.id", "traceloop.association.properties.user_id")
+
+_ALIAS_GROUPS: dict[str, tuple[str, ...]] = {
+    PROVIDER_NAME: PROVIDER_ALIASES,
+    OPERATION_NAME: OPERATION_ALIASES,
+    REQUEST_MODEL: REQUEST_MODEL_ALIASES,
+    RESPONSE_MODEL: RESPONSE_MODEL_ALIASES,
+    USAGE_INPUT_TOKENS: INPUT_TOKENS_ALIASES,
+    USAGE_OUTPUT_TOKENS: OUTPUT_TOKENS_ALIASES,
+    USAGE_CACHE_READ_INPUT_TOKENS: CACHE_READ_ALIASES,
+    USAGE_CACHE_WRITE_INPUT_TOKENS: CACHE_WRITE_ALIASES,
+    USAGE_REASONING_OUTPUT_TOKENS: REASONING_ALIASES,
+    USAGE_TOTAL_TOKENS: TOTAL_TOKENS_ALIASES,
+    CONVERSATION_ID: CONVERSATION_ID_ALIASES,
+    TASK_ID: TASK_ID_ALIASES,
+    AGENT_NAME: AGENT_NAME_ALIASES,
+    TOOL_NAME: TOOL_NAME_ALIASES,
+    USER_ID: USER_ID_ALIASES,
+}
+
+#: Every accepted alias -> its canonical attribute name.
+ALIASES: Mapping[str, str] = MappingProxyType(
+    {alias: canonical for canonical, aliases in _ALIAS_GROUPS.items() for alias in aliases}
+)
+
+#: Canonical name -> its aliases (in the order above).
+ALIASES_OF: Mapping[str, tuple[str, ...]] = MappingProxyType(dict(_ALIAS_GROUPS))
+
+#: Canonical attributes whose value is an integer (token counts); the rest here are strings.
+INT_ATTRIBUTES = frozenset({
+    USAGE_INPUT_TOKENS, USAGE_OUTPUT_TOKENS, USAGE_CACHE_READ_INPUT_TOKENS,
+    USAGE_CACHE_WRITE_INPUT_TOKENS, USAGE_REASONING_OUTPUT_TOKENS, USAGE_TOTAL_TOKENS,
+})
+
+# --- Value maps ---------------------------------------------------------------------------------
+
+#: Legacy or foreign provider values -> the ``gen_ai.provider.name`` well-known value. Covers
+#: ``gen_ai.system`` (semconv <= 1.36) and OpenInference's ``llm.provider`` / ``llm.system``.
+#: Canonical values never appear as keys, so applying it to any provider value is safe.
+PROVIDER_VALUE_ALIASES: Mapping[str, str] = MappingProxyType({
+    "xai": "x_ai",
+    "az.ai.openai": "azure.ai.openai",
+    "az.ai.inference": "azure.ai.inference",
+    "vertex_ai": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    # OpenInference values
+    "vertexai": "gcp.vertex_ai",
+    "mistralai": "mistral_ai",
+    "google": "gcp.gen_ai",
+    "aws": "aws.bedrock",
+    "azure": "azure.ai.openai",
+})
+
+#: OpenLLMetry ``llm.request.type`` values -> ``gen_ai.operation.name`` values.
+OPERATION_VALUE_ALIASES: Mapping[str, str] = MappingProxyType({
+    "completion": "text_completion",
+    "embedding": "embeddings",
+})
+
+# --- Audit categories ---------------------------------------------------------------------------
+
+LLM, TOOL, AGENT, SECURITY, BUDGET, CONFIG, OTHER = "llm", "tool", "agent", "security", "budget", "config", "other"
+CATEGORIES = (LLM, TOOL, AGENT, SECURITY, BUDGET, CONFIG, OTHER)
+
+#: ``gen_ai.operation.name`` -> audit category (DESIGN §5). Retrieval and memory operations read
+#: or write the agent's knowledge as part of its own reasoning loop: they are ``agent`` events,
+#: not model calls (no tokens) and not tool calls (no ``gen_ai.tool.name``).
+OPERATION_CATEGORY: Mapping[str, str] = MappingProxyType({
+    "chat": LLM,
+    "text_completion": LLM,
+    "generate_content": LLM,
+    "embeddings": LLM,
+    "realtime_inference": LLM,
+    "fetch_response": LLM,
+    "rerank": LLM,
+    "execute_tool": TOOL,
+    "invoke_agent": AGENT,
+    "create_agent": AGENT,
+    "invoke_workflow": AGENT,
+    "plan": AGENT,
+    "retrieval": AGENT,
+    "create_memory": AGENT,
+    "update_memory": AGENT,
+    "upsert_memory": AGENT,
+    "delete_memory": AGENT,
+    "search_memory": AGENT,
+    "create_memory_store": AGENT,
+    "delete_memory_store": AGENT,
+})
+
+#: ``openinference.span.kind`` -> audit category. GUARDRAIL is a policy decision: ``security``.
+OPENINFERENCE_KIND_CATEGORY: Mapping[str, str] = MappingProxyType({
+    "LLM": LLM,
+    "EMBEDDING": LLM,
+    "RERANKER": LLM,
+    "TOOL": TOOL,
+    "AGENT": AGENT,
+    "CHAIN": AGENT,
+    "RETRIEVER": AGENT,
+    "GUARDRAIL": SECURITY,
+    "EVALUATOR": OTHER,
+    "UNKNOWN": OTHER,
+})
+
+#: ``traceloop.span.kind`` (OpenLLMetry) -> audit category.
+TRACELOOP_KIND_CATEGORY: Mapping[str, str] = MappingProxyType({
+    "workflow": AGENT,
+    "agent": AGENT,
+    "task": AGENT,
+    "tool": TOOL,
+    "unknown": OTHER,
+})
+
+
+def canonical(key: str) -> str:
+    """The canonical name of attribute ``key`` (``key`` itself when it is not a known alias)."""
+    return ALIASES.get(key, key)
+
+
+def names_for(canonical_name: str) -> tuple[str, ...]:
+    """``canonical_name`` followed by its aliases: the lookup order every reader uses."""
+    return (canonical_name, *ALIASES_OF.get(canonical_name, ()))
+
+
+def normalize_provider(value: str) -> str:
+    """Map a legacy provider value (``gemini``, ``az.ai.openai``) to the current well-known one."""
+    return PROVIDER_VALUE_ALIASES.get(value, value)
+
+
+def normalize_operation(value: str) -> str:
+    """Map an OpenLLMetry ``llm.request.type`` value to a ``gen_ai.operation.name`` value."""
+    return OPERATION_VALUE_ALIASES.get(value, value)
+
+
+def category(operation: str | None, span_kind: str | None = None) -> str:
+    """The audit category of an operation, falling back to an OpenInference/OpenLLMetry span kind.
+
+    Unknown operations and kinds give ``other``.
+    """
+    if operation:
+        found = OPERATION_CATEGORY.get(operation)
+        if found:
+            return found
+    if span_kind:
+        return OPENINFERENCE_KIND_CATEGORY.get(span_kind) or TRACELOOP_KIND_CATEGORY.get(span_kind) or OTHER
+    return OTHER

@@ -1,0 +1,728 @@
+"""The jsonl_audit exporter: what lands in the audit file for spans and log records, and how the file behaves."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import stat
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
+from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
+
+from obs_pipeline.components import Kind
+from obs_pipeline.errors import PermanentError, RetryableError, StartupError
+from obs_pipeline.exporters import jsonl_audit
+from obs_pipeline.exporters.jsonl_audit import FACTORY, writer
+from obs_pipeline.exporters.jsonl_audit.common import (
+    N_WANTED,
+    WANTED,
+    category,
+    format_ns,
+    read_wanted,
+    resource_context,
+    tokens,
+)
+from obs_pipeline.exporters.jsonl_audit.logs import DEFAULT_PRESET, LogPreset, encode_logs
+from obs_pipeline.exporters.jsonl_audit.spans import encode_traces
+from obs_pipeline.signals import Signal
+from obs_pipeline.testing import RecordingHost, make_settings
+from tests.exporters.builders import CHAT, SPAN, T0, TRACE, add_attributes, logs, set_value, traces
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+KEY_ORDER = ["timestamp", "session_id", "task_id", "event_type", "category", "result", "detail",
+             "event_id", "trace_id", "span_id", "service"]
+DEV_FULL = Path("/dev/full")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def line_of(data: Any) -> dict[str, Any]:
+    """The single audit line of a one-item batch."""
+    encode = encode_traces if isinstance(data, TracesData) else encode_logs
+    (line,) = encode(data)
+    return orjson.loads(line)
+
+
+def missy_lines() -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in (FIXTURES / "missy_audit.jsonl").read_bytes().splitlines()]
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def exporter(path: Path, **cfg: Any) -> jsonl_audit.JsonlAuditExporter:
+    return FACTORY.create(make_settings("jsonl_audit", Kind.EXPORTER), FACTORY.parse({"path": str(path), **cfg}))
+
+
+async def export_all(path: Path, *batches: tuple[Signal, Any], **cfg: Any) -> None:
+    """Start an exporter on ``path``, export the batches, shut down."""
+    exp = exporter(path, **cfg)
+    await exp.start(RecordingHost())
+    for signal, data in batches:
+        await exp.export(signal, data)
+    await exp.shutdown()
+
+
+async def write_batches(path: Path, *batches: tuple[Signal, Any], **cfg: Any) -> list[dict[str, Any]]:
+    """:func:`export_all`, then every line in the file."""
+    await export_all(path, *batches, **cfg)
+    return read_lines(path)
+
+
+# --- spans --------------------------------------------------------------------------------------
+
+class TestSpanMapping:
+    def test_chat_span_line(self):
+        """A chat span gives model (the response model), provider, tokens and duration, keys in order."""
+        line = line_of(traces(CHAT))
+        assert list(line) == KEY_ORDER
+        assert line == {
+            "timestamp": "2026-03-17T10:30:45.123456Z",
+            "session_id": "conv-0",
+            "task_id": None,
+            "event_type": "chat",
+            "category": "llm",
+            "result": "allow",
+            "detail": {
+                "model": "claude-sonnet-4-5-20250929",
+                "provider": "anthropic",
+                "tokens": {"input": 2400, "output": 310, "cache_read": 1800},
+                "duration_ms": 2280.0,
+            },
+            "event_id": f"{TRACE.hex()}:{SPAN.hex()}",
+            "trace_id": TRACE.hex(),
+            "span_id": SPAN.hex(),
+            "service": "my-agent",
+        }
+
+    def test_request_model_when_no_response_model(self):
+        """Without a response model the request model is reported."""
+        line = line_of(traces({"attrs": {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}}))
+        assert line["detail"]["model"] == "gpt-4o"
+
+    def test_all_token_kinds(self):
+        """Cache-write and reasoning counts appear next to input and output."""
+        line = line_of(traces({"attrs": {
+            "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 20,
+            "gen_ai.usage.cache_write.input_tokens": 3, "gen_ai.usage.reasoning.output_tokens": 7,
+        }}))
+        assert line["detail"]["tokens"] == {"input": 10, "output": 20, "cache_write": 3, "reasoning": 7}
+
+    def test_zero_tokens_are_reported(self):
+        """A count of zero is a value, not an absence."""
+        line = line_of(traces({"attrs": {"gen_ai.usage.input_tokens": 0, "gen_ai.usage.output_tokens": 5}}))
+        assert line["detail"]["tokens"] == {"input": 0, "output": 5}
+
+    def test_execute_tool_span(self):
+        """A tool span is category tool and names the tool."""
+        line = line_of(traces({"name": "execute_tool lookup_order", "attrs": {
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup_order",
+            "gen_ai.tool.call.arguments": '{"order_id": 1234}',
+        }}))
+        assert (line["event_type"], line["category"]) == ("execute_tool", "tool")
+        assert line["detail"] == {"tool": "lookup_order", "duration_ms": 12.5}
+
+    def test_invoke_agent_span(self):
+        """An agent span is category agent and names the agent."""
+        line = line_of(traces({"attrs": {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support"}}))
+        assert (line["event_type"], line["category"], line["detail"]["agent"]) == ("invoke_agent", "agent", "support")
+
+    def test_error_span(self):
+        """Status ERROR gives result error, the status message and error.type in detail."""
+        line = line_of(traces({
+            "attrs": {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "t", "error.type": "TimeoutError"},
+            "status": (Status.STATUS_CODE_ERROR, "upstream 503 from orders-api"),
+        }))
+        assert line["result"] == "error"
+        assert line["detail"]["message"] == "upstream 503 from orders-api"
+        assert line["detail"]["error_type"] == "TimeoutError"
+
+    def test_error_type_from_exception_event(self):
+        """Without error.type, an error span's exception event names the error type."""
+        line = line_of(traces({
+            "status": (Status.STATUS_CODE_ERROR, ""),
+            "events": [("log", {"x": 1}), ("exception", {"exception.type": "KeyError", "exception.message": "k"})],
+        }))
+        assert line["detail"]["error_type"] == "KeyError"
+        assert "message" not in line["detail"]
+
+    def test_ok_status_is_allow(self):
+        """Status OK and UNSET are both allow."""
+        assert line_of(traces({"status": (Status.STATUS_CODE_OK, "")}))["result"] == "allow"
+        assert line_of(traces({}))["result"] == "allow"
+
+    def test_plain_span_uses_span_name(self):
+        """A span without GenAI attributes is an ``other`` event named after the span."""
+        line = line_of(traces({"name": "GET /orders", "attrs": {"http.method": "GET"}}))
+        assert (line["event_type"], line["category"], line["session_id"]) == ("GET /orders", "other", None)
+        assert line["detail"] == {"duration_ms": 12.5}
+
+    def test_openinference_span_kind(self):
+        """An OpenInference span without an operation name gets its category from the span kind."""
+        line = line_of(traces({"name": "ChatOpenAI", "attrs": {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o"}}))
+        assert (line["event_type"], line["category"], line["detail"]["model"]) == ("ChatOpenAI", "llm", "gpt-4o")
+
+    def test_unknown_operation_is_other(self):
+        """An operation nobody defined keeps its name as event_type, category other."""
+        line = line_of(traces({"attrs": {"gen_ai.operation.name": "summon"}}))
+        assert (line["event_type"], line["category"]) == ("summon", "other")
+
+    def test_timestamp_exact_to_the_microsecond(self):
+        """The start time keeps its microseconds (truncated, never rounded) and ends in Z."""
+        for start, expected in [
+            (T0, "2026-03-17T10:30:45.123456Z"),
+            (1_773_743_445_000_000_000, "2026-03-17T10:30:45.000000Z"),
+            (1_773_743_445_999_999_999, "2026-03-17T10:30:45.999999Z"),
+            (1_000, "1970-01-01T00:00:00.000001Z"),
+        ]:
+            assert line_of(traces({"start_time_unix_nano": start, "end_time_unix_nano": start}))["timestamp"] == expected
+
+    def test_duration_in_milliseconds(self):
+        """duration_ms is end minus start as a float number of milliseconds."""
+        line = line_of(traces({"start_time_unix_nano": T0, "end_time_unix_nano": T0 + 977_250_000}))
+        assert line["detail"]["duration_ms"] == 977.25
+
+    def test_unended_span_has_no_duration(self):
+        """An end time before the start (unset) gives no duration rather than a negative one."""
+        assert "duration_ms" not in line_of(traces({"end_time_unix_nano": 0}))["detail"]
+
+    def test_event_id_is_trace_and_span(self):
+        """event_id is ``<trace_id>:<span_id>`` in hex, the same every time."""
+        data = traces(CHAT)
+        assert line_of(data)["event_id"] == line_of(data)["event_id"] == f"{TRACE.hex()}:{SPAN.hex()}"
+
+    def test_span_without_ids_gets_a_stable_content_id(self):
+        """Without ids, trace_id/span_id are null and event_id is a stable content hash."""
+        first = line_of(traces({"trace_id": b"", "span_id": b"", "name": "x"}))
+        again = line_of(traces({"trace_id": b"", "span_id": b"", "name": "x"}))
+        other = line_of(traces({"trace_id": b"", "span_id": b"", "name": "y"}))
+        assert first["trace_id"] is None
+        assert first["span_id"] is None
+        assert first["event_id"].startswith("span:")
+        assert len(first["event_id"]) == 21
+        assert first["event_id"] == again["event_id"] != other["event_id"]
+
+    def test_session_falls_back_to_resource(self):
+        """A session id on the resource applies to its spans that carry none."""
+        data = traces({"attrs": {}}, {"attrs": {"session.id": "own"}},
+                      resource={"service.name": "svc", "session.id": "from-resource"})
+        sessions = [orjson.loads(line)["session_id"] for line in encode_traces(data)]
+        assert sessions == ["from-resource", "own"]
+
+    def test_task_id(self):
+        """The task id comes from gen_ai.task.id or one of its aliases."""
+        assert line_of(traces({"attrs": {"gen_ai.task.id": "task-1"}}))["task_id"] == "task-1"
+        assert line_of(traces({"attrs": {"task.id": "task-2"}}))["task_id"] == "task-2"
+
+    def test_no_service_name(self):
+        """A resource without service.name gives service null."""
+        assert line_of(traces({}, resource={}))["service"] is None
+
+    def test_many_resources_and_scopes(self):
+        """Every span of every scope and resource gets a line, in order, with its own service."""
+        data = traces({"name": "a"}, {"name": "b"}, resource={"service.name": "one"})
+        second = data.resource_spans.add()
+        add_attributes(second.resource.attributes, {"service.name": "two"})
+        second.scope_spans.add().spans.add(name="c", span_id=b"\x01" * 8, trace_id=TRACE)
+        second.scope_spans.add().spans.add(name="d", span_id=b"\x02" * 8, trace_id=TRACE)
+        lines = [orjson.loads(line) for line in encode_traces(data)]
+        assert [(x["event_type"], x["service"]) for x in lines] == [("a", "one"), ("b", "one"), ("c", "two"), ("d", "two")]
+
+    def test_input_is_not_modified(self):
+        """The batch may be shared with other exporters: mapping leaves it byte-identical."""
+        data = traces(CHAT)
+        before = data.SerializeToString()
+        encode_traces(data)
+        assert data.SerializeToString() == before
+
+
+class TestAliases:
+    def test_old_token_names(self):
+        """gen_ai.usage.prompt_tokens / completion_tokens are read as input / output."""
+        line = line_of(traces({"attrs": {"gen_ai.usage.prompt_tokens": 11, "gen_ai.usage.completion_tokens": 22}}))
+        assert line["detail"]["tokens"] == {"input": 11, "output": 22}
+
+    def test_gen_ai_system_value_is_normalized(self):
+        """gen_ai.system is read as the provider and its old values are renamed."""
+        assert line_of(traces({"attrs": {"gen_ai.system": "gemini"}}))["detail"]["provider"] == "gcp.gemini"
+        assert line_of(traces({"attrs": {"gen_ai.system": "openai"}}))["detail"]["provider"] == "openai"
+
+    def test_session_id_aliases(self):
+        """session.id and langfuse.session.id are session ids."""
+        assert line_of(traces({"attrs": {"session.id": "s-1"}}))["session_id"] == "s-1"
+        assert line_of(traces({"attrs": {"langfuse.session.id": "s-2"}}))["session_id"] == "s-2"
+
+    def test_cache_creation_is_cache_write(self):
+        """The semconv 1.40 cache_creation name is read as cache_write."""
+        line = line_of(traces({"attrs": {"gen_ai.usage.cache_creation.input_tokens": 5}}))
+        assert line["detail"]["tokens"] == {"cache_write": 5}
+
+    def test_openinference_names(self):
+        """OpenInference token counts, model and tool names are understood."""
+        line = line_of(traces({"attrs": {
+            "llm.token_count.prompt": 100, "llm.token_count.completion": 9, "llm.model_name": "m", "tool.name": "t",
+        }}))
+        assert line["detail"] == {"model": "m", "tokens": {"input": 100, "output": 9}, "tool": "t", "duration_ms": 12.5}
+
+    @pytest.mark.parametrize("order", ["canonical_first", "alias_first"])
+    def test_canonical_wins_over_alias(self, order):
+        """When both spellings are present, the canonical one wins whatever the order."""
+        pairs = [("gen_ai.conversation.id", "canonical"), ("session.id", "alias"),
+                 ("gen_ai.usage.input_tokens", 1), ("gen_ai.usage.prompt_tokens", 2)]
+        if order == "alias_first":
+            pairs = pairs[::-1]
+        line = line_of(traces({"attrs": dict(pairs)}))
+        assert (line["session_id"], line["detail"]["tokens"]["input"]) == ("canonical", 1)
+
+    def test_token_counts_of_other_types(self):
+        """Token counts sent as doubles or numeric strings are still integers in the line."""
+        line = line_of(traces({"attrs": {"gen_ai.usage.input_tokens": 12.0, "gen_ai.usage.output_tokens": "34"}}))
+        assert line["detail"]["tokens"] == {"input": 12, "output": 34}
+
+    def test_integer_session_id_becomes_text(self):
+        """A session id sent as an integer is written as text."""
+        assert line_of(traces({"attrs": {"session.id": 42}}))["session_id"] == "42"
+
+    def test_long_and_unicode_values(self):
+        """Long wanted values and non-ASCII text come through exactly."""
+        session = "sé-" + "ß" * 300
+        line = line_of(traces({"attrs": {"gen_ai.conversation.id": session, "gen_ai.agent.name": "агент"}}))
+        assert (line["session_id"], line["detail"]["agent"]) == (session, "агент")
+
+    def test_large_and_negative_token_counts(self):
+        """Multi-byte and negative varints decode exactly."""
+        for value in (127, 128, 16_383, 16_384, 2_097_151, 2_097_152, 2**40, -1, -(2**63)):
+            line = line_of(traces({"attrs": {"gen_ai.usage.input_tokens": value}}))
+            assert line["detail"]["tokens"] == {"input": value}
+
+
+def reference_line(span: Any, resource: Any) -> dict[str, Any]:
+    """The audit line computed the slow, obvious way from the protobuf objects."""
+    service, res_session, res_task = resource_context(resource)
+    vals = read_wanted(span.attributes)
+    detail: dict[str, Any] = {}
+    model = vals[WANTED.index("gen_ai.response.model")] or vals[WANTED.index("gen_ai.request.model")]
+    for key, value in (("model", model), ("provider", vals[WANTED.index("gen_ai.provider.name")]),
+                       ("tokens", tokens(vals)), ("tool", vals[WANTED.index("gen_ai.tool.name")]),
+                       ("agent", vals[WANTED.index("gen_ai.agent.name")])):
+        if value:
+            detail[key] = value
+    if span.end_time_unix_nano >= span.start_time_unix_nano:
+        detail["duration_ms"] = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
+    if span.status.message:
+        detail["message"] = span.status.message
+    if vals[WANTED.index("error.type")]:
+        detail["error_type"] = vals[WANTED.index("error.type")]
+    op = vals[WANTED.index("gen_ai.operation.name")]
+    return {
+        "timestamp": format_ns(span.start_time_unix_nano),
+        "session_id": vals[WANTED.index("gen_ai.conversation.id")] or res_session,
+        "task_id": vals[WANTED.index("gen_ai.task.id")] or res_task,
+        "event_type": op or span.name,
+        "category": category(vals),
+        "result": "error" if span.status.code == Status.STATUS_CODE_ERROR else "allow",
+        "detail": detail,
+        "event_id": f"{span.trace_id.hex()}:{span.span_id.hex()}",
+        "trace_id": span.trace_id.hex(),
+        "span_id": span.span_id.hex(),
+        "service": service,
+    }
+
+
+class TestFastPathMatchesReference:
+    def test_random_spans(self):
+        """The byte-level, cached span path gives exactly what the plain protobuf reading gives."""
+        rnd = random.Random(1234)
+        names = [*WANTED, "session.id", "gen_ai.system", "gen_ai.usage.prompt_tokens", "llm.model_name",
+                 "tool.name", "gen_ai.prompt", "http.url", "k" * 200, "", "gen_ai.request.temperature"]
+        values: list[Any] = ["chat", "execute_tool", "gemini", "anthropic", "", "x" * 300, "ü" * 70, 0, 1, 300,
+                             2**35, -5, 0.5, 3.0, True, "42", b"raw", [1, "a"], {"k": "v"}, None]
+        for _round in range(3):  # later rounds hit the caches filled by earlier ones
+            data = TracesData()
+            rs = data.resource_spans.add()
+            add_attributes(rs.resource.attributes, {"service.name": "svc", "session.id": "res-session"})
+            ss = rs.scope_spans.add()
+            rnd_state = rnd.getstate()
+            for i in range(300):
+                span = ss.spans.add(trace_id=rnd.randbytes(16), span_id=rnd.randbytes(8), name=f"s{i}",
+                                    start_time_unix_nano=T0 + rnd.randrange(10**12),
+                                    end_time_unix_nano=T0 + rnd.randrange(10**12))
+                for _ in range(rnd.randrange(0, 14)):
+                    kv = span.attributes.add(key=rnd.choice(names))
+                    value = rnd.choice(values)
+                    if value is not None:
+                        set_value(kv.value, value)
+                if rnd.random() < 0.2:
+                    span.status.code = rnd.choice([1, 2])
+                    span.status.message = rnd.choice(["", "boom"])
+            got = [orjson.loads(line) for line in encode_traces(data)]
+            want = [orjson.loads(orjson.dumps(reference_line(span, rs.resource))) for span in ss.spans]
+            for g, w in zip(got, want, strict=True):
+                assert g == w
+            rnd.setstate(rnd_state)
+        assert len(WANTED) == N_WANTED
+
+
+# --- logs ---------------------------------------------------------------------------------------
+
+class TestLogMapping:
+    def test_missy_audit_lines_come_out_unchanged(self):
+        """A missy audit line read as a JSON log keeps its fields; the timestamp gains its Z."""
+        for source in missy_lines():
+            line = line_of(logs({"body": source, "observed_time_unix_nano": T0}))
+            assert list(line) == KEY_ORDER
+            for key in ("session_id", "task_id", "event_type", "category", "result", "detail"):
+                assert line[key] == source[key], key
+            assert line["timestamp"] == source["timestamp"] + "Z"
+            assert line["service"] == "my-agent"
+            assert line["event_id"].startswith("log:")
+
+    def test_missy_detail_order_is_kept(self):
+        """The source's detail keys keep their order."""
+        source = missy_lines()[5]
+        assert list(line_of(logs({"body": source}))["detail"]) == list(source["detail"])
+
+    def test_log_event_id_is_stable(self):
+        """The same record gets the same id, even when read again at another time."""
+        source = missy_lines()[0]
+        first = line_of(logs({"body": source, "observed_time_unix_nano": T0}))
+        again = line_of(logs({"body": source, "observed_time_unix_nano": T0 + 10**9}))
+        other = line_of(logs({"body": missy_lines()[1], "observed_time_unix_nano": T0}))
+        assert first["event_id"] == again["event_id"] != other["event_id"]
+        assert len(first["event_id"]) == len("log:") + 16
+
+    def test_text_log_with_error_severity(self):
+        """A text body is the message; severity ERROR gives result error; record time is the timestamp."""
+        line = line_of(logs({"body": "disk on fire", "severity_number": 17, "severity_text": "ERROR",
+                             "time_unix_nano": T0, "observed_time_unix_nano": T0 + 5}))
+        assert (line["event_type"], line["category"], line["result"]) == ("log", "other", "error")
+        assert line["detail"] == {"message": "disk on fire"}
+        assert line["timestamp"] == "2026-03-17T10:30:45.123456Z"
+
+    def test_severity_text_without_number(self):
+        """An ERROR severity text counts when the number is unset; INFO is allow."""
+        assert line_of(logs({"body": "x", "severity_text": "fatal"}))["result"] == "error"
+        assert line_of(logs({"body": "x", "severity_number": 9, "severity_text": "INFO"}))["result"] == "allow"
+
+    def test_observed_time_when_no_time(self):
+        """Without a record time, the observed time is the timestamp."""
+        assert line_of(logs({"body": "x", "observed_time_unix_nano": T0}))["timestamp"] == "2026-03-17T10:30:45.123456Z"
+
+    def test_decision_is_result(self):
+        """A body's ``decision`` is the result and wins over severity."""
+        line = line_of(logs({"body": {"decision": "deny", "message": "blocked"}, "severity_number": 17}))
+        assert line["result"] == "deny"
+        assert line["detail"] == {"message": "blocked"}
+
+    def test_event_name_field_and_attribute(self):
+        """LogRecord.event_name, else the event.name attribute, names the event."""
+        assert line_of(logs({"body": "x", "event_name": "gen_ai.client.inference.operation.details"}))[
+            "event_type"] == "gen_ai.client.inference.operation.details"
+        assert line_of(logs({"body": "x", "attrs": {"event.name": "budget.exceeded"}}))["event_type"] == "budget.exceeded"
+
+    def test_trace_context_ids(self):
+        """A record inside a span carries its trace and span ids; its event_id stays its own."""
+        line = line_of(logs({"body": "x", "trace_id": TRACE, "span_id": SPAN}))
+        assert (line["trace_id"], line["span_id"]) == (TRACE.hex(), SPAN.hex())
+        assert line["event_id"].startswith("log:")
+
+    def test_genai_attributes_and_session_of_a_log(self):
+        """GenAI attributes on a log record fill detail, session and category like on a span."""
+        line = line_of(logs({"body": "done", "attrs": {
+            "gen_ai.operation.name": "chat", "gen_ai.response.model": "m", "gen_ai.usage.input_tokens": 3,
+            "session.id": "s-9",
+        }}))
+        assert (line["session_id"], line["category"], line["event_type"]) == ("s-9", "llm", "chat")
+        assert line["detail"] == {"message": "done", "model": "m", "tokens": {"input": 3}}
+
+    def test_other_body_keys_go_to_detail(self):
+        """Body keys that are not audit fields are kept in detail rather than lost."""
+        source = orjson.loads((FIXTURES / "agent_os_log.jsonl").read_bytes().splitlines()[4])
+        line = line_of(logs({"body": source}))
+        assert line["result"] == "allow"  # the kernel's own decision
+        assert line["detail"]["message"] == "Action failed"
+        assert line["detail"]["action"] == "shell"
+        assert line["detail"]["level"] == "ERROR"
+        assert (line["trace_id"], line["span_id"]) == (source["trace_id"], source["span_id"])
+        assert line["timestamp"] == "2026-03-17T10:30:51.923000Z"
+
+    def test_numeric_and_offset_timestamps(self):
+        """Epoch numbers and timestamps with an offset are normalized to UTC with Z."""
+        assert line_of(logs({"body": {"timestamp": 1773743445.5}}))["timestamp"] == "2026-03-17T10:30:45.500000Z"
+        assert line_of(logs({"body": {"timestamp": 1773743445123}}))["timestamp"] == "2026-03-17T10:30:45.123000Z"
+        assert line_of(logs({"body": {"timestamp": "2026-03-17T12:30:45.123456+02:00"}}))[
+            "timestamp"] == "2026-03-17T10:30:45.123456Z"
+
+    def test_unparsable_timestamp_falls_back_to_record_time(self):
+        """A body timestamp that is not a time is kept in detail; the record time is used."""
+        line = line_of(logs({"body": {"timestamp": "yesterday"}, "time_unix_nano": T0}))
+        assert line["timestamp"] == "2026-03-17T10:30:45.123456Z"
+        assert line["detail"] == {"source_timestamp": "yesterday"}
+
+    def test_preset_maps_another_framework(self):
+        """A preset (data, not code) maps the policy kernel's fields onto the audit line."""
+        preset = LogPreset("agent_os_audit", fields={
+            **DEFAULT_PRESET.fields, "result": ("decision",), "session_id": ("context.session_id",),
+            "event_type": ("action",), "event_id": ("id",), "message": ("reason",),
+        }, values={"result": {"deny": "deny", "allow": "allow"}})
+        source = orjson.loads((FIXTURES / "agent_os_audit.jsonl").read_bytes().splitlines()[0])
+        (raw,) = encode_logs(logs({"body": source}), preset)
+        line = orjson.loads(raw)
+        assert (line["session_id"], line["event_type"], line["result"], line["event_id"]) == (
+            "sess-123", "file_write", "deny", "audit-001")
+        assert line["detail"]["message"] == "Production writes blocked"
+        assert line["detail"]["resource"] == "/prod/config.yaml"
+
+    def test_preset_rejects_unknown_fields(self):
+        """A preset naming a field the audit line does not have is an error at construction."""
+        with pytest.raises(ValueError, match="unknown audit fields"):
+            LogPreset("bad", fields={"colour": ("c",)})
+
+
+# --- the OTLP fixture ---------------------------------------------------------------------------
+
+def fixture_traces() -> list[TracesData]:
+    """``otlp_traces.jsonl`` (OTLP/JSON, hex ids) as TracesData messages."""
+    from obs_pipeline import otlp_json  # noqa: PLC0415
+
+    return [otlp_json.decode(Signal.TRACES, line) for line in (FIXTURES / "otlp_traces.jsonl").read_bytes().splitlines()]
+
+
+class TestOtlpFixture:
+    async def test_fixture_spans(self, tmp_path):
+        """The collector fixture's spans become audit lines with their sessions, tokens and errors."""
+        path = tmp_path / "audit.jsonl"
+        lines = await write_batches(path, *[(Signal.TRACES, data) for data in fixture_traces()])
+        assert len(lines) == 12
+        chat = lines[1]
+        assert (chat["event_type"], chat["category"], chat["session_id"], chat["service"]) == (
+            "chat", "llm", "conv-0", "support-agent")
+        assert chat["detail"]["model"] == "claude-sonnet-4-5"
+        assert chat["detail"]["provider"] == "anthropic"
+        assert chat["detail"]["tokens"] == {"input": 2400, "output": 310, "cache_read": 1800}
+        assert chat["detail"]["duration_ms"] == 2280.0
+        assert chat["timestamp"] == "2026-03-17T10:30:45.100000Z"
+        assert chat["event_id"] == "db5b5fab8f4d3e27dda1494c73cf256d:73ab48767734d7c1"
+        errors = [x for x in lines if x["result"] == "error"]
+        assert len(errors) == 1
+        assert errors[0]["detail"]["message"] == "upstream 503 from orders-api"
+        assert (errors[0]["event_type"], errors[0]["session_id"]) == ("execute_tool", "conv-2")
+        assert [x["category"] for x in lines[:4]] == ["agent", "llm", "tool", "llm"]
+
+
+# --- the file -----------------------------------------------------------------------------------
+
+class TestFile:
+    async def test_appends_across_restarts(self, tmp_path):
+        """A restarted exporter appends; nothing written before is lost."""
+        path = tmp_path / "audit.jsonl"
+        await write_batches(path, (Signal.TRACES, traces({"name": "first"})))
+        lines = await write_batches(path, (Signal.TRACES, traces({"name": "second"})), (Signal.LOGS, logs({"body": "x"})))
+        assert [x["event_type"] for x in lines] == ["first", "second", "log"]
+        assert path.read_bytes().endswith(b"}\n")
+
+    async def test_one_write_per_batch(self, tmp_path, monkeypatch):
+        """All lines of a batch go out in one write call."""
+        calls: list[int] = []
+        real_write = os.write
+
+        def counting_write(fd: int, data: Any) -> int:
+            calls.append(len(data))
+            return real_write(fd, data)
+
+        monkeypatch.setattr(writer.os, "write", counting_write)
+        lines = await write_batches(tmp_path / "a.jsonl", (Signal.TRACES, traces(*[{"name": str(i)} for i in range(50)])))
+        assert len(lines) == 50
+        assert len(calls) == 1
+
+    async def test_new_file_mode_0600_and_parents_0700(self, tmp_path):
+        """A new file is private to its owner, and so are the directories created for it."""
+        path = tmp_path / "a" / "b" / "audit.jsonl"
+        await write_batches(path, (Signal.TRACES, traces({})))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o700
+        assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+
+    async def test_existing_looser_mode_is_kept_with_one_warning(self, tmp_path, caplog):
+        """An existing 0644 file is left as it is, with one warning naming the path, not the data."""
+        path = tmp_path / "audit.jsonl"
+        path.write_bytes(b"")
+        path.chmod(0o644)
+        exp = exporter(path)
+        with caplog.at_level(logging.WARNING):
+            await exp.start(RecordingHost())
+            await exp.export(Signal.TRACES, traces(CHAT))
+            exp.file.close()  # a reopen (after a failure) does not warn again
+            await exp.export(Signal.TRACES, traces(CHAT))
+            await exp.shutdown()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert str(path) in warnings[0]
+        assert "0644" in warnings[0]
+        assert "conv-0" not in caplog.text
+        assert "claude" not in caplog.text
+
+    async def test_partial_last_line_is_closed(self, tmp_path):
+        """After a crash mid-line, the next line starts on a fresh line and is intact."""
+        path = tmp_path / "audit.jsonl"
+        path.write_bytes(b'{"timestamp":"2026-03-17T10:30:45.000000Z","sess')
+        await export_all(path, (Signal.TRACES, traces({"name": "after"})))
+        raw = path.read_bytes().splitlines()
+        assert raw[0] == b'{"timestamp":"2026-03-17T10:30:45.000000Z","sess'
+        assert orjson.loads(raw[1])["event_type"] == "after"
+        assert len(raw) == 2
+
+    async def test_complete_last_line_gets_no_blank_line(self, tmp_path):
+        """A file that ends with a newline is continued directly."""
+        path = tmp_path / "audit.jsonl"
+        await write_batches(path, (Signal.TRACES, traces({})))
+        await write_batches(path, (Signal.TRACES, traces({})))
+        assert b"\n\n" not in path.read_bytes()
+
+    async def test_unusable_path_fails_start_clearly(self, tmp_path):
+        """A path that cannot be created fails start with the path and the OS reason."""
+        (tmp_path / "file.txt").write_text("not a directory")
+        path = tmp_path / "file.txt" / "audit.jsonl"
+        exp = exporter(path)
+        with pytest.raises(StartupError) as info:
+            await exp.start(RecordingHost())
+        assert str(info.value) == f"jsonl_audit: cannot open {path} for append: Not a directory"
+        await exp.shutdown()
+
+    async def test_directory_path_fails_start(self, tmp_path):
+        """A path that is a directory fails start."""
+        with pytest.raises(StartupError, match="Is a directory"):
+            await exporter(tmp_path).start(RecordingHost())
+
+    @pytest.mark.skipif(not DEV_FULL.exists(), reason="no /dev/full on this system")
+    async def test_disk_full_is_retryable(self):
+        """ENOSPC (writing to /dev/full) is a retryable error naming the path and the reason."""
+        exp = exporter(DEV_FULL)
+        await exp.start(RecordingHost())
+        with pytest.raises(RetryableError) as info:
+            await exp.export(Signal.TRACES, traces(CHAT))
+        assert str(info.value) == "jsonl_audit: cannot write /dev/full: No space left on device"
+        assert isinstance(info.value.__cause__, OSError)
+        assert info.value.__cause__.errno == errno.ENOSPC
+        assert not exp.file.is_open  # reopened on the next attempt
+        with pytest.raises(RetryableError):
+            await exp.export(Signal.TRACES, traces(CHAT))
+        await exp.shutdown()
+
+    async def test_recovers_after_the_path_comes_back(self, tmp_path):
+        """When the path turns into a directory the write is retryable; once fixed, writing resumes."""
+        path = tmp_path / "audit.jsonl"
+        exp = exporter(path)
+        await exp.start(RecordingHost())
+        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        exp.file.close()  # as after a failed write
+        path.rename(tmp_path / "moved.jsonl")
+        path.mkdir()
+        with pytest.raises(RetryableError, match="Is a directory"):
+            await exp.export(Signal.TRACES, traces({"name": "two"}))
+        path.rmdir()
+        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.shutdown()
+        assert [x["event_type"] for x in read_lines(path)] == ["two"]
+
+    async def test_fsync_after_each_batch(self, tmp_path, monkeypatch):
+        """With fsync on, each batch is flushed to the device after it is written."""
+        synced: list[int] = []
+        real = writer._sync
+        monkeypatch.setattr(writer, "_sync", lambda fd: (synced.append(os.fstat(fd).st_size), real(fd)))
+        path = tmp_path / "audit.jsonl"
+        lines = await write_batches(path, (Signal.TRACES, traces({})), (Signal.LOGS, logs({"body": "x"})), fsync=True)
+        assert len(lines) == 2
+        assert len(synced) == 2
+        assert synced[1] == path.stat().st_size
+
+    async def test_no_fsync_by_default(self, tmp_path, monkeypatch):
+        """Without the option no fsync happens."""
+        synced: list[int] = []
+        monkeypatch.setattr(writer, "_sync", synced.append)
+        await write_batches(tmp_path / "audit.jsonl", (Signal.TRACES, traces({})))
+        assert synced == []
+
+    async def test_empty_batch_writes_nothing(self, tmp_path):
+        """A batch without spans leaves the file untouched."""
+        path = tmp_path / "audit.jsonl"
+        assert await write_batches(path, (Signal.TRACES, TracesData())) == []
+        assert path.read_bytes() == b""
+
+
+class TestCheck:
+    def test_good_path_has_no_problem(self, tmp_path):
+        """A path whose directories can be created is fine, and checking creates nothing."""
+        path = tmp_path / "x" / "y" / "audit.jsonl"
+        assert FACTORY.check(FACTORY.parse({"path": str(path)})) == []
+        assert not (tmp_path / "x").exists()
+
+    def test_directory_is_a_problem(self, tmp_path):
+        """A directory as the path is reported on the ``path`` key."""
+        (problem,) = FACTORY.check(FACTORY.parse({"path": str(tmp_path)}))
+        assert problem.path == "path"
+        assert problem.message == f"cannot write: {tmp_path} is a directory"
+
+    def test_file_in_the_way_is_a_problem(self, tmp_path):
+        """An ancestor that is a file makes the path unusable."""
+        (tmp_path / "file.txt").write_text("")
+        (problem,) = FACTORY.check(FACTORY.parse({"path": str(tmp_path / "file.txt" / "a" / "audit.jsonl")}))
+        assert problem.message == f"cannot write: {tmp_path / 'file.txt'} is not a directory"
+
+    @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+    def test_read_only_directory_is_a_problem(self, tmp_path):
+        """A directory without write permission is reported."""
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        (problem,) = FACTORY.check(FACTORY.parse({"path": str(locked / "audit.jsonl")}))
+        assert "not writable" in problem.message
+
+
+class TestComponent:
+    def test_parse_fills_defaults(self):
+        """An exporter with only a path has fsync off and empty helper blocks."""
+        cfg = FACTORY.parse({"path": "a.jsonl"})
+        assert cfg == jsonl_audit.Config(path="a.jsonl", fsync=False, sending_queue={}, retry_on_failure={})
+
+    def test_schema_defaults_match_config(self):
+        """The schema's documented default for fsync is the dataclass default."""
+        schema = orjson.loads(FACTORY.schema_path.read_bytes())
+        assert schema["properties"]["fsync"]["default"] is jsonl_audit.Config(path="x").fsync
+
+    def test_parse_keeps_helper_blocks(self):
+        """sending_queue and retry_on_failure are kept for the exporter helper."""
+        cfg = FACTORY.parse({"path": "a", "fsync": True, "sending_queue": {"queue_size": 10},
+                             "retry_on_failure": {"enabled": False}})
+        assert (cfg.fsync, cfg.sending_queue, cfg.retry_on_failure) == (True, {"queue_size": 10}, {"enabled": False})
+
+    def test_factory_declaration(self):
+        """The factory takes traces and logs and points at its schema."""
+        assert FACTORY.type == "jsonl_audit"
+        assert FACTORY.kind is Kind.EXPORTER
+        assert FACTORY.signals == {Signal.TRACES, Signal.LOGS}
+        assert FACTORY.schema_path.is_file()
+
+    async def test_shutdown_without_start_and_twice(self, tmp_path):
+        """Shutdown is safe before start and when repeated, and creates nothing."""
+        exp = exporter(tmp_path / "audit.jsonl")
+        await exp.shutdown()
+        await exp.shutdown()
+        assert not (tmp_path / "audit.jsonl").exists()
+        await exp.start(RecordingHost())
+        await exp.shutdown()
+        await exp.shutdown()
+
+    async def test_metrics_are_refused(self, tmp_path):
+        """Metrics are not audit events: a permanent error."""
+        exp = exporter(tmp_path / "audit.jsonl")
+        with pytest.raises(PermanentError):
+            await exp.export(Signal.METRICS, MetricsData())
