@@ -105,8 +105,10 @@ class GrpcServer:
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
                 data = from_string(request)
-            except (DecodeError, RecursionError):
+            except (DecodeError, RecursionError) as exc:
                 counters.malformed()
+                log.debug("%s: rejected a malformed OTLP/gRPC %s request: %s", receiver_id, signal.value,
+                          type(exc).__name__)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message)
             items = 0
             try:

@@ -214,15 +214,19 @@ class HttpServer:
                 body = await read_body(request, limit)
             except _TooLarge:
                 counters.malformed()
+                log.debug("%s: rejected an OTLP/HTTP %s request: body over %d bytes", receiver_id, signal.value, limit)
                 return _error(413, RESOURCE_EXHAUSTED, f"request body is larger than {limit} bytes", as_json)
             except _BadEncoding:
                 counters.malformed()
+                log.debug("%s: rejected an OTLP/HTTP %s request: bad %s data", receiver_id, signal.value, encoding)
                 return _error(400, INVALID_ARGUMENT, f"request body is not valid {encoding} data", as_json)
             try:
                 data: Message = otlp_json.decode(signal, body) if as_json else from_string(body)
             except (DecodeError, ValueError, RecursionError) as exc:
                 counters.malformed()
                 reason = str(exc) if as_json else f"request body is not a valid OTLP {signal.value} export request"
+                log.debug("%s: rejected a malformed OTLP/HTTP %s request: %s", receiver_id, signal.value,
+                          type(exc).__name__)
                 return _error(400, INVALID_ARGUMENT, reason, as_json)
             items = 0
             try:
