@@ -81,9 +81,15 @@ class Consumer(Protocol):
 
     ``consume`` returns once the data is accepted; it raises
     :class:`~obs_pipeline.errors.RefusedError` when it is not (the sender should retry).
+
+    ``wire``, when given, is the exact protobuf serialization of ``data`` as it is now (the
+    request bytes a receiver parsed). Stages that only read pass it on, so batching can join
+    bytes instead of deep-copying messages and an exporter can skip re-serializing. Whoever
+    changes ``data`` must drop it: the pipeline never hands ``wire`` to a processor whose
+    factory declares ``mutates_data``, so stale bytes cannot bypass, say, redaction.
     """
 
-    async def consume(self, data: Message) -> None:
+    async def consume(self, data: Message, wire: bytes | None = None) -> None:
         """Accept ``data`` or raise ``RefusedError``."""
 
 
@@ -143,9 +149,9 @@ class Processor(Component):
         self.pipeline = pipeline
         self.next = next_consumer
 
-    async def consume(self, data: Message) -> None:
-        """Process ``data`` and pass it on; the default passes it through."""
-        await self.next.consume(data)
+    async def consume(self, data: Message, wire: bytes | None = None) -> None:
+        """Process ``data`` and pass it on; the default passes it (and its wire bytes) through."""
+        await self.next.consume(data, wire)
 
 
 class Exporter(Component):
@@ -158,6 +164,14 @@ class Exporter(Component):
     async def export(self, signal: Signal, data: Message) -> None:
         """Deliver ``data``."""
         raise NotImplementedError
+
+    async def export_wire(self, signal: Signal, data: Message, wire: bytes | None) -> None:
+        """Deliver ``data``, whose serialization is ``wire`` when known.
+
+        The exporter helper calls this one. Override it when the bytes save work (an exporter
+        that re-serializes anyway); the default ignores them.
+        """
+        await self.export(signal, data)
 
 
 def _no_problems(_cfg: Any) -> list[Problem]:

@@ -86,7 +86,7 @@ class QueuedExporter:
         self.queue_settings = queue
         self.retry = retry
         self.timeout = timeout
-        self._queue: deque[tuple[Signal, Message, int]] = deque()
+        self._queue: deque[tuple[Signal, Message, int, bytes | None]] = deque()
         self._items = 0
         self._inflight: dict[asyncio.Task[Any], int] = {}
         self._wakeup = asyncio.Event()
@@ -110,16 +110,16 @@ class QueuedExporter:
         """Whether a batch of ``items`` fits now. An empty queue takes any batch, however large."""
         return not self._closing and (self._items == 0 or self._items + items <= self.queue_settings.queue_size)
 
-    def put_nowait(self, signal: Signal, data: Message, items: int) -> None:
+    def put_nowait(self, signal: Signal, data: Message, items: int, wire: bytes | None = None) -> None:
         """Enqueue a batch the caller checked with :meth:`has_room`."""
-        self._queue.append((signal, data, items))
+        self._queue.append((signal, data, items, wire))
         self._items += items
         self._queue_gauge.set(self._items)
         self._wakeup.set()
 
-    async def send_now(self, signal: Signal, data: Message, items: int) -> None:
+    async def send_now(self, signal: Signal, data: Message, items: int, wire: bytes | None = None) -> None:
         """Export synchronously (``sending_queue.enabled: false``), with the same retries."""
-        await self._deliver(signal, data, items)
+        await self._deliver(signal, data, items, wire)
 
     async def start(self, host: Host) -> None:
         """Start the exporter, then its queue consumers."""
@@ -153,7 +153,7 @@ class QueuedExporter:
 
     def _count_undelivered(self) -> None:
         lost = self._items
-        for signal, _data, items in self._queue:
+        for signal, _data, items, _wire in self._queue:
             self._metrics.exporter_failed.labels(exporter=self.id, signal=signal.value, reason="shutdown").inc(items)
         self._queue.clear()
         self._items = 0
@@ -170,9 +170,9 @@ class QueuedExporter:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            signal, data, items = self._queue.popleft()
+            signal, data, items, wire = self._queue.popleft()
             try:
-                await self._deliver(signal, data, items)
+                await self._deliver(signal, data, items, wire)
             except asyncio.CancelledError:
                 self._metrics.exporter_failed.labels(exporter=self.id, signal=signal.value, reason="shutdown").inc(items)
                 raise
@@ -180,16 +180,16 @@ class QueuedExporter:
                 self._items -= items
                 self._queue_gauge.set(self._items)
 
-    async def _deliver(self, signal: Signal, data: Message, items: int) -> None:
+    async def _deliver(self, signal: Signal, data: Message, items: int, wire: bytes | None = None) -> None:
         """Export with timeout and retries; count the outcome. Never raises for export failures."""
         started = time.monotonic()
         interval = self.retry.initial_interval
         while True:
             try:
                 if self.timeout:
-                    await asyncio.wait_for(self.exporter.export(signal, data), self.timeout)
+                    await asyncio.wait_for(self.exporter.export_wire(signal, data, wire), self.timeout)
                 else:
-                    await self.exporter.export(signal, data)
+                    await self.exporter.export_wire(signal, data, wire)
             except (RetryableError, TimeoutError) as exc:
                 hint = exc.retry_after if isinstance(exc, RetryableError) else None
                 delay = max(self.retry.next_delay(interval), hint or 0.0)

@@ -30,7 +30,7 @@ class ExportersFanout:
         self._queued = [e for e in exporters if e.queued]
         self._direct = [e for e in exporters if not e.queued]
 
-    async def consume(self, data: Message) -> None:
+    async def consume(self, data: Message, wire: bytes | None = None) -> None:
         """Enqueue ``data`` everywhere, or raise ``RefusedError`` without enqueuing anywhere."""
         items = count_items(self.signal, data)
         if items == 0:
@@ -39,9 +39,9 @@ class ExportersFanout:
             if not exporter.has_room(items):
                 raise RefusedError("queue_full", retry_after=QUEUE_FULL_RETRY_AFTER)
         for exporter in self._queued:
-            exporter.put_nowait(self.signal, data, items)
+            exporter.put_nowait(self.signal, data, items, wire)
         for exporter in self._direct:
-            await exporter.send_now(self.signal, data, items)
+            await exporter.send_now(self.signal, data, items, wire)
 
 
 class PipelinesFanout:
@@ -52,7 +52,7 @@ class PipelinesFanout:
         self._read_only = [c for c, mutates in entries if not mutates]
         self._mutating = [c for c, mutates in entries if mutates]
 
-    async def consume(self, data: Message) -> None:
+    async def consume(self, data: Message, wire: bytes | None = None) -> None:
         """Deliver to every pipeline; if any refuses, raise after trying all of them.
 
         A pipeline that accepted keeps the batch, so the sender's retry may duplicate it there
@@ -66,7 +66,7 @@ class PipelinesFanout:
         refusal: RefusedError | None = None
         for consumer, batch in [*((c, data) for c in self._read_only), *zip(self._mutating, copies, strict=True)]:
             try:
-                await consumer.consume(batch)
+                await consumer.consume(batch, wire)
             except RefusedError as exc:
                 refusal = refusal or exc
         if refusal is not None:

@@ -31,7 +31,7 @@ from obs_pipeline.components import (
 from obs_pipeline.errors import Problem, StartupError
 from obs_pipeline.exporterhelper import QueuedExporter, QueueSettings, RetrySettings
 from obs_pipeline.fanout import ExportersFanout, single_or_fanout
-from obs_pipeline.signals import Signal
+from obs_pipeline.signals import Message, Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 from obs_pipeline.units import parse_duration
 
@@ -39,6 +39,22 @@ if TYPE_CHECKING:
     from obs_pipeline.config import ComponentConfig, PipelineConfig
 
 log = logging.getLogger("obs_pipeline.pipeline")
+
+
+class WithoutWire:
+    """Hands a mutating processor its data without the wire bytes.
+
+    The bytes describe the data *before* the processor changes it; passing them on would let an
+    exporter write, say, the unredacted original. Stripping them here, once, makes that
+    impossible for every mutating processor, however it is written.
+    """
+
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+
+    async def consume(self, data: Message, wire: bytes | None = None) -> None:
+        """Pass ``data`` on and forget ``wire``."""
+        await self.processor.consume(data)
 
 
 @dataclass
@@ -90,7 +106,7 @@ class Graph:
                 processor = cc.factory.create(self._settings(cc), cc.config, spec.signal, spec.id, consumer)
                 built.processors.insert(0, processor)
                 built.mutates = built.mutates or cc.factory.mutates_data
-                consumer = processor
+                consumer = WithoutWire(processor) if cc.factory.mutates_data else processor
             built.entry = consumer
             self.pipelines.append(built)
         for rid in sorted({r for p in cfg.pipelines for r in p.receivers}):

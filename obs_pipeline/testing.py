@@ -39,7 +39,7 @@ class CapturingConsumer:
         self.messages: list[Message] = []
         self._changed = asyncio.Condition()
 
-    async def consume(self, data: Message) -> None:
+    async def consume(self, data: Message, wire: bytes | None = None) -> None:
         """Keep ``data``."""
         self.messages.append(data)
         await self._notify()
@@ -80,13 +80,13 @@ class RefusingConsumer(CapturingConsumer):
         self.times = times
         self.refusals = 0
 
-    async def consume(self, data: Message) -> None:
+    async def consume(self, data: Message, wire: bytes | None = None) -> None:
         """Refuse, or accept once ``times`` refusals were made."""
         if self.times is None or self.refusals < self.times:
             self.refusals += 1
             await self._notify()
             raise RefusedError(self.reason, retry_after=self.retry_after)
-        await super().consume(data)
+        await super().consume(data, wire)
 
     async def wait_for_refusals(self, n: int, within: float = 5.0) -> None:
         """Wait until at least ``n`` calls were refused.

@@ -18,7 +18,7 @@ class Recorder:
         self.mutate = mutate
         self.refuse = refuse
 
-    async def consume(self, data: Message) -> None:
+    async def consume(self, data: Message, wire: bytes | None = None) -> None:
         if self.refuse:
             raise RefusedError("queue_full")
         if self.mutate:

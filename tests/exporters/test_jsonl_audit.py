@@ -367,8 +367,27 @@ class TestFastPathMatchesReference:
             want = [orjson.loads(orjson.dumps(reference_line(span, rs.resource))) for span in ss.spans]
             for g, w in zip(got, want, strict=True):
                 assert g == w
+            assert encode_traces(data, data.SerializeToString()) == encode_traces(data)
             rnd.setstate(rnd_state)
         assert len(WANTED) == N_WANTED
+
+    def test_lines_from_wire_bytes_equal_lines_from_the_message(self):
+        """A batch joined from several requests' bytes maps to the same lines as the parsed batch."""
+        requests = []
+        for n, service in enumerate(("a", "b", "c")):
+            part = TracesData()
+            rs = part.resource_spans.add()
+            add_attributes(rs.resource.attributes, {"service.name": service})
+            for i in range(3):
+                span = rs.scope_spans.add().spans.add(trace_id=bytes([n + 1]) * 16, span_id=bytes([i + 1]) * 8,
+                                                      start_time_unix_nano=T0, end_time_unix_nano=T0 + 5)
+                add_attributes(span.attributes, {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": i})
+            requests.append(part.SerializeToString())
+        wire = b"".join(requests)
+        data = TracesData.FromString(wire)
+        lines = encode_traces(data, wire)
+        assert lines == encode_traces(data)
+        assert [orjson.loads(line)["service"] for line in lines] == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
 
 
 # --- logs ---------------------------------------------------------------------------------------

@@ -20,10 +20,12 @@ class Sink:
 
     def __init__(self) -> None:
         self.batches: list[Message] = []
+        self.wires: list[bytes | None] = []
         self.full = False
         self.refusals = 0
 
-    async def consume(self, data: Message) -> None:
+    async def consume(self, data: Message, wire: bytes | None = None) -> None:
+        self.wires.append(wire)
         if self.full:
             self.refusals += 1
             raise RefusedError("queue_full", retry_after=0.01)
@@ -154,3 +156,65 @@ class TestBatchConfig:
         problems = check(Config(send_batch_size=100, timeout=0.2, send_batch_max_size=50))
         assert [p.path for p in problems] == ["send_batch_max_size"]
         assert check(Config(send_batch_size=100, timeout=0.2, send_batch_max_size=0)) == []
+
+
+class TestWireBytes:
+    async def test_parts_are_merged_by_joining_their_bytes_and_the_join_travels_on(self):
+        """Three requests with their wire bytes leave as one batch whose bytes are exactly their join."""
+        sink = Sink()
+        proc = _processor(sink, size=9, timeout=30)
+        await proc.start(None)
+        parts = [traces(3, start=i * 3) for i in range(3)]
+        for part in parts:
+            await proc.consume(part, part.SerializeToString())
+        await _until(lambda: sink.batches)
+        await proc.shutdown()
+        assert span_names(sink.batches) == [f"span-{i}" for i in range(9)]
+        assert sink.wires == [b"".join(p.SerializeToString() for p in parts)]
+        assert sink.batches[0].SerializeToString() == sink.wires[0]
+
+    async def test_parts_without_bytes_are_serialized_for_the_join(self):
+        """A part that came without bytes (OTLP/JSON, stdin) is serialized, so the batch still has them."""
+        sink = Sink()
+        proc = _processor(sink, size=4, timeout=30)
+        await proc.start(None)
+        first, second = traces(2), traces(2, start=2)
+        await proc.consume(first, first.SerializeToString())
+        await proc.consume(second)
+        await _until(lambda: sink.batches)
+        await proc.shutdown()
+        assert sink.wires[0] == first.SerializeToString() + second.SerializeToString()
+
+    async def test_split_batches_carry_no_stale_bytes(self):
+        """When a batch is split, its chunks go on without the whole batch's bytes."""
+        sink = Sink()
+        proc = _processor(sink, size=4, timeout=0.01, max_size=4)
+        await proc.start(None)
+        data = traces(6)
+        await proc.consume(data, data.SerializeToString())
+        await _until(lambda: sum(sink.sizes()) == 6)
+        await proc.shutdown()
+        assert sink.wires == [None, None]
+
+    async def test_a_failing_downstream_stage_is_counted_and_flushing_goes_on(self):
+        """An unexpected error downstream drops that batch (counted) but later batches still flow."""
+        metrics = SelfMetrics()
+
+        class Flaky(Sink):
+            async def consume(self, data: Message, wire: bytes | None = None) -> None:
+                if not self.wires:
+                    self.wires.append(wire)
+                    raise RuntimeError("bug")
+                await super().consume(data, wire)
+
+        sink = Flaky()
+        proc = _processor(sink, size=2, timeout=0.01, metrics=metrics)
+        await proc.start(None)
+        await proc.consume(traces(2))
+        await _until(lambda: sink.wires)
+        await proc.consume(traces(2, start=2))
+        await _until(lambda: sink.batches)
+        await proc.shutdown()
+        assert span_names(sink.batches) == ["span-2", "span-3"]
+        assert metrics.registry.get_sample_value("obs_pipeline_processor_dropped_items_total", {
+            "processor": "batch", "pipeline": "traces", "reason": "downstream_error"}) == 2

@@ -198,7 +198,7 @@ class TestBackpressure:
         """A consumer bug becomes UNAVAILABLE; the log names the error class, not its message."""
 
         class Broken:
-            async def consume(self, data):
+            async def consume(self, data, wire=None):
                 raise KeyError("sk-secret-value-in-a-message")
 
         caplog.set_level(logging.DEBUG)
@@ -253,10 +253,10 @@ class TestLifecycle:
         entered = asyncio.Event()
 
         class Slow(CapturingConsumer):
-            async def consume(self, data):
+            async def consume(self, data, wire=None):
                 entered.set()
                 await gate.wait()
-                await super().consume(data)
+                await super().consume(data, wire)
 
         consumer = Slow()
         cfg = parse({"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}})

@@ -20,7 +20,7 @@ from typing import Any
 from obs_pipeline.components import Exporter, Factory, Host, Kind, Settings
 from obs_pipeline.errors import PermanentError, Problem, RetryableError, StartupError
 from obs_pipeline.exporters.jsonl_audit.logs import DEFAULT_PRESET, LogPreset, encode_logs
-from obs_pipeline.exporters.jsonl_audit.spans import encode_traces
+from obs_pipeline.exporters.jsonl_audit.spans import iter_encode_traces
 from obs_pipeline.exporters.jsonl_audit.writer import AuditFile, check_path
 from obs_pipeline.signals import Message, Signal
 
@@ -73,8 +73,19 @@ class JsonlAuditExporter(Exporter):
 
     async def export(self, signal: Signal, data: Message) -> None:
         """Map ``data`` to lines and append them with one write (then fsync if configured)."""
+        await self.export_wire(signal, data, None)
+
+    async def export_wire(self, signal: Signal, data: Message, wire: bytes | None) -> None:
+        """As :meth:`export`, reading spans from ``wire`` when given (no re-serialization).
+
+        A large batch is encoded in chunks with a pause for the event loop between them, so
+        receivers keep answering while it is written.
+        """
         if signal is Signal.TRACES:
-            lines = encode_traces(data)
+            lines: list[bytes] = []
+            for chunk in iter_encode_traces(data, wire):
+                lines += chunk
+                await asyncio.sleep(0)
         elif signal is Signal.LOGS:
             lines = encode_logs(data, self.preset)
         else:

@@ -20,7 +20,7 @@ Measured in ``bench/audit_mapping.py`` as a ratio to a bare ``TracesData.FromStr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -42,7 +42,10 @@ from obs_pipeline.exporters.jsonl_audit.common import (
     second_prefix,
 )
 from obs_pipeline.exporters.jsonl_audit.common import tokens as tokens_of
-from obs_pipeline.exporters.jsonl_audit.view import ResourceSpansView
+from obs_pipeline.exporters.jsonl_audit.view import ResourceSpansView, TracesView
+
+#: Lines encoded between two chances for the event loop to run (gRPC, health): about 5 ms.
+CHUNK_LINES = 1024
 
 #: Serialized ``KeyValue`` (at most ``_MAX_CACHED`` bytes) -> ``(slot, value)``, for wanted
 #: string attributes only: unwanted ones may be unique per span (ids, urls) and token counts
@@ -121,11 +124,18 @@ def _exception_type(raw_events: Iterable[bytes]) -> str | None:
     return None
 
 
-def encode_traces(data: Any) -> list[bytes]:
-    """One serialized audit line (no newline) per span of a ``TracesData``, in order.
+def encode_traces(data: Any, wire: bytes | None = None) -> list[bytes]:
+    """One serialized audit line (no newline) per span of a ``TracesData``, in order."""
+    return [line for chunk in iter_encode_traces(data, wire) for line in chunk]
 
-    ``data`` is only read: it may be shared with other exporters. The per-span work is written
-    out inline on purpose: a helper call per span or attribute costs more than the work itself.
+
+def iter_encode_traces(data: Any, wire: bytes | None = None, chunk: int = CHUNK_LINES) -> Iterator[list[bytes]]:
+    """The audit lines of ``data`` in chunks of about ``chunk`` lines, so a caller can yield between.
+
+    ``wire``, when given, is ``data``'s exact serialization: the raw-attribute view is parsed
+    from it instead of re-serializing every resource group. ``data`` is only read: it may be
+    shared with other exporters. The per-span work is written out inline on purpose: a helper
+    call per span or attribute costs more than the work itself.
     """
     if len(_KV_CACHE) > _MAX_CACHE_ENTRIES:
         _KV_CACHE.clear()
@@ -145,9 +155,14 @@ def encode_traces(data: Any) -> list[bytes]:
     digits = THREE_DIGITS
     op_category = genai.OPERATION_CATEGORY
     empty: list[Any] = [None] * n_wanted
-    for rs_data in data.resource_spans:
+    views = TracesView.FromString(wire).resource_spans if wire is not None else None
+    for index, rs_data in enumerate(data.resource_spans):
+        if len(out) >= chunk:
+            yield out
+            out = []
+            append = out.append
         service, res_session, res_task = resource_context(rs_data.resource)
-        rs = ResourceSpansView.FromString(rs_data.SerializeToString())
+        rs = views[index] if views is not None else ResourceSpansView.FromString(rs_data.SerializeToString())
         for ss in rs.scope_spans:
             for span in ss.spans:
                 vals = empty.copy()
@@ -232,4 +247,4 @@ def encode_traces(data: Any) -> list[bytes]:
                     "span_id": span_id or None,
                     "service": service,
                 }))
-    return out
+    yield out

@@ -231,7 +231,7 @@ class HttpServer:
             items = 0
             try:
                 items = count_items(signal, data)
-                await consumer.consume(data)
+                await consumer.consume(data, None if as_json else body)
             except Exception as exc:  # every failure becomes a status, never a crash
                 outcome = outcome_of(exc, log, receiver_id, signal)
                 counters.refused(signal, outcome.reason, items)
