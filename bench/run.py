@@ -754,7 +754,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p.add_argument("--phases", default="max,paced", help="pipeline phases to run: max, paced or both (comma-separated)")
     p.add_argument("--sink-duration", type=float, default=8.0, help="seconds of phase (s)")
     p.add_argument("--batch-timeout", default="200ms", help="batch processor timeout (pipeline.yaml: 200ms)")
-    p.add_argument("--send-batch-size", type=int, default=8192, help="batch processor send_batch_size")
+    p.add_argument("--send-batch-size", type=int, default=2048, help="batch processor send_batch_size (the schema default)")
     p.add_argument("--queue-size", type=int, default=0,
                    help="jsonl_audit sending_queue.queue_size (0: its default); small values exercise backpressure")
     p.add_argument("--profile", type=float, default=0.0,

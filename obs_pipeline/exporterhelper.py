@@ -28,7 +28,7 @@ from obs_pipeline.units import parse_duration
 
 log = logging.getLogger("obs_pipeline.exporter")
 
-DEFAULT_QUEUE_SIZE = 50_000
+DEFAULT_QUEUE_SIZE = 20_000
 
 
 @dataclass(frozen=True)

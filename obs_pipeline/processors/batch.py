@@ -28,7 +28,7 @@ from obs_pipeline.signals import Message, Signal, count_items, parse, split
 from obs_pipeline.units import parse_duration
 
 TYPE = "batch"
-BUFFER_BATCHES = 4  # the buffer holds this many full batches before it refuses
+BUFFER_BATCHES = 2  # the buffer holds this many full batches before it refuses
 REFUSED_RETRY_DELAY = 0.05  # seconds between flush attempts while the exporters are full
 
 
@@ -67,7 +67,7 @@ class BatchProcessor(Processor):
         super().__init__(settings, signal, pipeline, next_consumer)
         self.cfg = cfg
         self.capacity = max(cfg.send_batch_size, cfg.send_batch_max_size) * BUFFER_BATCHES
-        self._parts: list[tuple[Message, bytes | None]] = []
+        self._parts: list[tuple[bytes, int]] = []  # (serialized part, items): bytes take half the memory
         self._items = 0
         self._inflight = 0  # items taken from the buffer and not yet accepted downstream
         self._first_at = 0.0
@@ -99,7 +99,7 @@ class BatchProcessor(Processor):
             raise RefusedError("queue_full", retry_after=max(self.cfg.timeout, 0.5))
         if not self._parts:
             self._first_at = time.monotonic()
-        self._parts.append((data, wire))
+        self._parts.append((wire if wire is not None else data.SerializeToString(), items))
         self._items += items
         if self._items >= self.cfg.send_batch_size or len(self._parts) == 1:
             self._kick.set()
@@ -143,21 +143,19 @@ class BatchProcessor(Processor):
             await self._flush_once()
 
     def _take(self) -> tuple[Message, bytes]:
-        """Remove up to one batch's worth of parts from the buffer; merge them via their bytes."""
+        """Remove up to one batch's worth of parts from the buffer; merge them by joining their bytes."""
         limit = self.cfg.send_batch_max_size or self.cfg.send_batch_size
-        taken: list[tuple[Message, bytes | None]] = []
+        taken: list[bytes] = []
         items = 0
         while self._parts and (not taken or items < limit):
-            part = self._parts.pop(0)
+            part, part_items = self._parts.pop(0)
             taken.append(part)
-            items += count_items(self.signal, part[0])
+            items += part_items
         self._items -= items
         self._inflight = items
         if self._parts:
             self._first_at = time.monotonic()
-        if len(taken) == 1 and taken[0][1] is not None:
-            return taken[0]  # type: ignore[return-value]
-        wire = b"".join(part_wire if part_wire is not None else part.SerializeToString() for part, part_wire in taken)
+        wire = taken[0] if len(taken) == 1 else b"".join(taken)
         return parse(self.signal, wire), wire
 
     async def _flush_once(self) -> None:

@@ -44,7 +44,7 @@ class TestWriteComponentDocs:
         assert "| `protocols.grpc` | mapping | off (absent) |" in otlp
         debug = (tmp_path / "exporters" / "debug.md").read_text()
         assert "| `verbosity` | `basic` \\| `normal` \\| `detailed` | `basic` |" in debug
-        assert "| `sending_queue.queue_size` | integer | `50000` |" in debug
+        assert "| `sending_queue.queue_size` | integer | `20000` |" in debug
         webhook = (tmp_path / "exporters" / "webhook.md").read_text()
         assert "| `headers.<key>` | secret |" in webhook
         assert "| `timeout` | duration | `5s` |" in webhook
@@ -53,7 +53,7 @@ class TestWriteComponentDocs:
         """The example shows the defaults and a `type/2` instance."""
         write_component_docs(tmp_path)
         batch = (tmp_path / "processors" / "batch.md").read_text()
-        assert "processors:\n  batch:\n    send_batch_size: 8192\n" in batch
+        assert "processors:\n  batch:\n    send_batch_size: 2048\n" in batch
         assert "  batch/2:\n```" in batch
 
     def test_stale_generated_pages_are_removed(self, tmp_path: Path):

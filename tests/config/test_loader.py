@@ -129,7 +129,7 @@ service:
     logs: {receivers: [stdin], processors: [batch], exporters: [jsonl_audit]}
 """), {})
         batch = config.processors[ComponentID("batch")].config
-        assert _field(batch, "send_batch_size") == 8192
+        assert _field(batch, "send_batch_size") == 2048
         assert _field(batch, "send_batch_max_size") == 0
 
     def test_defaults_are_filled(self, tmp_path: Path):
