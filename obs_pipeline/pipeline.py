@@ -17,12 +17,13 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from obs_pipeline.components import (
     Component,
     ComponentID,
     Consumer,
+    Exporter,
     Host,
     Processor,
     Receiver,
@@ -90,7 +91,7 @@ class Graph:
         used = {e for p in cfg.pipelines for e in p.exporters}
         for eid in sorted(used):
             cc = cfg.exporters[eid]
-            exporter = cc.factory.create(self._settings(cc), cc.config)
+            exporter = cast(Exporter, cc.factory.create(self._settings(cc), cc.config))
             timeout = getattr(cc.config, "timeout", None)
             self.exporters[eid] = QueuedExporter(
                 exporter, self.metrics,
@@ -103,7 +104,9 @@ class Graph:
             built = _BuiltPipeline(spec.id, spec.signal, consumer)
             for pid in reversed(spec.processors):
                 cc = cfg.processors[pid]
-                processor = cc.factory.create(self._settings(cc), cc.config, spec.signal, spec.id, consumer)
+                processor = cast(
+                    Processor, cc.factory.create(self._settings(cc), cc.config, spec.signal, spec.id, consumer),
+                )
                 built.processors.insert(0, processor)
                 built.mutates = built.mutates or cc.factory.mutates_data
                 consumer = WithoutWire(processor) if cc.factory.mutates_data else processor
@@ -117,7 +120,7 @@ class Graph:
                            if p.signal is signal and rid in spec.receivers]
                 if entries:
                     consumers[signal] = single_or_fanout(entries)
-            self.receivers[rid] = cc.factory.create(self._settings(cc), cc.config, consumers)
+            self.receivers[rid] = cast(Receiver, cc.factory.create(self._settings(cc), cc.config, consumers))
 
     @property
     def finite_receivers(self) -> set[str]:

@@ -27,7 +27,7 @@ class Signal(enum.StrEnum):
     LOGS = "logs"
 
 
-_MESSAGE_CLASS: dict[Signal, type] = {Signal.TRACES: TracesData, Signal.METRICS: MetricsData, Signal.LOGS: LogsData}
+_MESSAGE_CLASS: dict[Signal, Any] = {Signal.TRACES: TracesData, Signal.METRICS: MetricsData, Signal.LOGS: LogsData}
 _RESOURCE_FIELD = {Signal.TRACES: "resource_spans", Signal.METRICS: "resource_metrics", Signal.LOGS: "resource_logs"}
 _SCOPE_FIELD = {Signal.TRACES: "scope_spans", Signal.METRICS: "scope_metrics", Signal.LOGS: "scope_logs"}
 _ITEM_FIELD = {Signal.TRACES: "spans", Signal.METRICS: "metrics", Signal.LOGS: "log_records"}
@@ -39,7 +39,7 @@ _RESOURCE_CLASS: dict[Signal, type] = {
 ITEM_NOUN = {Signal.TRACES: "spans", Signal.METRICS: "data points", Signal.LOGS: "log records"}
 
 
-def message_class(signal: Signal) -> type:
+def message_class(signal: Signal) -> Any:
     """The protobuf class that carries ``signal`` through the pipeline."""
     return _MESSAGE_CLASS[signal]
 

@@ -105,9 +105,9 @@ def compose_schema(selection: Selection | None = None) -> dict[str, Any]:
     if selection is None:
         selection = full_selection()
     documents: dict[str, dict[str, Any]] = {}
-    for path in [*builtin_schema_files(), *(p for types in selection.values() for p in types.values() if p)]:
-        contents = read_schema(path)
-        documents.setdefault(schema_uri(path, contents), contents)
+    for schema_file in [*builtin_schema_files(), *(p for types in selection.values() for p in types.values() if p)]:
+        contents = read_schema(schema_file)
+        documents.setdefault(schema_uri(schema_file, contents), contents)
     registry: Registry = Registry().with_resources(
         (uri, Resource.from_contents(doc, default_specification=DRAFT202012)) for uri, doc in documents.items()
     )

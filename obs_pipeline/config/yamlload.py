@@ -109,6 +109,7 @@ class _Builder:
         try:
             if isinstance(node, SequenceNode):
                 return [self.build(child, (*path, i), depth + 1) for i, child in enumerate(node.value)]
+            assert isinstance(node, MappingNode)
             return self._mapping(node, path, depth, set())
         finally:
             self._active.discard(id(node))

@@ -57,7 +57,8 @@ class TelemetryServer:
                 reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
                 raise StartupError(f"service.telemetry: cannot listen on {endpoint}: {reason}") from exc
             self._runners.append(runner)
-            sockets = [s for srv in runner.sites for s in (srv._server.sockets if srv._server else [])]
+            server = getattr(site, "_server", None)  # aiohttp keeps the asyncio server private
+            sockets = getattr(server, "sockets", None) or []
             self.bound[endpoint] = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:

@@ -172,9 +172,10 @@ def iter_encode_traces(data: Any, wire: bytes | None = None, chunk: int = CHUNK_
                         slot, value = hit
                     elif raw and raw[0] == 0x0A and raw[1] < 0x80:  # key first, shorter than 128 bytes
                         key_end = 2 + raw[1]
-                        slot = slot_of_key(raw[2:key_end])
-                        if slot is None:
+                        wanted = slot_of_key(raw[2:key_end])
+                        if wanted is None:
                             continue  # not wanted: its value (maybe a long prompt) is never read
+                        slot = wanted
                         if slot in int_slots:
                             value = int_values(raw[key_end:])
                             if value is None:
