@@ -16,11 +16,8 @@ Errors (:class:`MalformedLine`, :class:`NoPipeline`) carry a reason that never q
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Container
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -29,6 +26,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from obs_pipeline import otlp_json
 from obs_pipeline.signals import Message, Signal, count_items, merge_into, new_message
+from obs_pipeline.timestamps import parse_timestamp
 
 FORMATS = ("json", "otlp_json", "text")
 TIMESTAMP_FIELDS = ("timestamp", "time", "ts")
@@ -39,10 +37,6 @@ MAX_BODY_DEPTH = 24
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _UINT64_MAX = 2**64 - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SECOND = timedelta(seconds=1)
-_FRACTION = re.compile(r"(\d{2}:\d{2}:\d{2})[.,](\d+)")
-_NUMBER = re.compile(r"\d+(\.\d+)?")
 _HEX = {16: re.compile(r"[0-9a-fA-F]{32}"), 8: re.compile(r"[0-9a-fA-F]{16}")}
 
 # Severity names (lowercase) → OTel SeverityNumber (log data model: TRACE 1, DEBUG 5, INFO 9, WARN 13,
@@ -102,56 +96,6 @@ def set_any_value(target: AnyValue, value: Any, depth: int = 0) -> None:
             set_any_value(add(), item, depth + 1)
     else:
         target.string_value = str(value)
-
-
-def _epoch_to_ns(value: int | Decimal) -> int | None:
-    """Epoch seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude.
-
-    Decimal, not float: a float epoch in nanoseconds is off by hundreds of ns.
-    """
-    if value <= 0:
-        return None
-    if value < 10**11:  # seconds until the year 5138
-        ns = value * 10**9
-    elif value < 10**14:
-        ns = value * 10**6
-    elif value < 10**17:
-        ns = value * 10**3
-    else:
-        ns = value
-    ns = int(ns)
-    return ns if 0 < ns <= _UINT64_MAX else None
-
-
-def parse_timestamp(value: Any) -> int | None:
-    """Nanoseconds since the epoch from an ISO-8601 string (naive = UTC) or an epoch number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return _epoch_to_ns(value)
-    if isinstance(value, float):
-        # repr() is the shortest text that reads back as this float: "1773743445.123", not ...12299990654
-        return _epoch_to_ns(Decimal(repr(value))) if math.isfinite(value) else None
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if _NUMBER.fullmatch(text):
-        return _epoch_to_ns(Decimal(text) if "." in text else int(text))
-    fraction_ns = 0
-    match = _FRACTION.search(text)
-    if match:
-        digits = match.group(2)
-        fraction_ns = int(digits[:9].ljust(9, "0"))
-        text = text[: match.start(2) - 1] + text[match.end(2):]
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    seconds = (moment - _EPOCH) // _SECOND
-    ns = seconds * 1_000_000_000 + fraction_ns
-    return ns if 0 < ns <= _UINT64_MAX else None
 
 
 def _hex_id(value: Any, size: int) -> bytes | None:

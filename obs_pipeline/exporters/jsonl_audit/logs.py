@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -47,6 +46,7 @@ from obs_pipeline.exporters.jsonl_audit.common import (
     resource_context,
     tokens,
 )
+from obs_pipeline.timestamps import parse_timestamp
 
 SEVERITY_ERROR = 17  # SeverityNumber.SEVERITY_NUMBER_ERROR: ERROR and above mean result "error"
 _ERROR_TEXTS = frozenset({"ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "ALERT", "EMERGENCY", "EMERG"})
@@ -240,11 +240,8 @@ def _timestamp(lifted: Any, record: Any) -> str | None:
     """The body's timestamp normalized to RFC 3339 UTC (None if it is not a time), else the record's."""
     if lifted is None:
         return _record_time(record)
-    if isinstance(lifted, str):
-        return _parse_time(lifted)
-    if isinstance(lifted, int | float) and not isinstance(lifted, bool):
-        return format_ns(_epoch_to_ns(lifted))
-    return None
+    ns = parse_timestamp(lifted)
+    return format_ns(ns) if ns is not None else None
 
 
 def _record_time(record: Any) -> str:
@@ -252,24 +249,3 @@ def _record_time(record: Any) -> str:
     return format_ns(record.time_unix_nano or record.observed_time_unix_nano or time.time_ns())
 
 
-def _parse_time(text: str) -> str | None:
-    """ISO 8601 text (naive means UTC, as agent logs write it) -> ``...ffffffZ``; None if not a time."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _epoch_to_ns(value: float) -> int:
-    """Epoch seconds, milliseconds, microseconds or nanoseconds (guessed by magnitude) -> ns."""
-    magnitude = abs(value)
-    if magnitude < 1e11:
-        return int(value * 1e9)
-    if magnitude < 1e14:
-        return int(value * 1e6)
-    if magnitude < 1e17:
-        return int(value * 1e3)
-    return int(value)
