@@ -40,6 +40,7 @@ def run(config: Path) -> None:
 @click.argument("configs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    envvar="OBS_PIPELINE_VALIDATE_FORMAT",
     help="json prints one machine-readable report for CI.",
 )
 def validate(configs: tuple[Path, ...], output_format: str) -> None:

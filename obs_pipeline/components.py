@@ -153,6 +153,10 @@ class Processor(Component):
         """Process ``data`` and pass it on; the default passes it (and its wire bytes) through."""
         await self.next.consume(data, wire)
 
+    def pending_items(self) -> int:
+        """Items accepted but not yet handed on (a buffering processor overrides this)."""
+        return 0
+
 
 class Exporter(Component):
     """Delivers batches somewhere. The pipeline wraps it in a bounded queue with retries.

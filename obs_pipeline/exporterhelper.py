@@ -110,6 +110,10 @@ class QueuedExporter:
         """Whether a batch of ``items`` fits now. An empty queue takes any batch, however large."""
         return not self._closing and (self._items == 0 or self._items + items <= self.queue_settings.queue_size)
 
+    def pending_items(self) -> int:
+        """Items queued or being exported."""
+        return self._items
+
     def put_nowait(self, signal: Signal, data: Message, items: int, wire: bytes | None = None) -> None:
         """Enqueue a batch the caller checked with :meth:`has_room`."""
         self._queue.append((signal, data, items, wire))
@@ -118,8 +122,16 @@ class QueuedExporter:
         self._wakeup.set()
 
     async def send_now(self, signal: Signal, data: Message, items: int, wire: bytes | None = None) -> None:
-        """Export synchronously (``sending_queue.enabled: false``), with the same retries."""
-        await self._deliver(signal, data, items, wire)
+        """Export synchronously (``sending_queue.enabled: false``), with the same retries.
+
+        The sender is still waiting, so a failure is raised to it (the receiver answers 503 or
+        500) instead of being counted as a drop: nothing was acknowledged, nothing is lost.
+
+        Raises:
+            RetryableError: retries ran out on a transient failure.
+            PermanentError: the failure cannot be fixed by retrying.
+        """
+        await self._deliver(signal, data, items, wire, synchronous=True)
 
     async def start(self, host: Host) -> None:
         """Start the exporter, then its queue consumers."""
@@ -180,8 +192,14 @@ class QueuedExporter:
                 self._items -= items
                 self._queue_gauge.set(self._items)
 
-    async def _deliver(self, signal: Signal, data: Message, items: int, wire: bytes | None = None) -> None:
-        """Export with timeout and retries; count the outcome. Never raises for export failures."""
+    async def _deliver(
+        self, signal: Signal, data: Message, items: int, wire: bytes | None = None, *, synchronous: bool = False,
+    ) -> None:
+        """Export with timeout and retries; count the outcome.
+
+        Queued batches were acknowledged already, so their failures are counted and logged here
+        and never raised. ``synchronous`` batches are not acknowledged yet: failures are raised.
+        """
         started = time.monotonic()
         interval = self.retry.initial_interval
         while True:
@@ -198,17 +216,23 @@ class QueuedExporter:
                     log.warning("exporter %s: export failed, retrying in %.1fs: %s", self.id, delay, exc or "timeout")
                     reason = await self._wait_to_retry(delay)
                 if reason:
+                    if synchronous:
+                        raise RetryableError(f"{self.id}: {reason}: {exc}", retry_after=hint) from exc
                     self._fail(signal, items, reason, exc)
                     return
                 interval = min(interval * self.retry.multiplier, self.retry.max_interval)
                 continue
             except PermanentError as exc:
+                if synchronous:
+                    raise
                 self._fail(signal, items, "permanent_error", exc)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.exception("exporter %s: unexpected %s; batch dropped", self.id, type(exc).__name__)
+                log.exception("exporter %s: unexpected %s", self.id, type(exc).__name__)
+                if synchronous:
+                    raise PermanentError(f"{self.id}: unexpected {type(exc).__name__}") from exc
                 self._fail(signal, items, "permanent_error", exc, logged=True)
                 return
             self._sent[signal].inc(items)

@@ -127,6 +127,11 @@ class Graph:
         """IDs of receivers that end by themselves (stdin)."""
         return {str(rid) for rid in self.receivers if self.config.receivers[rid].factory.finite}
 
+    def pending_items(self) -> int:
+        """Items accepted but not yet delivered: buffered in processors or queued in exporters."""
+        return (sum(p.pending_items() for built in self.pipelines for p in built.processors)
+                + sum(e.pending_items() for e in self.exporters.values()))
+
     async def start(self, host: Host) -> None:
         """Start exporters, then processors (last first), then receivers.
 

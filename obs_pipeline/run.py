@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from obs_pipeline.errors import ConfigError, StartupError
 from obs_pipeline.pipeline import Graph
@@ -89,42 +92,77 @@ async def running(config: object) -> AsyncIterator[tuple[Graph, RunHost, Telemet
 
 
 async def serve(config: object) -> int:
-    """Run until a stop condition; return the exit code."""
+    """Run until a stop condition; return the exit code.
+
+    The signal handlers stay installed until the drain is over, so a second SIGTERM/SIGINT
+    during the drain is seen: it logs how much is abandoned and stops at once (exit 1).
+    """
     loop = asyncio.get_running_loop()
-    signals_seen: list[int] = []
     current = asyncio.current_task()
+    signals_seen: list[int] = []
+    stop_requested = asyncio.Event()
+    graphs: list[Graph] = []
 
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            graph, host, _telemetry = await stack.enter_async_context(running(config))
-        except StartupError as exc:
-            log.error("%s", exc)
+    def on_signal(signum: int) -> None:
+        signals_seen.append(signum)
+        name = signal.Signals(signum).name
+        if len(signals_seen) == 1:
+            log.info("received %s: draining (shutdown_timeout %.0fs)", name, getattr(config, "shutdown_timeout", 0))
+            stop_requested.set()
+            return
+        abandoned = graphs[0].pending_items() if graphs else 0
+        log.error("received %s again: stopping without waiting for the drain; %d items still buffered or "
+                  "queued are abandoned", name, abandoned)
+        if current is not None:
+            current.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with running(config) as (graph, host, _telemetry):
+            graphs.append(graph)
+            log.info("obs-pipeline started: %d pipelines, receivers %s, exporters %s", len(graph.pipelines),
+                     ", ".join(map(str, graph.receivers)), ", ".join(map(str, graph.exporters)))
+            if not stop_requested.is_set():
+                await _first(stop_requested.wait(), host.stop.wait())
+            stopping_since = time.monotonic()
+    except StartupError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+    except asyncio.CancelledError:
+        if len(signals_seen) > 1:
             return EXIT_FAILED
-
-        def on_signal(signum: int) -> None:
-            signals_seen.append(signum)
-            if len(signals_seen) == 1:
-                log.info("received %s: draining (shutdown_timeout %.0fs)", signal.Signals(signum).name,
-                         getattr(config, "shutdown_timeout", 0))
-                host.stop.set()
-            elif current is not None:
-                log.warning("received %s again: stopping without waiting for the drain", signal.Signals(signum).name)
-                current.cancel()
-
+        raise
+    finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)
-        stack.callback(_remove_handlers, loop)
-        log.info("obs-pipeline started: %d pipelines, receivers %s, exporters %s", len(graph.pipelines),
-                 ", ".join(map(str, graph.receivers)), ", ".join(map(str, graph.exporters)))
-        await host.stop.wait()
-        stopping_since = time.monotonic()
-    log.info("obs-pipeline stopped (drained in %.2fs)", time.monotonic() - stopping_since)
+            loop.remove_signal_handler(signum)
+    log.info("obs-pipeline stopped (drained in %.2fs); %s", time.monotonic() - stopping_since, _totals(graph))
     return EXIT_FAILED if host.fatal else EXIT_OK
 
 
-def _remove_handlers(loop: asyncio.AbstractEventLoop) -> None:
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(signum)
+async def _first(*waits: Any) -> None:
+    """Wait until the first of ``waits`` finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _totals(graph: Graph) -> str:
+    """One line that answers "did anything get lost?" after the drain, from our own counters."""
+    registry = graph.metrics.registry
+
+    def total(name: str) -> int:
+        return int(sum(s.value for m in registry.collect() if m.name == name for s in m.samples
+                       if s.name.endswith("_total")))
+
+    return (f"totals: accepted {total('obs_pipeline_receiver_accepted_items')}, "
+            f"refused {total('obs_pipeline_receiver_refused_items')}, "
+            f"sent {total('obs_pipeline_exporter_sent_items')}, "
+            f"failed {total('obs_pipeline_exporter_failed_items')}, "
+            f"dropped {total('obs_pipeline_processor_dropped_items')} items")
 
 
 def run_pipeline(config_path: Path) -> int:
@@ -139,8 +177,12 @@ def run_pipeline(config_path: Path) -> int:
         print(f"{config_path}: invalid config, not started", file=sys.stderr)
         return EXIT_FAILED
     configure_logging(config.telemetry.log_level, config.telemetry.log_format)
+    if config.telemetry.log_level != "debug":
+        # grpc's C core logs its own lines (e.g. "add_port.cc ... Address already in use") next to
+        # ours, which already say the same in words; keep them for debugging only.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     for warning in config.warnings:
-        log.warning("%s", warning)
+        log.warning("%s", replace(warning, severity="error"))  # the log level already says "warning"
     try:
         return asyncio.run(serve(config))
     except asyncio.CancelledError:  # a second signal cut the drain short

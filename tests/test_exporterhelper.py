@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from obs_pipeline.exporterhelper import QueuedExporter, QueueSettings, RetrySettings
 from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
@@ -140,6 +142,25 @@ class TestQueuedExporter:
         assert time.monotonic() - began < 2
         assert _sample(metrics, "obs_pipeline_exporter_failed_items_total", exporter="recorder", signal="traces",
                        reason="shutdown") == 8
+
+    async def test_disabled_queue_raises_failures_to_the_waiting_sender_instead_of_dropping(self):
+        """Without a queue nothing was acknowledged yet: a failure reaches the sender and is not counted as lost."""
+        metrics = SelfMetrics()
+        rec = RecordingExporter(metrics=metrics)
+        rec.fail_next = [RetryableError("disk full")] * 3 + [PermanentError("rejected")]
+        q = QueuedExporter(rec, metrics, QueueSettings(enabled=False), RetrySettings(enabled=False))
+        await q.start(_Host())
+        with pytest.raises(RetryableError):
+            await q.send_now(Signal.TRACES, traces(3), 3)
+        with pytest.raises(RetryableError):
+            await q.send_now(Signal.TRACES, traces(3), 3)
+        q.retry = FAST_RETRY
+        with pytest.raises(PermanentError):
+            await q.send_now(Signal.TRACES, traces(3), 3)
+        for reason in ("retries_disabled", "permanent_error", "retries_exhausted"):
+            assert _sample(metrics, "obs_pipeline_exporter_failed_items_total", exporter="recorder",
+                           signal="traces", reason=reason) == 0
+        await q.shutdown(time.monotonic() + 1)
 
     async def test_disabled_queue_exports_while_the_caller_waits(self):
         """With sending_queue.enabled false, send_now returns after the export happened."""

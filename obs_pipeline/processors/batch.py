@@ -104,6 +104,10 @@ class BatchProcessor(Processor):
         if self._items >= self.cfg.send_batch_size or len(self._parts) == 1:
             self._kick.set()
 
+    def pending_items(self) -> int:
+        """Items in the buffer or being handed on."""
+        return self._items + self._inflight
+
     async def shutdown(self) -> None:
         """Flush everything buffered (the pipeline bounds how long this may take)."""
         self._closing = True

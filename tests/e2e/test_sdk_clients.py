@@ -129,6 +129,7 @@ class TestSdkClients:
         assert metric_value(page, "obs_pipeline_receiver_accepted_items_total", transport="grpc", signal="traces") == 8
         assert metric_value(page, "obs_pipeline_receiver_accepted_items_total", transport="http", signal="traces") == 8
         assert "Traceback" not in pipe.stderr()
+        assert "totals: accepted 16, refused 0, sent 16, failed 0, dropped 0 items" in pipe.stderr()
 
     def test_log_records_over_grpc_and_http_become_audit_lines(self, pipeline_factory):
         """SDK log records (an audit event with a structured body) arrive in the audit log."""

@@ -80,3 +80,33 @@ class TestGracefulShutdown:
         assert not missing, f"{len(missing)} acknowledged spans are missing from the audit file"
         assert max(written.values()) == 1, "no span was written twice"
         assert "Traceback" not in pipe.stderr()
+
+
+class TestForcedShutdown:
+    def test_a_second_sigterm_during_a_stuck_drain_exits_1_and_says_what_it_abandons(self, pipeline_factory):
+        """The audit file is /dev/full, so the drain keeps retrying; a second SIGTERM stops it at once."""
+        pipe: PipelineProcess = pipeline_factory()
+        pipe.config["exporters"]["jsonl_audit"]["path"] = "/dev/full"
+        pipe.config["exporters"]["jsonl_audit"]["retry_on_failure"] = {"initial_interval": "100ms"}
+        pipe.config["service"]["shutdown_timeout"] = "60s"
+        import yaml  # noqa: PLC0415
+
+        pipe.config_path.write_text(yaml.safe_dump(pipe.config))
+        pipe.start()
+        payload, _ids = _request(9, 1)
+        channel = grpc.insecure_channel(f"127.0.0.1:{pipe.grpc_port}")
+        channel.unary_unary(EXPORT)(payload, timeout=5)
+        channel.close()
+        time.sleep(0.5)  # the batch reaches the exporter, whose writes fail with ENOSPC
+        assert pipe.proc is not None
+        pipe.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert pipe.proc.poll() is None, "still draining: the exporter keeps retrying"
+        began = time.monotonic()
+        pipe.proc.send_signal(signal.SIGTERM)
+        assert pipe.wait(timeout=10) == 1
+        assert time.monotonic() - began < 5
+        err = pipe.stderr()
+        assert "received SIGTERM again" in err
+        assert f"{SPANS_PER_REQUEST} items still buffered or queued are abandoned" in err
+        assert "Traceback" not in err
