@@ -29,6 +29,7 @@ from obs_pipeline.units import parse_duration
 log = logging.getLogger("obs_pipeline.exporter")
 
 DEFAULT_QUEUE_SIZE = 20_000
+FAILURE_REASONS = ("permanent_error", "retries_exhausted", "retries_disabled", "shutdown")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,10 @@ class QueuedExporter:
         self._started = False
         self._sent = {s: metrics.exporter_sent.labels(exporter=self.id, signal=s.value) for s in Signal}
         self._metrics = metrics
+        # Every failure series exists from the start at 0, so "alert if it grows" rules work at once.
+        for signal in Signal:
+            for reason in FAILURE_REASONS:
+                metrics.exporter_failed.labels(exporter=self.id, signal=signal.value, reason=reason)
         self._queue_gauge = metrics.exporter_queue_size.labels(exporter=self.id)
         self._send_duration = metrics.exporter_send_duration.labels(exporter=self.id)
         metrics.exporter_queue_capacity.labels(exporter=self.id).set(queue.queue_size if queue.enabled else 0)

@@ -47,6 +47,14 @@ class TestQueuedExporter:
         assert _sample(metrics, "obs_pipeline_exporter_sent_items_total", exporter="recorder", signal="traces") == 15
         assert rec.shut_down == 1
 
+    def test_failure_series_exist_at_zero_before_any_failure(self):
+        """Alerting on failed items works from the first scrape: every reason is exported as 0."""
+        metrics = SelfMetrics()
+        QueuedExporter(RecordingExporter(metrics=metrics), metrics, QueueSettings(), FAST_RETRY)
+        for reason in ("permanent_error", "retries_exhausted", "retries_disabled", "shutdown"):
+            assert metrics.registry.get_sample_value("obs_pipeline_exporter_failed_items_total", {
+                "exporter": "recorder", "signal": "logs", "reason": reason}) == 0
+
     async def test_queue_is_bounded_in_items_but_takes_any_batch_when_empty(self):
         """A full queue reports no room; an empty one takes even an oversize batch."""
         metrics = SelfMetrics()
