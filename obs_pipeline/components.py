@@ -187,6 +187,29 @@ def _no_endpoints(_cfg: Any) -> list[tuple[str, str]]:
 
 
 @dataclass(frozen=True)
+class Produces:
+    """What a receiver makes of its input with a given config: ``Factory.produces`` returns it.
+
+    The graph pass compares it with the signals of the pipelines that list the receiver.
+
+    Attributes:
+        signals: every signal it can produce. If none of its pipelines takes any of them, nothing
+            it reads can go anywhere: an error.
+        because: the setting that narrows its output, as it reads after the receiver's ID in a
+            message (``with format text``); empty when there is nothing to name.
+        usual: the signals ordinary input becomes, when that is fewer than ``signals`` (empty:
+            no such distinction). If none of its pipelines takes any of them, most input will be
+            skipped: a warning.
+        usual_input: that ordinary input, for the warning (``plain JSON lines``).
+    """
+
+    signals: frozenset[Signal]
+    because: str = ""
+    usual: frozenset[Signal] = frozenset()
+    usual_input: str = "most input"
+
+
+@dataclass(frozen=True)
 class Factory:
     """The declaration of a component type.
 
@@ -205,6 +228,15 @@ class Factory:
         endpoints: ``(relative path, "host:port")`` pairs it will listen on, for the port-clash check.
         mutates_data: processors only: it changes data in place, so a shared batch is copied.
         finite: receivers only: it ends by itself (stdin), which lets ``run`` exit when all have.
+        exclusive: at most one component of this type may be used by the pipelines of one
+            process: it owns a process-wide resource such as standard input. The graph pass
+            rejects every reference to a second ID of the type; one ID listed in several pipelines
+            is fine (the pipeline builds it once and fans its output out).
+        exclusive_use: exclusive types only: what it does with that resource, as it reads after
+            the component's ID in a message (``reads standard input``).
+        produces: receivers only: the signals a parsed config can produce, as a
+            :class:`Produces` or a bare ``frozenset`` of signals; None means any of ``signals``.
+            The graph pass rejects a receiver none of whose pipelines takes any of them.
         default_queue: exporters only: overrides of the ``sending_queue`` defaults.
     """
 
@@ -219,6 +251,9 @@ class Factory:
     endpoints: Callable[[Any], list[tuple[str, str]]] = _no_endpoints
     mutates_data: bool = False
     finite: bool = False
+    exclusive: bool = False
+    exclusive_use: str = ""
+    produces: Callable[[Any], Produces | frozenset[Signal]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

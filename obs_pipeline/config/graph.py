@@ -1,9 +1,11 @@
 """The second validation pass: what JSON Schema cannot say about a pipeline.yaml.
 
 References exist and have the right kind, no component appears twice in one pipeline list,
-every component supports its pipeline's signal, no two listeners share a port, and components
-that no pipeline uses are reported (as warnings). Like the schema pass it collects everything;
-it skips values the schema pass already rejected, so one mistake gives one message.
+every component supports its pipeline's signal, no two listeners share a port, at most one ID
+of an exclusive type (stdin) is used, every receiver's configured output reaches one of its
+pipelines, and components that no pipeline uses are reported (as warnings). Like the schema pass
+it collects everything; it skips values the schema pass already rejected, so one mistake gives
+one message.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from obs_pipeline.components import ComponentID, Factory, Kind
+from obs_pipeline.components import ComponentID, Factory, Kind, Produces
 from obs_pipeline.config.document import Findings, JsonPath, format_path
 from obs_pipeline.errors import Problem
 from obs_pipeline.signals import Signal
@@ -51,9 +53,20 @@ class Listener:
     written: bool  # False: a default, not in the file
 
 
+@dataclass(frozen=True)
+class Reference:
+    """One pipeline list entry that names a configured component."""
+
+    path: JsonPath  # ("service", "pipelines", "logs/a", "receivers", 0)
+    pipeline: str
+    signal: Signal
+    component: Declared
+    supported: bool  # False: the component does not support the pipeline's signal (reported)
+
+
 def check_graph(findings: Findings, declared: Mapping[Kind, Mapping[ComponentID, Declared]]) -> None:
     """Run every graph check over the document in ``findings``."""
-    used: set[tuple[Kind, ComponentID]] = set()
+    references: list[Reference] = []
     pipelines = findings.doc.get(("service", "pipelines"))
     if isinstance(pipelines, dict):
         for pipeline_id, spec in pipelines.items():
@@ -64,7 +77,10 @@ def check_graph(findings: Findings, declared: Mapping[Kind, Mapping[ComponentID,
                 ids = spec.get(list_name)
                 if isinstance(ids, list):
                     path = ("service", "pipelines", pipeline_id, list_name)
-                    used |= _check_list(findings, path, ids, kind, signal, declared=declared)
+                    references += _check_list(findings, path, ids, kind, signal, declared=declared)
+    used = {(ref.component.kind, ref.component.id) for ref in references}
+    _check_exclusive(findings, references)
+    _check_outputs(findings, references)
     pipelines_ok = isinstance(pipelines, dict) and not findings.has_error_under(("service", "pipelines"))
     for kind, components in declared.items():
         for cid, component in components.items():
@@ -83,9 +99,9 @@ def _q(cid: ComponentID | str) -> str:
 def _check_list(
     findings: Findings, path: JsonPath, ids: list[Any], kind: Kind, signal: Signal,
     *, declared: Mapping[Kind, Mapping[ComponentID, Declared]],
-) -> set[tuple[Kind, ComponentID]]:
-    """Check one ``receivers``/``processors``/``exporters`` list of one pipeline."""
-    used: set[tuple[Kind, ComponentID]] = set()
+) -> list[Reference]:
+    """Check one ``receivers``/``processors``/``exporters`` list of one pipeline; its valid references."""
+    references: list[Reference] = []
     first_index: dict[ComponentID, int] = {}
     for index, text in enumerate(ids):
         item_path = (*path, index)
@@ -108,12 +124,82 @@ def _check_list(
             hint = f" (there is a {elsewhere[0]} {_q(cid)})" if elsewhere else ""
             findings.add(item_path, f"references {kind.singular} {_q(cid)} which is not configured{hint}")
             continue
-        used.add((kind, cid))
         factory = component.factory
-        if factory is not None and signal not in factory.signals:
-            supported = ", ".join(s.value for s in Signal if s in factory.signals) or "no signal"
-            findings.add(item_path, f"{kind.singular} {_q(cid)} does not support {signal.value} (it supports {supported})")
-    return used
+        supported = factory is None or signal in factory.signals
+        if factory is not None and not supported:
+            listed = ", ".join(s.value for s in Signal if s in factory.signals) or "no signal"
+            findings.add(item_path, f"{kind.singular} {_q(cid)} does not support {signal.value} (it supports {listed})")
+        references.append(Reference(item_path, str(path[2]), signal, component, supported))
+    return references
+
+
+def _check_exclusive(findings: Findings, references: list[Reference]) -> None:
+    """Report every reference to a second ID of an exclusive type (two stdin receivers).
+
+    The first ID used, in file order, keeps the resource; each place that lists another one is
+    reported, since each of them has to change.
+    """
+    owner: dict[tuple[Kind, str], Reference] = {}
+    for ref in references:
+        component, factory = ref.component, ref.component.factory
+        if factory is None or not factory.exclusive:
+            continue
+        first = owner.setdefault((component.kind, factory.type), ref)
+        if first.component.id == component.id:
+            continue
+        kind = component.kind.singular
+        use = factory.exclusive_use or "owns a process-wide resource"
+        findings.add(
+            ref.path,
+            f"{kind} {_q(component.id)} {use}, and so does {kind} {_q(first.component.id)} (in pipeline {first.pipeline}); "
+            f"use one {factory.type} {kind} in several pipelines instead",
+        )
+
+
+def _signal_list(signals: frozenset[Signal], word: str) -> str:
+    """``logs``, ``logs and metrics``, ``logs, metrics and traces`` (``word`` joins the last two)."""
+    names = [s.value for s in Signal if s in signals]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
+
+
+def _check_outputs(findings: Findings, references: list[Reference]) -> None:
+    """Report a receiver whose configured output none of its pipelines takes (``Factory.produces``).
+
+    Reported once, at its first reference: adding it to one suitable pipeline fixes it.
+    """
+    by_receiver: dict[ComponentID, list[Reference]] = {}
+    for ref in references:
+        if ref.component.kind is Kind.RECEIVER and ref.supported and not findings.has_error_at_or_above(ref.path):
+            by_receiver.setdefault(ref.component.id, []).append(ref)
+    for cid, refs in by_receiver.items():
+        component = refs[0].component
+        factory = component.factory
+        if factory is None or factory.produces is None or not component.parsed:
+            continue
+        try:
+            result = factory.produces(component.config)
+        except Exception as exc:
+            what = f"{component.kind.singular} type {factory.type}"
+            findings.add(component.path, f"internal error in the {what} telling what it produces ({type(exc).__name__})", key=True)
+            continue
+        output = result if isinstance(result, Produces) else Produces(frozenset(result))
+        taken = frozenset(ref.signal for ref in refs)
+        who = f"{component.kind.singular} {_q(cid)}" + (f" {output.because}" if output.because else "")
+        if not output.signals & taken:
+            findings.add(
+                refs[0].path,
+                f"{who} produces only {_signal_list(output.signals, 'and')}; "
+                f"add it to a {_signal_list(output.signals, 'or')} pipeline",
+            )
+        elif output.usual and not output.usual & taken:
+            usual = _signal_list(output.usual, "and")
+            findings.add(
+                refs[0].path,
+                f"{who} produces {usual} from {output.usual_input}, but none of its pipelines takes {usual}, "
+                f"so {output.usual_input} will be skipped; add it to a {_signal_list(output.usual, 'or')} pipeline "
+                "to keep them",
+                severity="warning",
+            )
 
 
 def _listeners(findings: Findings, components: list[Declared]) -> list[Listener]:

@@ -4,6 +4,10 @@
 So we compose the node tree (SafeLoader) and build the data ourselves: mapping keys stay the
 strings the user wrote (``on:`` is not ``True``), timestamps stay strings (JSON has no dates),
 ``<<`` merge keys work, and aliases are bounded so a "billion laughs" file cannot exhaust memory.
+
+Nesting is bounded too: PyYAML composes recursively, so ``[[[[...]]]]`` a few hundred levels deep
+would overflow Python's stack. The composer stops at :data:`MAX_DEPTH` with a position, and a
+``RecursionError`` from anywhere in loading (a caller already deep in its stack) is still a problem.
 """
 
 from __future__ import annotations
@@ -22,10 +26,34 @@ MAX_DEPTH = 100
 _KEEP_AS_TEXT = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _SHAPE = "a mapping with receivers, processors, exporters and service"
+_TOO_DEEP = f"YAML is nested too deeply (more than {MAX_DEPTH} levels)"
 
 
 class _LimitExceededError(Exception):
     """Too many or too deeply nested values: the file is hostile or broken."""
+
+    def __init__(self, message: str, position: Position | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses to nest deeper than :data:`MAX_DEPTH` below the top."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = -1  # the top-level node is at depth 0, as in ``_Builder.build``
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        """Compose one node, or raise ``_LimitExceededError`` at the first node too deep."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _LimitExceededError(_TOO_DEEP, (mark.line + 1, mark.column + 1))
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _mark(node: Node) -> Position:
@@ -49,16 +77,30 @@ def _yaml_error(exc: yaml.YAMLError, file: str) -> Problem:
     return Problem("", message, file, mark.line + 1, mark.column + 1)
 
 
+def _limit_problem(exc: _LimitExceededError, file: str) -> Problem:
+    line, column = exc.position or (0, 0)
+    return Problem("", str(exc), file, line, column)
+
+
 def load_document(text: str, file: str) -> tuple[Document | None, list[tuple[JsonPath, Problem]]]:
     """Parse ``text``; return the document (None when nothing usable was read) and its problems.
 
     Problems that stop loading (syntax, empty file, not a mapping) come back with a None document;
     the others (duplicate keys, unknown tags) come with the document so later passes still run.
     """
+    loader: _Loader | None = None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)  # compose builds nodes only: no objects
+        loader = _Loader(text)  # the reader checks the characters here
+        root = loader.get_single_node()  # compose builds nodes only: no objects
     except yaml.YAMLError as exc:
         return None, [((), _yaml_error(exc, file))]
+    except _LimitExceededError as exc:
+        return None, [((), _limit_problem(exc, file))]
+    except RecursionError:  # little stack left when we were called: no position is reliable
+        return None, [((), Problem("", _TOO_DEEP, file, 1, 1))]
+    finally:
+        if loader is not None:
+            loader.dispose()
     if root is None:
         return None, [((), Problem("", f"the file is empty; expected {_SHAPE}", file))]
     if not isinstance(root, MappingNode):
@@ -70,7 +112,9 @@ def load_document(text: str, file: str) -> tuple[Document | None, list[tuple[Jso
     try:
         doc.data = builder.build(root, (), 0)
     except _LimitExceededError as exc:
-        return None, [*builder.problems, ((), Problem("", str(exc), file))]
+        return None, [*builder.problems, ((), _limit_problem(exc, file))]
+    except RecursionError:
+        return None, [*builder.problems, ((), Problem("", _TOO_DEEP, file, *_mark(root)))]
     doc.value_pos, doc.key_pos = builder.value_pos, builder.key_pos
     return doc, builder.problems
 
@@ -96,9 +140,9 @@ class _Builder:
         """Data for ``node`` at ``path``."""
         self._count += 1
         if self._count > MAX_NODES:
-            raise _LimitExceededError(f"the file expands to more than {MAX_NODES} values (aliases?)")
-        if depth > MAX_DEPTH:
-            raise _LimitExceededError(f"the file nests deeper than {MAX_DEPTH} levels")
+            raise _LimitExceededError(f"the file expands to more than {MAX_NODES} values (aliases?)", _mark(node))
+        if depth > MAX_DEPTH:  # the composer stops this in the text; aliases can still nest deeper
+            raise _LimitExceededError(_TOO_DEEP, _mark(node))
         self.value_pos.setdefault(path, _mark(node))
         if isinstance(node, ScalarNode):
             return self._scalar(node, path)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from obs_pipeline.components import Consumer, Factory, Host, Kind, Receiver, Settings
+from obs_pipeline.components import Consumer, Factory, Host, Kind, Produces, Receiver, Settings
 from obs_pipeline.errors import Problem, RefusedError
 from obs_pipeline.receivers._common import Counters, describe_exception
 from obs_pipeline.receivers.linebatch import FORMATS, LineBatch, MalformedLine, NoPipeline
@@ -367,6 +367,14 @@ FACTORY = Factory(
     create=create,
     check=check,
     finite=True,
+    exclusive=True,  # two would split standard input between them and tear its lines apart
+    exclusive_use="reads standard input",
+    produces=lambda cfg: {  # text lines are log bodies; json lines are logs unless they are OTLP/JSON
+        "text": Produces(frozenset({Signal.LOGS}), because="with format text"),
+        "json": Produces(
+            frozenset(Signal), because="with format json", usual=frozenset({Signal.LOGS}), usual_input="plain JSON lines",
+        ),
+    }.get(cfg.format, Produces(frozenset(Signal))),
 )
 
 __all__ = ["FACTORY", "Config", "StdinReceiver"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from obs_pipeline import components
-from obs_pipeline.components import Factory, Kind
+from obs_pipeline.components import Factory, Kind, Produces
 from obs_pipeline.errors import Problem
 from obs_pipeline.signals import Signal
 
@@ -50,7 +50,21 @@ def _factory(kind: Kind, type_: str, schema: str, signals: frozenset[Signal] = A
 
 
 OTLP = _factory(Kind.RECEIVER, "otlp", "receivers/otlp.schema.json", endpoints=_otlp_endpoints)
-STDIN = _factory(Kind.RECEIVER, "stdin", "receivers/stdin.schema.json", finite=True)
+
+
+def _stdin_produces(cfg: dict[str, Any]) -> Produces:
+    """As the real stdin: text lines are logs; json lines are logs unless they are OTLP/JSON."""
+    if cfg["format"] == "text":
+        return Produces(frozenset({Signal.LOGS}), because="with format text")
+    if cfg["format"] == "json":
+        return Produces(ALL, because="with format json", usual=frozenset({Signal.LOGS}), usual_input="plain JSON lines")
+    return Produces(ALL)
+
+
+STDIN = _factory(
+    Kind.RECEIVER, "stdin", "receivers/stdin.schema.json", finite=True,
+    exclusive=True, exclusive_use="reads standard input", produces=_stdin_produces,
+)
 BATCH = _factory(Kind.PROCESSOR, "batch", "processors/batch.schema.json", check=_batch_check)
 JSONL_AUDIT = _factory(Kind.EXPORTER, "jsonl_audit", "exporters/jsonl_audit.schema.json")
 DEBUG = _factory(Kind.EXPORTER, "debug", "exporters/debug.schema.json")

@@ -167,18 +167,18 @@ service:
     def test_pipelines_are_typed(self, tmp_path: Path):
         """Pipeline IDs, signals and component references come back typed, in order."""
         config = load_config(_write(tmp_path, """
-receivers: {stdin: , stdin/two: }
+receivers: {stdin: , otlp/two: {protocols: {grpc: {endpoint: "127.0.0.1:0"}}}}
 processors: {batch: , batch/2: }
 exporters: {jsonl_audit: {path: ./a.jsonl}}
 service:
   pipelines:
-    logs/audit: {receivers: [stdin, stdin/two], processors: [batch/2, batch], exporters: [jsonl_audit]}
+    logs/audit: {receivers: [stdin, otlp/two], processors: [batch/2, batch], exporters: [jsonl_audit]}
   shutdown_timeout: 1m30s
 """), {})
         (spec,) = config.pipelines
         assert spec.id == "logs/audit"
         assert spec.signal is Signal.LOGS
-        assert spec.receivers == (ComponentID("stdin"), ComponentID("stdin", "two"))
+        assert spec.receivers == (ComponentID("stdin"), ComponentID("otlp", "two"))
         assert spec.processors == (ComponentID("batch", "2"), ComponentID("batch"))
         assert config.shutdown_timeout == 90.0
 

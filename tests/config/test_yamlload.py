@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from obs_pipeline.config.yamlload import MAX_NODES, load_document
+import sys
+
+import pytest
+import yaml
+
+from obs_pipeline.config import yamlload
+from obs_pipeline.config.yamlload import MAX_DEPTH, MAX_NODES, load_document
 
 
 def _load(text: str):
@@ -77,3 +83,71 @@ class TestLoadDocument:
         doc, problems = _load("a: \x00\n")
         assert doc is None
         assert "unacceptable character #x0000" in problems[0].message
+
+    def test_deep_flow_nesting_is_a_problem_not_a_traceback(self):
+        """500 nested lists would overflow PyYAML's recursive composer; it is one problem with a position."""
+        doc, problems = _load("a: " + "[" * 500 + "]" * 500 + "\n")
+        assert doc is None
+        (problem,) = problems
+        assert problem.message == f"YAML is nested too deeply (more than {MAX_DEPTH} levels)"
+        assert (problem.file, problem.line, problem.column) == ("t.yaml", 1, 4 + MAX_DEPTH)  # the first list too deep
+
+    def test_deep_block_nesting_is_a_problem(self):
+        """Block mappings nested 1000 deep: the same problem, at the first key too deep."""
+        text = "".join(f"{'  ' * i}k:\n" for i in range(1000))
+        doc, problems = _load(text)
+        assert doc is None
+        (problem,) = problems
+        assert "nested too deeply" in problem.message
+        assert (problem.line, problem.column) == (MAX_DEPTH + 1, 2 * MAX_DEPTH + 1)
+
+    def test_nesting_up_to_the_limit_loads(self):
+        """Exactly MAX_DEPTH levels below the top is still fine."""
+        doc, problems = _load("a: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n")
+        assert doc is not None
+        assert not problems
+
+    def test_deep_nesting_through_aliases_has_a_position(self):
+        """Aliases can nest deeper than the text does; that is reported where the limit is passed."""
+        half = MAX_DEPTH // 2 + 5
+        text = "a: &deep " + "[" * half + "]" * half + "\nb: " + "[" * half + "*deep" + "]" * half + "\n"
+        doc, problems = _load(text)
+        assert doc is None
+        (problem,) = problems
+        assert "nested too deeply" in problem.message
+        assert problem.line == 1  # inside the anchored value, reached through the alias on line 2
+
+    def test_recursion_error_while_composing_is_a_problem(self, monkeypatch: pytest.MonkeyPatch):
+        """Whatever Python's stack depth, a RecursionError in PyYAML becomes a problem, not a traceback."""
+        def overflow(*_args: object) -> None:
+            raise RecursionError("maximum recursion depth exceeded")
+
+        monkeypatch.setattr(yaml.composer.Composer, "compose_node", overflow)
+        doc, problems = _load("a: [1]\n")
+        assert doc is None
+        (problem,) = problems
+        assert "nested too deeply" in problem.message
+        assert (problem.line, problem.column) == (1, 1)
+
+    def test_recursion_error_while_building_is_a_problem(self, monkeypatch: pytest.MonkeyPatch):
+        """A RecursionError while building the data is a problem too."""
+        def overflow(*_args: object) -> None:
+            raise RecursionError("maximum recursion depth exceeded")
+
+        monkeypatch.setattr(yamlload._Builder, "_mapping", overflow)
+        doc, problems = _load("a: [1]\n")
+        assert doc is None
+        (problem,) = problems
+        assert "nested too deeply" in problem.message
+        assert (problem.line, problem.column) == (1, 1)
+
+    def test_deep_nesting_with_little_stack_left(self):
+        """Even when called from deep inside other code, deep nesting is a problem, not a crash."""
+        def nest(levels: int) -> list:
+            if levels:
+                return nest(levels - 1)
+            return _load("a: " + "[" * 90 + "]" * 90 + "\n")[1]
+
+        problems = nest(sys.getrecursionlimit() - 150)
+        (problem,) = problems
+        assert "nested too deeply" in problem.message
