@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 _UINT64_MAX = 2**64 - 1
+_MAX_DIGITS = 40
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 _FRACTION = re.compile(r"(\d{2}:\d{2}:\d{2})[.,](\d+)")
@@ -39,7 +40,10 @@ def _epoch_to_ns(value: int | Decimal) -> int | None:
 
 
 def parse_timestamp(value: Any) -> int | None:
-    """Nanoseconds since the epoch from an ISO-8601 string (naive = UTC) or an epoch number."""
+    """Nanoseconds since the epoch from an ISO-8601 string (naive = UTC) or an epoch number.
+
+    Never raises: anything that is not a time in the uint64 range gives None.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -51,6 +55,8 @@ def parse_timestamp(value: Any) -> int | None:
         return None
     text = value.strip()
     if _NUMBER.fullmatch(text):
+        if len(text) > _MAX_DIGITS:  # int() refuses over 4300 digits; no epoch needs more than 20
+            return None
         return _epoch_to_ns(Decimal(text) if "." in text else int(text))
     fraction_ns = 0
     match = _FRACTION.search(text)
