@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import logging
 import os
 import random
+import shutil
 import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +27,8 @@ from obs_pipeline.components import Kind
 from obs_pipeline.errors import PermanentError, RetryableError, StartupError
 from obs_pipeline.exporters import jsonl_audit
 from obs_pipeline.exporters.jsonl_audit import FACTORY, writer
+from obs_pipeline.exporters.jsonl_audit import logs as logs_module
+from obs_pipeline.exporters.jsonl_audit import spans as spans_module
 from obs_pipeline.exporters.jsonl_audit.common import (
     N_WANTED,
     WANTED,
@@ -506,6 +516,220 @@ class TestLogMapping:
             LogPreset("bad", fields={"colour": ("c",)})
 
 
+# --- one bad record never takes down a batch ----------------------------------------------------
+
+#: Token counts no integer can be made of: each is read as absent, the rest of the record is mapped.
+BAD_TOKEN_COUNTS: list[Any] = [
+    float("inf"), float("-inf"), float("nan"), "inf", "-Infinity", "nan", "NaN", "1e999", "-1e999",
+    1e300, -1e300, "1e300", 2.0**63, -(2.0**64), "9223372036854775808", "-9223372036854775809", "1" * 5000,
+]
+#: Token counts at the edges that are still integers, with the value the line must carry.
+EDGE_TOKEN_COUNTS: list[tuple[Any, int]] = [
+    (2**63 - 1, 2**63 - 1), (-(2**63), -(2**63)), ("9223372036854775807", 2**63 - 1),
+    ("-9223372036854775808", -(2**63)), (-(2.0**63), -(2**63)), (12.0, 12), ("34", 34), (" 7 ", 7), ("1e3", 1000),
+    (0.0, 0), ("0", 0),
+]
+
+
+def short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} chars)"
+
+
+def bad_span(name: str, value: Any) -> dict[str, Any]:
+    """A chat span whose input token count is ``value``; everything else is normal."""
+    return {"name": name, "span_id": os.urandom(8), "attrs": {
+        "gen_ai.operation.name": "chat", "gen_ai.response.model": "m", "session.id": "s-1",
+        "gen_ai.usage.input_tokens": value, "gen_ai.usage.output_tokens": 5,
+    }}
+
+
+def minimal_line(line: dict[str, Any]) -> dict[str, Any]:
+    """The fields a mapping-error line carries whatever the record (timestamps and ids vary)."""
+    return {k: line[k] for k in ("session_id", "task_id", "event_type", "category", "result", "detail")}
+
+
+class TestBadValues:
+    @pytest.mark.parametrize("value", BAD_TOKEN_COUNTS, ids=short_repr)
+    def test_bad_token_count_is_absent(self, value):
+        """A token count that is infinite, not a number or beyond int64 is left out; the line is complete."""
+        for raw in (encode_traces(data := traces(bad_span("x", value))), encode_traces(data, data.SerializeToString())):
+            line = orjson.loads(raw[0])
+            assert (line["event_type"], line["session_id"]) == ("chat", "s-1")
+            assert line["detail"] == {"model": "m", "tokens": {"output": 5}, "duration_ms": 12.5}
+
+    @pytest.mark.parametrize(("value", "expected"), EDGE_TOKEN_COUNTS, ids=short_repr)
+    def test_edge_token_counts_are_exact(self, value, expected):
+        """int64 extremes, whether sent as integers, numeric strings or doubles, come through exactly."""
+        assert line_of(traces(bad_span("x", value)))["detail"]["tokens"] == {"input": expected, "output": 5}
+        assert line_of(logs({"body": "b", "attrs": {"gen_ai.usage.input_tokens": value}}))["detail"]["tokens"] == {
+            "input": expected}
+
+    @pytest.mark.parametrize("value", BAD_TOKEN_COUNTS, ids=short_repr)
+    def test_bad_token_count_on_a_log_record_or_resource(self, value):
+        """The same values on a log record's attributes or on a resource are left out too."""
+        line = line_of(logs({"body": "b", "attrs": {"gen_ai.usage.input_tokens": value}}))
+        assert line["detail"] == {"message": "b"}
+        line = line_of(traces({"name": "x"}, resource={"service.name": "svc", "gen_ai.usage.input_tokens": value}))
+        assert (line["event_type"], line["service"]) == ("x", "svc")
+
+    @pytest.mark.parametrize(("any_value", "expected"), [
+        (b"\x18" + b"\xff" * 9 + b"\x7f", -1),  # a 10-byte varint with more than 64 bits
+        (b"\x18\x05\x18\x07", 7),  # int_value twice: the last one wins
+        (b"\x18\x85\x80\x80\x80\x00", 5),  # over-long but valid
+        (b"\x18\x80\x01", 128),
+    ])
+    def test_unusual_varints_on_the_wire(self, any_value, expected):
+        """Token counts whose wire bytes are unusual are read as protobuf reads them (the fast path decodes by hand)."""
+        key = b"gen_ai.usage.input_tokens"
+
+        def field(number: int, body: bytes) -> bytes:
+            return bytes([number << 3 | 2, len(body)]) + body
+
+        span = field(1, TRACE) + field(2, SPAN) + field(9, field(1, key) + field(2, any_value))
+        wire = field(1, field(2, field(2, span)))
+        data = TracesData.FromString(wire)
+        assert data.resource_spans[0].scope_spans[0].spans[0].attributes[0].value.int_value == expected
+        for lines in (encode_traces(data, wire), encode_traces(data)):
+            assert orjson.loads(lines[0])["detail"]["tokens"] == {"input": expected}
+
+    async def test_batch_mixing_good_and_bad_spans(self, tmp_path):
+        """Every span of a batch gets its line, in order; the good ones exactly as on their own."""
+        good = [dict(CHAT, name=f"good{i}", span_id=bytes([i + 1]) * 8) for i in range(3)]
+        specs: list[dict[str, Any]] = [good[0]]
+        for i, value in enumerate(BAD_TOKEN_COUNTS + [v for v, _ in EDGE_TOKEN_COUNTS]):
+            specs.append(bad_span(f"bad{i}", value))
+            if i == 5:
+                specs.append(good[1])
+        specs.append(good[2])
+        data = traces(*specs)
+        lines = await write_batches(tmp_path / "audit.jsonl", (Signal.TRACES, data))
+        assert len(lines) == len(specs)
+        assert [orjson.loads(x)["span_id"] for x in encode_traces(data)] == [s["span_id"].hex() for s in specs]
+        for spec in good:
+            (line,) = [x for x in lines if x["span_id"] == spec["span_id"].hex()]
+            assert line == line_of(traces(spec))
+            assert line["detail"]["tokens"] == {"input": 2400, "output": 310, "cache_read": 1800}
+        for line in lines:
+            assert "mapping_error" not in line["detail"]
+            assert line["detail"]["tokens"]["output"] in (5, 310)
+
+    async def test_log_records_with_bad_bodies(self, tmp_path):
+        """Log records with bodies the mapping cannot read as a time still get complete lines, in order."""
+        bodies: list[Any] = [
+            {"message": "good-1"},
+            {"timestamp": "1" * 5000, "message": "huge-number time"},  # int() refuses more than 4300 digits
+            {"timestamp": float("inf"), "message": "infinite time"},
+            {"timestamp": 1e300, "message": "far-future time"},
+            {"timestamp": "9" * 40, "message": "digits time"},
+            {"message": "good-2", "x": float("nan")},
+            {"detail": float("-inf"), "message": "odd detail"},
+        ]
+        data = logs(*[{"body": body, "time_unix_nano": T0} for body in bodies],
+                    *[{"body": "tokens", "attrs": {"gen_ai.usage.input_tokens": v}} for v in BAD_TOKEN_COUNTS])
+        lines = await write_batches(tmp_path / "audit.jsonl", (Signal.LOGS, data))
+        assert len(lines) == len(bodies) + len(BAD_TOKEN_COUNTS)
+        assert [x["detail"]["message"] for x in lines[:len(bodies)]] == [b["message"] for b in bodies]
+        assert lines[1]["detail"]["source_timestamp"] == "1" * 5000
+        assert lines[1]["timestamp"] == "2026-03-17T10:30:45.123456Z"
+        for line in lines:
+            assert "mapping_error" not in line["detail"]
+        assert all(x["detail"] == {"message": "tokens"} for x in lines[len(bodies):])
+
+    async def test_a_span_whose_mapping_fails_gets_a_minimal_line(self, tmp_path, monkeypatch, caplog):
+        """Whatever goes wrong mapping one span, it still gets a line (naming the error, not values); the rest are normal."""
+        def broken(_events: Any) -> str:
+            raise RuntimeError("secret-attribute-value")
+
+        monkeypatch.setattr(spans_module, "_exception_type", broken)
+        specs = [dict(CHAT, span_id=b"\x01" * 8),
+                 {"name": "tool call", "span_id": b"\x02" * 8, "status": (Status.STATUS_CODE_ERROR, "secret-message"),
+                  "attrs": {"gen_ai.operation.name": "execute_tool", "session.id": "secret-session"}},
+                 dict(CHAT, span_id=b"\x03" * 8)]
+        path = tmp_path / "audit.jsonl"
+        with caplog.at_level(logging.WARNING):
+            lines = await write_batches(path, (Signal.TRACES, traces(*specs)))
+        assert [x["span_id"] for x in lines] == [s["span_id"].hex() for s in specs]
+        assert lines[0] == line_of(traces(specs[0]))
+        assert lines[2] == line_of(traces(specs[2]))
+        assert list(lines[1]) == KEY_ORDER
+        assert lines[1] == {
+            "timestamp": "2026-03-17T10:30:45.123456Z", "session_id": None, "task_id": None,
+            "event_type": "tool call", "category": "other", "result": "error",
+            "detail": {"mapping_error": "RuntimeError"},
+            "event_id": f"{TRACE.hex()}:{'02' * 8}", "trace_id": TRACE.hex(), "span_id": "02" * 8,
+            "service": "my-agent",
+        }
+        assert b"secret" not in path.read_bytes()
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "1 of 3 spans" in warnings[0]
+        assert "RuntimeError" in warnings[0]
+        assert "secret" not in caplog.text
+
+    def test_a_span_without_ids_whose_mapping_fails_keeps_a_stable_id(self, monkeypatch):
+        """The minimal line of a span without ids has the same content id as its normal line would."""
+        spec = {"trace_id": b"", "span_id": b"", "name": "x", "status": (Status.STATUS_CODE_OK, "")}
+        want = line_of(traces(spec))["event_id"]
+        monkeypatch.setattr(spans_module, "_STATUS_CACHE", {})
+        monkeypatch.setattr(spans_module, "_status", lambda raw: 1 / 0)
+        line = line_of(traces(spec))
+        assert minimal_line(line) == {"session_id": None, "task_id": None, "event_type": "x", "category": "other",
+                                      "result": "allow", "detail": {"mapping_error": "ZeroDivisionError"}}
+        assert (line["event_id"], line["trace_id"], line["span_id"]) == (want, None, None)
+
+    def test_a_resource_whose_mapping_fails_still_gives_every_span_a_line(self, monkeypatch):
+        """If a resource cannot be read, each of its spans gets a minimal line; other resources are normal."""
+        real = spans_module.resource_context
+
+        def picky(resource: Any) -> Any:
+            if any(kv.key == "poison" for kv in resource.attributes):
+                raise KeyError("secret")
+            return real(resource)
+
+        monkeypatch.setattr(spans_module, "resource_context", picky)
+        data = traces({"name": "a"}, {"name": "b"}, resource={"service.name": "one", "poison": 1})
+        second = data.resource_spans.add()
+        add_attributes(second.resource.attributes, {"service.name": "two"})
+        second.scope_spans.add().spans.add(name="c", span_id=SPAN, trace_id=TRACE, start_time_unix_nano=T0)
+        for wire in (None, data.SerializeToString()):
+            lines = [orjson.loads(x) for x in encode_traces(data, wire)]
+            assert [(x["event_type"], x["service"], x["detail"].get("mapping_error")) for x in lines] == [
+                ("a", None, "KeyError"), ("b", None, "KeyError"), ("c", "two", None)]
+
+    async def test_a_log_record_whose_mapping_fails_gets_a_minimal_line(self, tmp_path, monkeypatch, caplog):
+        """Whatever goes wrong mapping one log record, it still gets a line; the others are normal."""
+        real = logs_module._detail
+
+        def picky(own: Any, rest: dict[str, Any], message: Any, vals: list[Any]) -> dict[str, Any]:
+            if message == "poison":
+                raise TypeError("secret")
+            return real(own, rest, message, vals)
+
+        monkeypatch.setattr(logs_module, "_detail", picky)
+        data = logs({"body": "fine", "time_unix_nano": T0},
+                    {"body": {"message": "poison", "event_type": "secret"}, "severity_number": 17,
+                     "time_unix_nano": T0, "trace_id": TRACE, "span_id": SPAN},
+                    {"body": "fine too", "time_unix_nano": T0})
+        path = tmp_path / "audit.jsonl"
+        with caplog.at_level(logging.WARNING):
+            lines = await write_batches(path, (Signal.LOGS, data))
+        assert [x["detail"].get("message") for x in lines] == ["fine", None, "fine too"]
+        assert list(lines[1]) == KEY_ORDER
+        assert lines[1] == {
+            "timestamp": "2026-03-17T10:30:45.123456Z", "session_id": None, "task_id": None,
+            "event_type": "log", "category": "other", "result": "error",
+            "detail": {"mapping_error": "TypeError"},
+            "event_id": lines[1]["event_id"], "trace_id": TRACE.hex(), "span_id": SPAN.hex(), "service": "my-agent",
+        }
+        assert lines[1]["event_id"].startswith("log:")
+        assert b"secret" not in path.read_bytes()
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "1 of 3 log records" in warnings[0]
+        assert "secret" not in caplog.text
+
+
 # --- the OTLP fixture ---------------------------------------------------------------------------
 
 def fixture_traces() -> list[TracesData]:
@@ -676,6 +900,314 @@ class TestFile:
         path = tmp_path / "audit.jsonl"
         assert await write_batches(path, (Signal.TRACES, TracesData())) == []
         assert path.read_bytes() == b""
+
+
+class TestPathChangesWhileRunning:
+    """The path is followed: a file deleted, rotated or replaced while running is reopened at the path."""
+
+    async def test_deleted_file_is_created_again(self, tmp_path, caplog):
+        """After the file is deleted, the next batch lands in a new 0600 file at the path, with one warning."""
+        path = tmp_path / "audit.jsonl"
+        exp = exporter(path)
+        await exp.start(RecordingHost())
+        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        path.unlink()
+        with caplog.at_level(logging.WARNING):
+            await exp.export(Signal.TRACES, traces(CHAT))
+            await exp.export(Signal.LOGS, logs({"body": "three"}))
+        await exp.shutdown()
+        assert [x["event_type"] for x in read_lines(path)] == ["chat", "log"]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [f"audit file {path}: it was deleted or renamed; reopening the path"]
+        assert "conv-0" not in caplog.text
+
+    async def test_rotation_by_rename(self, tmp_path):
+        """Renamed away (logrotate): old lines stay in the renamed file, new ones go to a new file at the path."""
+        path = tmp_path / "audit.jsonl"
+        rotated = tmp_path / "audit.jsonl.1"
+        exp = exporter(path)
+        await exp.start(RecordingHost())
+        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        path.rename(rotated)
+        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.export(Signal.TRACES, traces({"name": "three"}))
+        await exp.shutdown()
+        assert [x["event_type"] for x in read_lines(rotated)] == ["one"]
+        assert [x["event_type"] for x in read_lines(path)] == ["two", "three"]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    async def test_rotation_with_a_new_file_created(self, tmp_path):
+        """Renamed away and a new file created at the path (logrotate ``create``): new lines go to that file."""
+        path = tmp_path / "audit.jsonl"
+        exp = exporter(path)
+        await exp.start(RecordingHost())
+        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        path.rename(tmp_path / "audit.jsonl.1")
+        path.touch(mode=0o600)
+        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.shutdown()
+        assert [x["event_type"] for x in read_lines(path)] == ["two"]
+
+    async def test_truncation_in_place_keeps_the_file(self, tmp_path, caplog):
+        """Truncated in place (logrotate ``copytruncate``): same file, appended from its new end, no reopen."""
+        path = tmp_path / "audit.jsonl"
+        exp = exporter(path)
+        await exp.start(RecordingHost())
+        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        path.write_bytes(b"")
+        with caplog.at_level(logging.WARNING):
+            await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.shutdown()
+        assert path.read_bytes().startswith(b'{"timestamp"')
+        assert [x["event_type"] for x in read_lines(path)] == ["two"]
+        assert caplog.records == []
+
+    async def test_replaced_by_a_directory_then_back(self, tmp_path):
+        """A directory at the path makes writes retryable; once it is gone, writing resumes at the path."""
+        path = tmp_path / "audit.jsonl"
+        exp = exporter(path)
+        await exp.start(RecordingHost())
+        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        path.rename(tmp_path / "moved.jsonl")
+        path.mkdir()
+        for _attempt in range(2):
+            with pytest.raises(RetryableError, match=f"cannot write {path}: Is a directory"):
+                await exp.export(Signal.TRACES, traces({"name": "two"}))
+        path.rmdir()
+        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.shutdown()
+        assert [x["event_type"] for x in read_lines(path)] == ["two"]
+        assert [x["event_type"] for x in read_lines(tmp_path / "moved.jsonl")] == ["one"]
+
+    async def test_directory_removed_is_created_again(self, tmp_path):
+        """When the file's directory is removed, it is created again (0700) with the file (0600)."""
+        path = tmp_path / "logs" / "audit.jsonl"
+        exp = exporter(path)
+        await exp.start(RecordingHost())
+        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        shutil.rmtree(tmp_path / "logs")
+        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.shutdown()
+        assert [x["event_type"] for x in read_lines(path)] == ["two"]
+        assert stat.S_IMODE((tmp_path / "logs").stat().st_mode) == 0o700
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    async def test_unchanged_path_is_not_reopened(self, tmp_path, monkeypatch):
+        """The check costs one stat per batch: the file is opened once, however many batches."""
+        opened: list[str] = []
+        real_open = os.open
+        monkeypatch.setattr(writer.os, "open", lambda p, *a: (opened.append(str(p)), real_open(p, *a))[1])
+        await write_batches(tmp_path / "audit.jsonl", *[(Signal.TRACES, traces({"name": str(i)})) for i in range(5)])
+        assert opened == [str(tmp_path / "audit.jsonl")]
+
+
+# --- FIFOs and devices --------------------------------------------------------------------------
+
+class FifoReader(threading.Thread):
+    """A FIFO's reader: opened at once (so a writer can open it), reading in a thread once started.
+
+    Start it after the writer has opened the FIFO: without a writer a read returns EOF at once.
+    It reads until EOF (every writer closed), ``pause`` seconds between reads.
+    """
+
+    def __init__(self, path: Path, pause: float = 0.0) -> None:
+        super().__init__(daemon=True)
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(self.fd, True)
+        self.pause = pause
+        self.data = bytearray()
+
+    def run(self) -> None:
+        while chunk := os.read(self.fd, 65536):
+            self.data += chunk
+            time.sleep(self.pause)
+
+    def finish(self) -> bytes:
+        """Wait for EOF (starting to read now if not yet), close, return what was read."""
+        if self.ident is None:
+            self.start()
+        self.join(timeout=10)
+        assert not self.is_alive()
+        os.close(self.fd)
+        return bytes(self.data)
+
+
+def fifo_at(tmp_path: Path) -> Path:
+    path = tmp_path / "audit.fifo"
+    os.mkfifo(path, 0o600)
+    return path
+
+
+def many_spans(n: int, tag: str = "") -> TracesData:
+    """A batch of ``n`` chat spans, each about 350 bytes of audit line, named ``<tag><i>``."""
+    return traces(*[dict(CHAT, name=f"{tag}{i}", span_id=i.to_bytes(8, "big"),
+                         attrs={**CHAT["attrs"], "gen_ai.operation.name": ""}) for i in range(n)])
+
+
+class TestFifo:
+    async def test_without_reader_start_fails_at_once(self, tmp_path):
+        """A FIFO nobody reads fails start with a clear error instead of blocking the event loop forever."""
+        path = fifo_at(tmp_path)
+        rescue: list[int] = []  # if the open blocks (the bug), a late reader unblocks it so the test fails, not hangs
+        timer = threading.Timer(3, lambda: rescue.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK)))
+        timer.daemon = True
+        timer.start()
+        exp = exporter(path)
+        started = time.monotonic()
+        try:
+            with pytest.raises(StartupError) as info:
+                await exp.start(RecordingHost())
+        finally:
+            timer.cancel()
+            await exp.shutdown()
+            for fd in rescue:
+                os.close(fd)
+        assert time.monotonic() - started < 1
+        assert str(info.value) == f"jsonl_audit: cannot open {path} for append: no process is reading the FIFO"
+
+    async def test_with_reader(self, tmp_path):
+        """With a reader, every batch arrives, spans and log records alike, and shutdown ends its input."""
+        path = fifo_at(tmp_path)
+        reader = FifoReader(path)
+        await export_all(path, (Signal.TRACES, traces({"name": "one"})), (Signal.LOGS, logs({"body": "two"})),
+                         fsync=True)  # small: the pipe's buffer holds it until the reader reads
+        lines = [orjson.loads(x) for x in reader.finish().splitlines()]
+        assert [x["event_type"] for x in lines] == ["one", "log"]
+        assert stat.S_ISFIFO(path.stat().st_mode)
+
+    async def test_batch_larger_than_the_pipe_with_a_slow_reader(self, tmp_path):
+        """A batch bigger than the FIFO's buffer arrives whole and once, and the event loop keeps running meanwhile."""
+        path = fifo_at(tmp_path)
+        reader = FifoReader(path, pause=0.002)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        exp = exporter(path)
+        await exp.start(RecordingHost())
+        reader.start()
+        task = asyncio.create_task(ticker())
+        await exp.export(Signal.TRACES, many_spans(3000))
+        task.cancel()
+        await exp.shutdown()
+        data = reader.finish()
+        assert len(data) > 4 * 65536
+        assert [orjson.loads(x)["event_type"] for x in data.splitlines()] == [str(i) for i in range(3000)]
+        assert ticks > 3  # the export waited for the reader without blocking the loop
+
+    async def test_stuck_reader_is_retryable(self, tmp_path, monkeypatch):
+        """A reader that takes nothing makes the write retryable (the loop runs meanwhile); the retry lands on a fresh line."""
+        monkeypatch.setattr(writer, "FIFO_STALL_SECONDS", 0.2)
+        path = fifo_at(tmp_path)
+        reader = FifoReader(path)
+        exp = exporter(path)
+        await exp.start(RecordingHost())
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        batch = many_spans(1000)
+        started = time.monotonic()
+        with pytest.raises(RetryableError, match=r"the FIFO is full: its reader took nothing for 0\.2 s"):
+            await exp.export(Signal.TRACES, batch)
+        assert 0.2 <= time.monotonic() - started < 2
+        assert ticks >= 5
+        task.cancel()
+        assert exp.file.is_open  # the reader is still there: closing would end its input
+        reader.start()
+        await exp.export(Signal.TRACES, batch)
+        await exp.shutdown()
+        raw = reader.finish().splitlines()
+        parsed = []
+        for line in raw:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                parsed.append(orjson.loads(line)["event_type"])
+        assert len(raw) - len(parsed) <= 1  # at most the line cut off by the failure
+        assert parsed[-1000:] == [str(i) for i in range(1000)]
+
+    async def test_reader_goes_away_and_comes_back(self, tmp_path):
+        """When the reader leaves, writes are retryable (broken pipe, then no reader); a new reader gets the rest."""
+        path = fifo_at(tmp_path)
+        first = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        exp = exporter(path)
+        await exp.start(RecordingHost())
+        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        assert orjson.loads(os.read(first, 65536))["event_type"] == "one"
+        os.close(first)
+        with pytest.raises(RetryableError, match="Broken pipe"):
+            await exp.export(Signal.TRACES, traces({"name": "two"}))
+        with pytest.raises(RetryableError, match="no process is reading the FIFO"):
+            await exp.export(Signal.TRACES, traces({"name": "two"}))
+        second = FifoReader(path)
+        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.shutdown()
+        assert [orjson.loads(x)["event_type"] for x in second.finish().splitlines()] == ["two"]
+
+
+class TestDevices:
+    async def test_dev_null_is_opened_once(self, tmp_path, monkeypatch, caplog):
+        """A character device takes every batch; the path check does not reopen it."""
+        opened: list[str] = []
+        real_open = os.open
+        monkeypatch.setattr(writer.os, "open", lambda p, *a: (opened.append(str(p)), real_open(p, *a))[1])
+        with caplog.at_level(logging.WARNING):
+            await export_all(Path("/dev/null"), *[(Signal.TRACES, traces(CHAT))] * 3, fsync=True)
+        assert opened == ["/dev/null"]
+        assert caplog.records == []
+
+    @pytest.mark.parametrize("stdout", ["pty", "pipe"])
+    def test_dev_stdout(self, stdout):
+        """``path: /dev/stdout`` writes the lines to the process's standard output, a terminal or a pipe."""
+        script = textwrap.dedent("""
+            import asyncio
+            from obs_pipeline.signals import Signal
+            from obs_pipeline.testing import RecordingHost
+            from tests.exporters.builders import traces
+            from tests.exporters.test_jsonl_audit import exporter
+
+            async def main():
+                exp = exporter("/dev/stdout")
+                await exp.start(RecordingHost())
+                for name in ("one", "two"):
+                    await exp.export(Signal.TRACES, traces({"name": name}))
+                await exp.shutdown()
+
+            asyncio.run(main())
+        """)
+        root = Path(__file__).resolve().parents[2]
+        if stdout == "pipe":
+            done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, timeout=60, check=False)
+            assert done.returncode == 0, done.stderr.decode()
+            out = done.stdout
+        else:
+            import pty  # noqa: PLC0415 - POSIX only
+
+            main_fd, sub_fd = pty.openpty()
+            proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=sub_fd, stderr=subprocess.PIPE)
+            os.close(sub_fd)
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(main_fd, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            os.close(main_fd)
+            assert proc.wait(timeout=60) == 0, proc.stderr.read().decode() if proc.stderr else ""
+            out = b"".join(chunks)
+        assert [orjson.loads(x)["event_type"] for x in out.splitlines()] == ["one", "two"]
 
 
 class TestCheck:

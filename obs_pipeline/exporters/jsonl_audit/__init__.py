@@ -5,16 +5,23 @@ share, :mod:`.view` the raw-attribute view the span path reads), :mod:`.writer` 
 the file. This module holds the config, the exporter and the factory.
 
 Errors: the file is opened at ``start`` (a clear :class:`StartupError` naming the path and the OS
-reason); a failed write or fsync (disk full, I/O error, the path replaced by a directory) is a
-:class:`RetryableError`: the file is reopened on the next attempt, and the exporter helper's
+reason, "no process is reading the FIFO" for a FIFO without a reader); a failed write or fsync
+(disk full, I/O error, the path replaced by a directory, a FIFO whose reader is gone or stuck) is
+a :class:`RetryableError`: the file is reopened on the next attempt, and the exporter helper's
 bounded retries and queue give backpressure instead of silently losing audit records. A retried
 batch may repeat lines that were written before the failure; ``event_id`` lets readers dedupe.
+A file deleted or renamed while running is reopened at its path before the next batch.
+
+A record the mapping cannot handle never costs its batch: it gets a minimal line with
+``detail.mapping_error`` (the exception's class), and the batch logs one warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from obs_pipeline.components import Exporter, Factory, Host, Kind, Settings
@@ -81,21 +88,25 @@ class JsonlAuditExporter(Exporter):
         A large batch is encoded in chunks with a pause for the event loop between them, so
         receivers keep answering while it is written.
         """
+        errors: list[BaseException] = []
         if signal is Signal.TRACES:
             lines: list[bytes] = []
-            for chunk in iter_encode_traces(data, wire):
+            for chunk in iter_encode_traces(data, wire, errors=errors):
                 lines += chunk
                 await asyncio.sleep(0)
         elif signal is Signal.LOGS:
-            lines = encode_logs(data, self.preset)
+            lines = encode_logs(data, self.preset, errors)
         else:
             raise PermanentError(f"{self.id}: takes traces and logs, not {signal.value}")
+        if errors:
+            self._warn_mapping_errors(signal, len(lines), errors)
+            errors.clear()  # their tracebacks hold the encoder's frame: let it go now
         if not lines:
             return
         lines.append(b"")
         payload = b"\n".join(lines)
         try:
-            self.file.write(payload)
+            await self.file.append(payload)
         except OSError as exc:
             raise RetryableError(f"{self.id}: cannot write {self.file.path}: {_reason(exc)}") from exc
         if self.cfg.fsync:
@@ -108,6 +119,22 @@ class JsonlAuditExporter(Exporter):
     async def shutdown(self) -> None:
         """Close the file (every write is already in the kernel). Idempotent; safe without start."""
         self.file.close()
+
+    def _warn_mapping_errors(self, signal: Signal, total: int, errors: list[BaseException]) -> None:
+        """One warning per batch: how many records got a minimal line, the error classes and where.
+
+        Never the exception messages: they may quote attribute values.
+        """
+        names = sorted({type(exc).__name__ for exc in errors})
+        where = ""
+        frames = traceback.extract_tb(errors[0].__traceback__)
+        if frames:
+            where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}"
+        noun = "spans" if signal is Signal.TRACES else "log records"
+        self.log.warning(
+            "%s: %d of %d %s could not be fully mapped (%s%s); written as minimal lines with detail.mapping_error",
+            self.id, len(errors), total, noun, ", ".join(names), where,
+        )
 
 
 def _reason(exc: OSError) -> str:

@@ -13,6 +13,7 @@ so reading a record's attributes is one dict lookup per attribute and no per-att
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from base64 import b64encode
 from collections.abc import Iterable
@@ -21,6 +22,10 @@ from typing import Any
 from obs_pipeline import genai
 
 STATUS_CODE_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+#: The range of an OTLP ``int_value``; a token count outside it is not a count (and orjson
+#: refuses integers beyond 64 bits).
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 #: Attributes the audit line reads, in slot order. Integer-valued ones come first, so a slot
 #: number alone says which accessor reads it.
@@ -95,18 +100,33 @@ def str_fallback(value: Any) -> str | None:
 
 
 def int_fallback(value: Any) -> int | None:
-    """A token count sent as a double or a numeric string (some SDKs do): an int, else None."""
+    """A token count sent as a double or a numeric string (some SDKs do): an int, else None.
+
+    Never raises: what is not a finite number in the int64 range (``inf``, ``NaN``, ``"1e999"``,
+    ``1e300``, 5000 digits) is not a count, and is treated as absent.
+    """
     kind = value.WhichOneof("value")
     if kind == "int_value":
-        return 0
+        return value.int_value
     if kind == "double_value":
-        return int(value.double_value)
-    if kind == "string_value":
+        number: float = value.double_value
+    elif kind == "string_value":
+        text = value.string_value
         try:
-            return int(float(value.string_value))
+            count = int(text)  # exact for digits (a float would round past 2**53)
         except ValueError:
-            return None
-    return None
+            try:
+                number = float(text)
+            except ValueError:
+                return None
+        else:
+            return count if INT64_MIN <= count <= INT64_MAX else None
+    else:
+        return None
+    if not math.isfinite(number):
+        return None
+    count = int(number)
+    return count if INT64_MIN <= count <= INT64_MAX else None
 
 
 def normalize(slot: int, value: str | None) -> str | None:

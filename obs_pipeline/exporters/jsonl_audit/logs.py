@@ -126,15 +126,62 @@ DEFAULT_PRESET = LogPreset(
 )
 
 
-def encode_logs(data: Any, preset: LogPreset = DEFAULT_PRESET) -> list[bytes]:
-    """One serialized audit line (no newline) per log record of a ``LogsData``, in order."""
+def encode_logs(data: Any, preset: LogPreset = DEFAULT_PRESET, errors: list[BaseException] | None = None) -> list[bytes]:
+    """One serialized audit line (no newline) per log record of a ``LogsData``, in order.
+
+    Every record gets exactly one line: one whose mapping raises (or whose resource cannot be
+    read) gets an :func:`error_line`, and the exception is appended to ``errors`` when given.
+    """
     out: list[bytes] = []
     for rl in data.resource_logs:
-        resource = resource_context(rl.resource)
+        try:
+            resource = resource_context(rl.resource)
+        except Exception as exc:  # each of its records still gets a line
+            for sl in rl.scope_logs:
+                for record in sl.log_records:
+                    out.append(error_line(record, None, exc))
+                    if errors is not None:
+                        errors.append(exc)
+            continue
         for sl in rl.scope_logs:
             for record in sl.log_records:
-                out.append(orjson.dumps(log_line(record, resource, preset)))
+                try:
+                    out.append(orjson.dumps(log_line(record, resource, preset)))
+                except Exception as exc:  # one bad record must not cost the batch
+                    out.append(error_line(record, resource[0], exc))
+                    if errors is not None:
+                        errors.append(exc)
     return out
+
+
+def error_line(record: Any, service: str | None, exc: BaseException) -> bytes:
+    """The minimal line of a log record whose mapping raised ``exc``, so no record is silently lost.
+
+    Only what cannot fail: the record's time, its severity's result, its ids and the resource's
+    service; ``detail.mapping_error`` names the exception's class, never a value (the message
+    could quote one).
+    """
+    try:
+        result = _result(record)
+    except Exception:  # the severity is what we are unsure of
+        result = "allow"
+    try:
+        event_id = _record_id(record)
+    except Exception:
+        event_id = content_id("log", record)
+    return orjson.dumps({
+        "timestamp": _record_time(record),
+        "session_id": None,
+        "task_id": None,
+        "event_type": "log",
+        "category": "other",
+        "result": result,
+        "detail": {"mapping_error": type(exc).__name__},
+        "event_id": event_id,
+        "trace_id": record.trace_id.hex() or None,
+        "span_id": record.span_id.hex() or None,
+        "service": service,
+    })
 
 
 def log_line(record: Any, resource: tuple[str | None, str | None, str | None],
@@ -240,7 +287,10 @@ def _timestamp(lifted: Any, record: Any) -> str | None:
     """The body's timestamp normalized to RFC 3339 UTC (None if it is not a time), else the record's."""
     if lifted is None:
         return _record_time(record)
-    ns = parse_timestamp(lifted)
+    try:
+        ns = parse_timestamp(lifted)
+    except (ValueError, ArithmeticError):  # "1" * 5000: int() refuses more than 4300 digits
+        return None
     return format_ns(ns) if ns is not None else None
 
 

@@ -13,7 +13,9 @@ attribute values through the protobuf classes is what costs, ~0.3 µs per attrib
   decoded from its varint); anything unusual goes through the real ``KeyValue`` parser
   (:func:`_classify`);
 * status and events are decoded only for the spans that have them;
-* each span becomes one small dict in the audit key order, serialized by ``orjson``.
+* each span becomes one small dict in the audit key order, serialized by ``orjson``;
+* a span whose mapping raises anyway gets a minimal :func:`error_line` and the batch goes on
+  (the ``try`` around each span costs nothing until something raises).
 
 Measured in ``bench/audit_mapping.py`` as a ratio to a bare ``TracesData.FromString``.
 """
@@ -37,6 +39,7 @@ from obs_pipeline.exporters.jsonl_audit.common import (
     STATUS_CODE_ERROR,
     THREE_DIGITS,
     content_id,
+    format_ns,
     read_value,
     resource_context,
     second_prefix,
@@ -78,24 +81,32 @@ def _classify(raw: bytes) -> tuple[int, Any]:
 def _int_value(raw: bytes, key_end: int) -> int | None:
     """The integer of a token-count ``KeyValue`` not seen before; remembered by its value bytes.
 
-    The usual layout after the key, ``12 <len> 18 <varint>``, is decoded by hand; anything else
-    (a double, a string, extra fields) goes through the real parser.
+    The usual layout after the key, ``12 <len> 18 <varint>``, is decoded by hand when the varint
+    is the only thing there (every byte but the last has the continuation bit, at most 10 bytes);
+    anything else (a double, a string, extra fields) goes through the real parser.
     """
     tail = raw[key_end:]
-    if len(tail) > 3 and tail[0] == 0x12 and tail[2] == 0x18 and tail[1] == len(tail) - 2:
+    size = len(tail)
+    if 3 < size <= 13 and tail[0] == 0x12 and tail[2] == 0x18 and tail[1] == size - 2 and tail[-1] < 0x80:
         value = 0
         shift = 0
-        for byte in tail[3:]:
+        for byte in tail[3:-1]:
+            if byte < 0x80:
+                break  # not one varint (the field twice, say): the parser decides below
             value |= (byte & 0x7F) << shift
             shift += 7
-        if value >= 1 << 63:
-            value -= 1 << 64
-    else:
-        value = read_value(IN, KeyValue.FromString(raw).value)
-        if value is None:
-            return None
-    _INT_VALUES[tail] = value
-    return value
+        else:
+            value |= tail[-1] << shift
+            if value >= 1 << 63:
+                value &= 0xFFFF_FFFF_FFFF_FFFF  # as protobuf does: 10 varint bytes can carry 70 bits
+                if value >= 1 << 63:
+                    value -= 1 << 64
+            _INT_VALUES[tail] = value
+            return value
+    parsed: int | None = read_value(IN, KeyValue.FromString(raw).value)
+    if parsed is not None:
+        _INT_VALUES[tail] = parsed
+    return parsed
 
 
 def _status(raw: bytes) -> tuple[int, str]:
@@ -124,18 +135,52 @@ def _exception_type(raw_events: Iterable[bytes]) -> str | None:
     return None
 
 
-def encode_traces(data: Any, wire: bytes | None = None) -> list[bytes]:
+def error_line(span: Any, service: str | None, exc: BaseException) -> bytes:
+    """The minimal line of a span whose mapping raised ``exc``, so no span is silently lost.
+
+    Only what cannot fail: the start time, the span name, the status (when it decodes), the ids
+    and the resource's service; ``detail.mapping_error`` names the exception's class, never a
+    value (the message could quote one).
+    """
+    result = "allow"
+    try:
+        if span.status and _status(span.status)[0] == STATUS_CODE_ERROR:
+            result = "error"
+    except Exception:  # noqa: S110 - the status is what we are unsure of: "allow"
+        pass
+    trace_id = span.trace_id.hex()
+    span_id = span.span_id.hex()
+    return orjson.dumps({
+        "timestamp": format_ns(span.start_time_unix_nano),
+        "session_id": None,
+        "task_id": None,
+        "event_type": span.name,
+        "category": "other",
+        "result": result,
+        "detail": {"mapping_error": type(exc).__name__},
+        "event_id": f"{trace_id}:{span_id}" if trace_id and span_id else content_id("span", span),
+        "trace_id": trace_id or None,
+        "span_id": span_id or None,
+        "service": service,
+    })
+
+
+def encode_traces(data: Any, wire: bytes | None = None, errors: list[BaseException] | None = None) -> list[bytes]:
     """One serialized audit line (no newline) per span of a ``TracesData``, in order."""
-    return [line for chunk in iter_encode_traces(data, wire) for line in chunk]
+    return [line for chunk in iter_encode_traces(data, wire, errors=errors) for line in chunk]
 
 
-def iter_encode_traces(data: Any, wire: bytes | None = None, chunk: int = CHUNK_LINES) -> Iterator[list[bytes]]:
+def iter_encode_traces(data: Any, wire: bytes | None = None, chunk: int = CHUNK_LINES,
+                       errors: list[BaseException] | None = None) -> Iterator[list[bytes]]:
     """The audit lines of ``data`` in chunks of about ``chunk`` lines, so a caller can yield between.
 
     ``wire``, when given, is ``data``'s exact serialization: the raw-attribute view is parsed
     from it instead of re-serializing every resource group. ``data`` is only read: it may be
     shared with other exporters. The per-span work is written out inline on purpose: a helper
     call per span or attribute costs more than the work itself.
+
+    Every span gets exactly one line: one whose mapping raises (or whose resource cannot be
+    read) gets an :func:`error_line`, and the exception is appended to ``errors`` when given.
     """
     if len(_KV_CACHE) > _MAX_CACHE_ENTRIES:
         _KV_CACHE.clear()
@@ -155,97 +200,117 @@ def iter_encode_traces(data: Any, wire: bytes | None = None, chunk: int = CHUNK_
     digits = THREE_DIGITS
     op_category = genai.OPERATION_CATEGORY
     empty: list[Any] = [None] * n_wanted
-    views = TracesView.FromString(wire).resource_spans if wire is not None else None
+    views = None
+    if wire is not None:
+        try:
+            views = TracesView.FromString(wire).resource_spans
+        except Exception:  # not data's serialization after all: re-serialize
+            views = None
+        if views is not None and len(views) != len(data.resource_spans):
+            views = None  # likewise: never pair spans with the wrong resource
     for index, rs_data in enumerate(data.resource_spans):
         if len(out) >= chunk:
             yield out
             out = []
             append = out.append
-        service, res_session, res_task = resource_context(rs_data.resource)
         rs = views[index] if views is not None else ResourceSpansView.FromString(rs_data.SerializeToString())
+        try:
+            service, res_session, res_task = resource_context(rs_data.resource)
+        except Exception as exc:  # each of its spans still gets a line
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    append(error_line(span, None, exc))
+                    if errors is not None:
+                        errors.append(exc)
+            continue
         for ss in rs.scope_spans:
             for span in ss.spans:
-                vals = empty.copy()
-                for raw in span.attributes:
-                    hit = cached(raw)
-                    if hit is not None:
-                        slot, value = hit
-                    elif raw and raw[0] == 0x0A and raw[1] < 0x80:  # key first, shorter than 128 bytes
-                        key_end = 2 + raw[1]
-                        wanted = slot_of_key(raw[2:key_end])
-                        if wanted is None:
-                            continue  # not wanted: its value (maybe a long prompt) is never read
-                        slot = wanted
-                        if slot in int_slots:
-                            value = int_values(raw[key_end:])
-                            if value is None:
-                                value = _int_value(raw, key_end)
+                try:
+                    vals = empty.copy()
+                    for raw in span.attributes:
+                        hit = cached(raw)
+                        if hit is not None:
+                            slot, value = hit
+                        elif raw and raw[0] == 0x0A and raw[1] < 0x80:  # key first, shorter than 128 bytes
+                            key_end = 2 + raw[1]
+                            wanted = slot_of_key(raw[2:key_end])
+                            if wanted is None:
+                                continue  # not wanted: its value (maybe a long prompt) is never read
+                            slot = wanted
+                            if slot in int_slots:
+                                value = int_values(raw[key_end:])
+                                if value is None:
+                                    value = _int_value(raw, key_end)
+                            else:
+                                slot, value = classify(raw)
                         else:
                             slot, value = classify(raw)
-                    else:
-                        slot, value = classify(raw)
-                    if slot < 0:
-                        continue
-                    if slot >= n_wanted:  # an alias: the canonical name wins
-                        slot -= n_wanted
-                        if vals[slot] is not None:
+                        if slot < 0:
                             continue
-                    vals[slot] = value
-                (t_in, t_out, t_cache_read, t_cache_write, t_reasoning, op, provider, request_model,
-                 response_model, session, task, agent, tool, error_type, oi_kind, tl_kind) = vals
+                        if slot >= n_wanted:  # an alias: the canonical name wins
+                            slot -= n_wanted
+                            if vals[slot] is not None:
+                                continue
+                        vals[slot] = value
+                    (t_in, t_out, t_cache_read, t_cache_write, t_reasoning, op, provider, request_model,
+                     response_model, session, task, agent, tool, error_type, oi_kind, tl_kind) = vals
 
-                detail: dict[str, Any] = {}
-                model = response_model or request_model
-                if model:
-                    detail["model"] = model
-                if provider:
-                    detail["provider"] = provider
-                if t_cache_read is None and t_cache_write is None and t_reasoning is None:
-                    if t_in is not None and t_out is not None:
-                        detail["tokens"] = {"input": t_in, "output": t_out}
-                    elif t_in is not None or t_out is not None:
+                    detail: dict[str, Any] = {}
+                    model = response_model or request_model
+                    if model:
+                        detail["model"] = model
+                    if provider:
+                        detail["provider"] = provider
+                    if t_cache_read is None and t_cache_write is None and t_reasoning is None:
+                        if t_in is not None and t_out is not None:
+                            detail["tokens"] = {"input": t_in, "output": t_out}
+                        elif t_in is not None or t_out is not None:
+                            detail["tokens"] = tokens_of(vals)
+                    else:
                         detail["tokens"] = tokens_of(vals)
-                else:
-                    detail["tokens"] = tokens_of(vals)
-                if tool:
-                    detail["tool"] = tool
-                if agent:
-                    detail["agent"] = agent
-                start = span.start_time_unix_nano
-                end = span.end_time_unix_nano
-                if end >= start:
-                    detail["duration_ms"] = (end - start) / 1_000_000
-                result = "allow"
-                status = span.status
-                if status:
-                    code, message = cached_status(status) or _status(status)
-                    if code == STATUS_CODE_ERROR:
-                        result = "error"
-                        if error_type is None:
-                            error_type = _exception_type(span.events)
-                    if message:
-                        detail["message"] = message
-                if error_type:
-                    detail["error_type"] = error_type
+                    if tool:
+                        detail["tool"] = tool
+                    if agent:
+                        detail["agent"] = agent
+                    start = span.start_time_unix_nano
+                    end = span.end_time_unix_nano
+                    if end >= start:
+                        detail["duration_ms"] = (end - start) / 1_000_000
+                    result = "allow"
+                    status = span.status
+                    if status:
+                        code, message = cached_status(status) or _status(status)
+                        if code == STATUS_CODE_ERROR:
+                            result = "error"
+                            if error_type is None:
+                                error_type = _exception_type(span.events)
+                        if message:
+                            detail["message"] = message
+                    if error_type:
+                        detail["error_type"] = error_type
 
-                category = op_category.get(op) if op else None
-                if category is None:
-                    category = genai.category(None, oi_kind or tl_kind)
-                second, nanos = divmod(start, 1_000_000_000)
-                millis, micros = divmod(nanos // 1000, 1000)
-                trace_id = span.trace_id.hex()
-                span_id = span.span_id.hex()
-                append(dumps({
-                    "timestamp": f"{prefixes.get(second) or second_prefix(second)}.{digits[millis]}{digits[micros]}Z",
-                    "session_id": session or res_session,
-                    "task_id": task or res_task,
-                    "event_type": op or span.name,
-                    "category": category,
-                    "result": result,
-                    "detail": detail,
-                    "event_id": f"{trace_id}:{span_id}" if trace_id and span_id else content_id("span", span),
-                    "trace_id": trace_id or None,
-                    "span_id": span_id or None,
-                    "service": service,
-                }))
+                    category = op_category.get(op) if op else None
+                    if category is None:
+                        category = genai.category(None, oi_kind or tl_kind)
+                    second, nanos = divmod(start, 1_000_000_000)
+                    millis, micros = divmod(nanos // 1000, 1000)
+                    trace_id = span.trace_id.hex()
+                    span_id = span.span_id.hex()
+                    append(dumps({
+                        "timestamp": f"{prefixes.get(second) or second_prefix(second)}.{digits[millis]}{digits[micros]}Z",
+                        "session_id": session or res_session,
+                        "task_id": task or res_task,
+                        "event_type": op or span.name,
+                        "category": category,
+                        "result": result,
+                        "detail": detail,
+                        "event_id": f"{trace_id}:{span_id}" if trace_id and span_id else content_id("span", span),
+                        "trace_id": trace_id or None,
+                        "span_id": span_id or None,
+                        "service": service,
+                    }))
+                except Exception as exc:  # one bad span must not cost the batch
+                    append(error_line(span, service, exc))
+                    if errors is not None:
+                        errors.append(exc)
     yield out

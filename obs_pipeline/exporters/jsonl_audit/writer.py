@@ -6,12 +6,25 @@ crash leaves at most a partial last line. When an existing file does not end wit
 previous crash, or a failed write), the next write starts with one, so our first line is intact
 and readers only have to skip one broken line.
 
+The path is followed, not just the open file: before each batch one ``stat`` checks that the
+path still leads to the file we hold open. When it was deleted, renamed (logrotate) or replaced,
+the file is reopened at the path (created ``0600``, its directory ``0700``), with one warning;
+if that fails (a directory is there now), the write raises and the exporter retries it later.
+Without this check the lines would go on into an unlinked or renamed file while being counted
+as sent.
+
 Special files (``/dev/stdout``, a FIFO) are accepted as the path: the checks that only make
-sense for regular files (mode, last byte, fsync) are skipped for them.
+sense for regular files (mode, last byte, fsync) are skipped for them. Every open is
+non-blocking (``O_NONBLOCK``), so a FIFO without a reader fails at once (``ENXIO``: "no process
+is reading the FIFO") instead of hanging the event loop; other files are switched back to
+blocking writes. A FIFO keeps its non-blocking writes: when its buffer is full,
+:meth:`AuditFile.append` waits for its reader without blocking the event loop, and gives up with
+``EAGAIN`` when the reader takes nothing for :data:`FIFO_STALL_SECONDS`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -21,7 +34,11 @@ from pathlib import Path
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+#: How long a full FIFO may go without its reader taking anything before the write fails
+#: (retryably): the reader is stuck, and the retries and the queue take over.
+FIFO_STALL_SECONDS = 5.0
+NO_READER = "no process is reading the FIFO"
 
 
 def _sync(fd: int) -> None:
@@ -37,9 +54,11 @@ class AuditFile:
         self.path = Path(os.path.expanduser(path))
         self.log = log
         self._fd: int | None = None
+        self._ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the open file
         self._regular = False
         self._needs_newline = False
         self._warned_mode = False
+        self._lock = asyncio.Lock()  # one batch at a time while a FIFO write waits for its reader
 
     @property
     def is_open(self) -> bool:
@@ -50,14 +69,22 @@ class AuditFile:
         """Create missing parent directories (``0700``) and open the file for append (``0600``).
 
         Raises:
-            OSError: the directory or the file cannot be created or opened.
+            OSError: the directory or the file cannot be created or opened; ``ENXIO`` with
+                :data:`NO_READER` for a FIFO that no process has open for reading.
         """
         if self._fd is not None:
             return
         make_parents(self.path.parent)
-        fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
+        try:
+            fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO and _is_fifo(self.path):
+                raise OSError(errno.ENXIO, NO_READER, str(self.path)) from exc
+            raise
         try:
             info = os.fstat(fd)
+            if not stat.S_ISFIFO(info.st_mode):
+                os.set_blocking(fd, True)  # files and devices: blocking writes, as always
             self._regular = stat.S_ISREG(info.st_mode)
             self._needs_newline = False
             if self._regular:
@@ -66,25 +93,61 @@ class AuditFile:
         except OSError:
             os.close(fd)
             raise
+        self._ident = (info.st_dev, info.st_ino)
         self._fd = fd
 
-    def write(self, payload: bytes) -> None:
-        """Append ``payload`` (whole lines) with one ``write()`` call; reopen first if closed.
+    async def append(self, payload: bytes) -> None:
+        """:meth:`write` ``payload``, waiting (without blocking the event loop) while a full FIFO drains.
 
         Raises:
-            OSError: the write failed; the file is closed and will be reopened next time.
+            OSError: as :meth:`write`; ``EAGAIN`` when a FIFO's reader takes nothing for
+                :data:`FIFO_STALL_SECONDS` (the file stays open: its reader is still there).
+        """
+        async with self._lock:
+            rest = self.write(payload)
+            while rest is not None:
+                await self._writable()
+                rest = self.write_more(rest)
+
+    def write(self, payload: bytes) -> memoryview | None:
+        """Append ``payload`` (whole lines) with one ``write()`` call; (re)open first if needed.
+
+        The file is opened if it is closed, and reopened if the path no longer leads to it
+        (deleted, renamed, replaced): one ``stat`` per call.
+
+        Returns:
+            None when all of ``payload`` is written. For a FIFO whose buffer is full, the part
+            not written yet: pass it to :meth:`write_more` once the FIFO is writable (or drop
+            it: the next batch then starts on a new line).
+
+        Raises:
+            OSError: the (re)open or the write failed; the file is closed and will be reopened
+                next time.
         """
         if self._fd is None:
             self.open()
-        assert self._fd is not None
+        else:
+            self._follow_path()
         if self._needs_newline:
             payload = b"\n" + payload
+        return self.write_more(memoryview(payload))
+
+    def write_more(self, data: memoryview) -> memoryview | None:
+        """Write ``data`` (the rest of a batch) to the open file; as :meth:`write`, without the checks."""
+        fd = self._fd
+        if fd is None:
+            raise OSError(errno.EBADF, "the audit file was closed mid-batch")
+        written = 0
         try:
-            written = os.write(self._fd, payload)
             # A regular file takes everything at once unless the disk fills up mid-write;
             # finish the rest (the next call then raises ENOSPC, and a retry rewrites the batch).
-            while written < len(payload):
-                more = os.write(self._fd, memoryview(payload)[written:])
+            while written < len(data):
+                try:
+                    more = os.write(fd, data[written:])
+                except BlockingIOError:  # a FIFO (the only non-blocking file) is full
+                    if written:  # part of a line may be out: the next batch starts on a new line
+                        self._needs_newline = data[written - 1] != 0x0A
+                    return data[written:]
                 if not more:
                     raise OSError(errno.EIO, os.strerror(errno.EIO))
                 written += more
@@ -92,6 +155,52 @@ class AuditFile:
             self.close()
             raise
         self._needs_newline = False
+        return None
+
+    async def _writable(self) -> None:
+        """Wait until the (FIFO) file can take more, at most :data:`FIFO_STALL_SECONDS`.
+
+        Raises:
+            OSError: ``EAGAIN``, when it cannot in that time.
+        """
+        fd = self._fd
+        if fd is None:
+            raise OSError(errno.EBADF, "the audit file was closed mid-batch")
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        stall = FIFO_STALL_SECONDS
+        loop.add_writer(fd, wake)
+        try:
+            await asyncio.wait_for(ready, stall)
+        except TimeoutError:
+            raise OSError(errno.EAGAIN, f"the FIFO is full: its reader took nothing for {stall:g} s") from None
+        finally:
+            loop.remove_writer(fd)
+
+    def _follow_path(self) -> None:
+        """Reopen when the path no longer leads to the open file (deleted, rotated, replaced).
+
+        Raises:
+            OSError: reopening failed (say, a directory is at the path now); the file is closed.
+        """
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            reason = "it was deleted or renamed"
+        except OSError as exc:
+            reason = f"it cannot be checked ({exc.strerror or exc})"
+        else:
+            if (info.st_dev, info.st_ino) == self._ident:
+                return
+            reason = "a directory is there now" if stat.S_ISDIR(info.st_mode) else "another file is there now"
+        self.log.warning("audit file %s: %s; reopening the path", self.path, reason)
+        self.close()
+        self.open()
 
     def sync(self) -> None:
         """``fdatasync`` the file (a no-op for special files, where it is meaningless).
@@ -134,6 +243,14 @@ class AuditFile:
                 "audit file %s has mode %04o, looser than %04o; leaving it as it is",
                 self.path, stat.S_IMODE(mode), FILE_MODE,
             )
+
+
+def _is_fifo(path: Path) -> bool:
+    """Whether ``path`` is a FIFO (named pipe); False when it cannot be checked."""
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def make_parents(directory: Path) -> None:
