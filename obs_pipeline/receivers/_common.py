@@ -12,12 +12,17 @@ import logging
 import os
 import socket
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from obs_pipeline.errors import PermanentError, RefusedError, RetryableError
 from obs_pipeline.signals import Signal
-from obs_pipeline.telemetry.metrics import SelfMetrics
+
+if TYPE_CHECKING:
+    from obs_pipeline.components import Consumer
+    from obs_pipeline.telemetry.metrics import SelfMetrics
+
 
 # google.rpc.Code values (gRPC status codes), as plain ints so HTTP-only code needs no grpc.
 INVALID_ARGUMENT = 3
@@ -133,3 +138,19 @@ def bind_failure_reason(host: str, port: int, error: BaseException | None = None
             except OSError as exc:
                 return words(exc.errno) if exc.errno else str(exc)
     return "bind failed"
+
+
+class TransportServer:
+    """What every transport of a receiver holds: its config, its consumers, its counters."""
+
+    transport = ""  # the ``transport`` label of its counters: grpc, http
+
+    def __init__(
+        self, receiver_id: str, cfg: Any, consumers: Mapping[Signal, Consumer],
+        metrics: SelfMetrics, log: logging.Logger,
+    ) -> None:
+        self.receiver_id = receiver_id
+        self.cfg = cfg
+        self.consumers = consumers
+        self.log = log
+        self.counters = Counters(metrics, receiver_id, self.transport)

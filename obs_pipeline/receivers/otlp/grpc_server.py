@@ -12,18 +12,16 @@ grpc answers UNIMPLEMENTED for them.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from obs_pipeline.errors import StartupError
-from obs_pipeline.receivers._common import Counters, bind_failure_reason, outcome_of
+from obs_pipeline.receivers._common import TransportServer, bind_failure_reason, outcome_of
 from obs_pipeline.receivers.otlp.status import grpc_trailers
 from obs_pipeline.signals import Signal, count_items, message_class
-from obs_pipeline.telemetry.metrics import SelfMetrics
 from obs_pipeline.units import parse_endpoint
 
 if TYPE_CHECKING:
@@ -44,19 +42,12 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 
 
-class GrpcServer:
+class GrpcServer(TransportServer):
     """One ``grpc.aio`` server in the running event loop."""
 
-    def __init__(
-        self, receiver_id: str, cfg: GrpcConfig, consumers: Mapping[Signal, Consumer],
-        metrics: SelfMetrics, log: logging.Logger,
-    ) -> None:
-        self.receiver_id = receiver_id
-        self.cfg = cfg
-        self.consumers = consumers
-        self.log = log
-        self.counters = Counters(metrics, receiver_id, "grpc")
-        self._server: grpc.aio.Server | None = None
+    cfg: GrpcConfig
+    transport = "grpc"
+    _server: grpc.aio.Server | None = None
 
     async def start(self) -> int:
         """Bind and start serving; return the bound port (useful with port 0).

@@ -13,10 +13,9 @@ coding; 404/405 from the router. Messages never echo the payload.
 
 from __future__ import annotations
 
-import logging
 import math
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -27,13 +26,12 @@ from obs_pipeline.errors import StartupError
 from obs_pipeline.receivers._common import (
     INVALID_ARGUMENT,
     RESOURCE_EXHAUSTED,
-    Counters,
+    TransportServer,
     bind_failure_reason,
     outcome_of,
 )
 from obs_pipeline.receivers.otlp.status import encode_status, status
 from obs_pipeline.signals import Message, Signal, count_items, message_class
-from obs_pipeline.telemetry.metrics import SelfMetrics
 from obs_pipeline.units import parse_endpoint
 
 if TYPE_CHECKING:
@@ -133,19 +131,12 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return inflater.finish() if inflater is not None else bytes(body)
 
 
-class HttpServer:
+class HttpServer(TransportServer):
     """One aiohttp server (AppRunner + TCPSite, access log off) in the running event loop."""
 
-    def __init__(
-        self, receiver_id: str, cfg: HttpConfig, consumers: Mapping[Signal, Consumer],
-        metrics: SelfMetrics, log: logging.Logger,
-    ) -> None:
-        self.receiver_id = receiver_id
-        self.cfg = cfg
-        self.consumers = consumers
-        self.log = log
-        self.counters = Counters(metrics, receiver_id, "http")
-        self._runner: web.AppRunner | None = None
+    cfg: HttpConfig
+    transport = "http"
+    _runner: web.AppRunner | None = None
 
     async def start(self) -> int:
         """Bind and start serving; return the bound port (useful with port 0).
