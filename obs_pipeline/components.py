@@ -22,7 +22,7 @@ import importlib
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -237,7 +237,6 @@ class Factory:
         produces: receivers only: the signals a parsed config can produce, as a
             :class:`Produces` or a bare ``frozenset`` of signals; None means any of ``signals``.
             The graph pass rejects a receiver none of whose pipelines takes any of them.
-        default_queue: exporters only: overrides of the ``sending_queue`` defaults.
     """
 
     type: str
@@ -254,7 +253,6 @@ class Factory:
     exclusive: bool = False
     exclusive_use: str = ""
     produces: Callable[[Any], Produces | frozenset[Signal]] | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def schema_path(self) -> Path:

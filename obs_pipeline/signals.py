@@ -36,7 +36,6 @@ _RESOURCE_CLASS: dict[Signal, type] = {
     Signal.METRICS: ResourceMetrics,
     Signal.LOGS: ResourceLogs,
 }
-ITEM_NOUN = {Signal.TRACES: "spans", Signal.METRICS: "data points", Signal.LOGS: "log records"}
 
 
 def message_class(signal: Signal) -> Any:
