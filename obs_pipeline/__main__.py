@@ -1,5 +1,5 @@
 """Allow ``python -m obs_pipeline``."""
 
-from obs_pipeline.cli import main
+from obs_pipeline.commands import main
 
 main()

@@ -3,14 +3,14 @@
 Modules, one job each: ``yamlload`` (YAML with positions), ``envsubst`` (``${env:...}``),
 ``schemas`` (composing the JSON Schema), ``schemawalk`` (nulls and defaults), ``messages``
 (schema errors in the user's words), ``graph`` (references, signals, ports), ``loader`` (the
-passes in order), ``report`` (``obs-pipeline validate``), ``model`` (the typed result).
+passes in order), ``model`` (the typed result). Reporting is ``obs_pipeline.commands.validate``'s
+job; the config layer never imports the engine.
 """
 
 from __future__ import annotations
 
 from obs_pipeline.config.loader import check_config, load_config
 from obs_pipeline.config.model import ComponentConfig, PipelineConfig, PipelineSpec, TelemetryConfig
-from obs_pipeline.config.report import validate_files
 from obs_pipeline.config.schemas import SchemaError, compose_schema
 from obs_pipeline.errors import ConfigError, Problem
 
@@ -25,5 +25,4 @@ __all__ = [
     "check_config",
     "compose_schema",
     "load_config",
-    "validate_files",
 ]

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from obs_pipeline.commands.validate import validate_files
 from obs_pipeline.components import ComponentID
-from obs_pipeline.config import ConfigError, check_config, load_config, validate_files
+from obs_pipeline.config import ConfigError, check_config, load_config
 from obs_pipeline.signals import Signal
 
 TESTDATA = Path(__file__).parent / "testdata"

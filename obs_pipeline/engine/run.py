@@ -12,25 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from obs_pipeline.errors import ConfigError, StartupError
-from obs_pipeline.pipeline import Graph
-from obs_pipeline.telemetry.logs import configure_logging
+from obs_pipeline.engine.graph import Graph
+from obs_pipeline.errors import StartupError
+from obs_pipeline.exitcodes import ExitCode
 from obs_pipeline.telemetry.metrics import SelfMetrics
 from obs_pipeline.telemetry.server import TelemetryServer
 
 log = logging.getLogger("obs_pipeline.run")
-
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 class RunHost:
@@ -91,7 +84,7 @@ async def running(config: object) -> AsyncIterator[tuple[Graph, RunHost, Telemet
         await telemetry.stop()
 
 
-async def serve(config: object) -> int:
+async def serve(config: object) -> ExitCode:
     """Run until a stop condition; return the exit code.
 
     The signal handlers stay installed until the drain is over, so a second SIGTERM/SIGINT
@@ -128,16 +121,16 @@ async def serve(config: object) -> int:
             stopping_since = time.monotonic()
     except StartupError as exc:
         log.error("%s", exc)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     except asyncio.CancelledError:
         if len(signals_seen) > 1:
-            return EXIT_FAILED
+            return ExitCode.FAILED
         raise
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("obs-pipeline stopped (drained in %.2fs); %s", time.monotonic() - stopping_since, _totals(graph))
-    return EXIT_FAILED if host.fatal else EXIT_OK
+    return ExitCode.FAILED if host.fatal else ExitCode.OK
 
 
 async def _first(*waits: Any) -> None:
@@ -163,29 +156,3 @@ def _totals(graph: Graph) -> str:
             f"sent {total('obs_pipeline_exporter_sent_items')}, "
             f"failed {total('obs_pipeline_exporter_failed_items')}, "
             f"dropped {total('obs_pipeline_processor_dropped_items')} items")
-
-
-def run_pipeline(config_path: Path) -> int:
-    """Load, validate and run ``config_path``; the ``run`` command's body. Returns the exit code."""
-    from obs_pipeline.config import load_config  # noqa: PLC0415
-
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"{config_path}: invalid config, not started", file=sys.stderr)
-        return EXIT_FAILED
-    configure_logging(config.telemetry.log_level, config.telemetry.log_format)
-    if config.telemetry.log_level != "debug":
-        # grpc's C core logs its own lines (e.g. "add_port.cc ... Address already in use") next to
-        # ours, which already say the same in words; keep them for debugging only.
-        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    for warning in config.warnings:
-        log.warning("%s", replace(warning, severity="error"))  # the log level already says "warning"
-    try:
-        return asyncio.run(serve(config))
-    except asyncio.CancelledError:  # a second signal cut the drain short
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return EXIT_FAILED

@@ -29,9 +29,9 @@ from obs_pipeline.components import (
     Receiver,
     Settings,
 )
+from obs_pipeline.engine.fanout import ExportersFanout, single_or_fanout
+from obs_pipeline.engine.queue import QueuedExporter, QueueSettings, RetrySettings
 from obs_pipeline.errors import Problem, StartupError
-from obs_pipeline.exporterhelper import QueuedExporter, QueueSettings, RetrySettings
-from obs_pipeline.fanout import ExportersFanout, single_or_fanout
 from obs_pipeline.signals import Message, Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 from obs_pipeline.units import parse_duration

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from obs_pipeline.engine.fanout import ExportersFanout, PipelinesFanout, single_or_fanout
+from obs_pipeline.engine.queue import QueuedExporter, QueueSettings, RetrySettings
 from obs_pipeline.errors import RefusedError
-from obs_pipeline.exporterhelper import QueuedExporter, QueueSettings, RetrySettings
-from obs_pipeline.fanout import ExportersFanout, PipelinesFanout, single_or_fanout
 from obs_pipeline.signals import Message, Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 from tests.enginekit import RecordingExporter, traces

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
-from obs_pipeline.cli import main
-from obs_pipeline.config import validate_files
+from obs_pipeline.commands import main
+from obs_pipeline.commands.validate import validate_files
 from tests.config import fakes
 
-TESTDATA = Path(__file__).parent / "testdata"
+TESTDATA = Path(__file__).parents[1] / "config" / "testdata"
 VALID = TESTDATA / "valid" / "minimal.yaml"
 INVALID = TESTDATA / "invalid" / "several_problems.yaml"
 REPO = Path(__file__).parents[2]

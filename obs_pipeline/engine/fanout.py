@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from obs_pipeline.components import Consumer
+from obs_pipeline.engine.queue import QueuedExporter
 from obs_pipeline.errors import RefusedError
-from obs_pipeline.exporterhelper import QueuedExporter
 from obs_pipeline.signals import Message, Signal, copy, count_items
 
 QUEUE_FULL_RETRY_AFTER = 1.0

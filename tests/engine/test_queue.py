@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from obs_pipeline.exporterhelper import QueuedExporter, QueueSettings, RetrySettings
+from obs_pipeline.engine.queue import QueuedExporter, QueueSettings, RetrySettings
 from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 from tests.enginekit import PermanentError, RecordingExporter, RetryableError, traces

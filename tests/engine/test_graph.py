@@ -7,7 +7,7 @@ from pathlib import Path
 
 from obs_pipeline.components import ComponentID, Factory, Kind, Processor, Receiver
 from obs_pipeline.config import ComponentConfig, PipelineConfig, PipelineSpec, TelemetryConfig
-from obs_pipeline.pipeline import Graph
+from obs_pipeline.engine.graph import Graph
 from obs_pipeline.signals import Message, Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 from obs_pipeline.testing import RecordingHost

@@ -1,5 +1,8 @@
 """``obs-pipeline validate``: check files and report, for people (text) or CI (json).
 
+It runs the config layer's two passes and then the engine's dry run (every component built
+through its factory, never started), the same path as ``run`` minus ``start``.
+
 Output, text or json, goes to stdout: it is the command's result, like a linter's, so
 ``obs-pipeline validate pipeline.yaml > report.txt`` keeps it. The exit code says valid or not.
 """
@@ -12,18 +15,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from obs_pipeline.config.loader import check_config
-from obs_pipeline.errors import Problem
+import click
 
-EXIT_VALID = 0
-EXIT_INVALID = 1
+from obs_pipeline.config import check_config
+from obs_pipeline.errors import Problem
+from obs_pipeline.exitcodes import ExitCode
+
 FORMATS = ("text", "json")
+
+
+@click.command()
+@click.argument("configs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format", "output_format", type=click.Choice(FORMATS), default="text", show_default=True,
+    envvar="OBS_PIPELINE_VALIDATE_FORMAT",
+    help="json prints one machine-readable report for CI.",
+)
+def validate(configs: tuple[Path, ...], output_format: str) -> None:
+    """Check CONFIGS (schema and graph) without starting anything. Exit 0 valid, 1 invalid, 2 usage.
+
+    The report goes to stdout: one file:line:col line per problem, then a summary line per file.
+    """
+    sys.exit(validate_files(list(configs), output_format=output_format))
 
 
 def validate_files(
     paths: list[Path], output_format: str = "text", *, out: TextIO | None = None,
     environ: Mapping[str, str] | None = None,
-) -> int:
+) -> ExitCode:
     """Validate each config, print a report, and return the exit code (0 all valid, 1 otherwise).
 
     Args:
@@ -43,7 +62,7 @@ def validate_files(
     for path in paths:
         config, problems = check_config(path, environ)
         if config is not None:
-            from obs_pipeline.pipeline import dry_run  # noqa: PLC0415 - the engine loads only for valid configs
+            from obs_pipeline.engine.graph import dry_run  # noqa: PLC0415 - the engine loads only for valid configs
 
             problems = [*problems, *dry_run(config)]
         results.append((str(path), problems))
@@ -55,7 +74,7 @@ def validate_files(
             for problem in problems:
                 out.write(f"{problem}\n")
             out.write(f"{file}: {_summary(problems)}\n")
-    return EXIT_VALID if all_valid else EXIT_INVALID
+    return ExitCode.OK if all_valid else ExitCode.FAILED
 
 
 def _valid(problems: list[Problem]) -> bool:
