@@ -1,15 +1,17 @@
 """The component contract and the registry of component types.
 
-A component type is one module that exposes ``FACTORY``: its type name, kind, supported
-signals, schema file, a ``parse`` from the validated config dict to its typed ``Config``, and a
-``create`` that builds the runtime object. Adding a type means one module, one schema file and one
+A component type is one module that exposes ``FACTORY``, a :class:`ReceiverFactory`,
+:class:`ProcessorFactory` or :class:`ExporterFactory` typed over its ``Config``: its type name,
+supported signals, schema file, a ``parse`` from the validated config dict to its ``Config``,
+and a ``create`` with one signature per kind. Adding a type means one module, one schema file and one
 line in ``_BUILTIN`` (third parties: an ``obs_pipeline.components`` entry point named
 ``<kind>.<type>`` whose value is ``module:FACTORY``). Modules are imported only when a config
 uses them, so grpc or aiohttp load only when needed.
 
-Lifecycle (after the OTel Collector's ``component.Component``):
+Lifecycle (after the OTel Collector's ``component.Component``), enforced by :class:`Component`:
 
-* ``start(host)`` returns quickly; long work runs in tasks the component owns and cancels.
+* ``start(host)`` returns quickly; long work runs in supervised tasks (:meth:`Component.spawn`):
+  one that dies is reported to the host as a fatal error. A second ``start`` raises.
 * ``shutdown()`` stops accepting, flushes downstream, cancels its tasks; it is safe without
   ``start`` and safe to call twice. The pipeline bounds it with ``shutdown_timeout``.
 * A ``start`` that fails undoes its own partial start.
@@ -17,17 +19,23 @@ Lifecycle (after the OTel Collector's ``component.Component``):
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import importlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+import typing
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from obs_pipeline.signals import Message, Signal
+from obs_pipeline.batch import Batch
+from obs_pipeline.errors import describe_exception
+from obs_pipeline.signals import Signal
+
+ConfigT = TypeVar("ConfigT")
 
 if TYPE_CHECKING:
     from obs_pipeline.errors import Problem
@@ -81,16 +89,10 @@ class Consumer(Protocol):
 
     ``consume`` returns once the data is accepted; it raises
     :class:`~obs_pipeline.errors.RefusedError` when it is not (the sender should retry).
-
-    ``wire``, when given, is the exact protobuf serialization of ``data`` as it is now (the
-    request bytes a receiver parsed). Stages that only read pass it on, so batching can join
-    bytes instead of deep-copying messages and an exporter can skip re-serializing. Whoever
-    changes ``data`` must drop it: the pipeline never hands ``wire`` to a processor whose
-    factory declares ``mutates_data``, so stale bytes cannot bypass, say, redaction.
     """
 
-    async def consume(self, data: Message, wire: bytes | None = None) -> None:
-        """Accept ``data`` or raise ``RefusedError``."""
+    async def consume(self, batch: Batch) -> None:
+        """Accept ``batch`` or raise ``RefusedError``."""
 
 
 class Host(Protocol):
@@ -103,7 +105,7 @@ class Host(Protocol):
         """A finite receiver (stdin) reached the end of its input and has handed everything on."""
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """What every component gets at creation, besides its own config."""
 
@@ -114,19 +116,120 @@ class Settings:
     data_dir: Path
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProcessorSettings(Settings):
+    """A processor's settings: it runs in one pipeline, for one signal."""
+
+    signal: Signal
+    pipeline: str  # the pipeline ID, ``traces`` or ``logs/audit``
+
+
+class State(enum.Enum):
+    """Where a component is in its lifecycle; each method checks it, so misuse raises."""
+
+    CREATED = "created"  # built, nothing running; ``start`` or ``shutdown`` may follow
+    STARTING = "starting"  # ``on_start`` is running
+    RUNNING = "running"  # started; background tasks may be running
+    STOPPING = "stopping"  # ``on_shutdown`` is running
+    STOPPED = "stopped"  # final: a stopped component cannot be started again
+
+
+class LifecycleError(RuntimeError):
+    """A component was used out of order (started twice, started after shutdown): a bug."""
+
+
 class Component:
-    """Base of receivers, processors and exporters: a no-op lifecycle."""
+    """Base of receivers, processors and exporters: the lifecycle contract, written once.
+
+    Subclasses override :meth:`on_start` and :meth:`on_shutdown`; :meth:`start` and
+    :meth:`shutdown` enforce the order, undo a failed start, and make shutdown idempotent and safe
+    without start. Background work is started with :meth:`spawn`, which supervises it: a task
+    that dies with an exception is reported to the host as a fatal error.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.id = str(settings.id)
         self.log = settings.logger
+        self.state = State.CREATED
+        self.host: Host | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
+    @typing.final
     async def start(self, host: Host) -> None:
-        """Start background work; return quickly."""
+        """Start background work and return quickly; a failure undoes the partial start.
 
+        Raises:
+            LifecycleError: the component was started before, or was shut down.
+        """
+        if self.state is not State.CREATED:
+            raise LifecycleError(f"{self.settings.kind.singular} {self.id}: cannot start a component that is {self.state.value}")
+        self.state = State.STARTING
+        self.host = host
+        try:
+            await self.on_start(host)
+        except BaseException:
+            self.state = State.STOPPING
+            try:
+                await self.on_shutdown()
+            except Exception as exc:
+                self.log.error("%s: undoing a failed start also failed: %s", self.id, type(exc).__name__)
+            finally:
+                self._cancel_tasks()
+                self.state = State.STOPPED
+            raise
+        self.state = State.RUNNING
+
+    @typing.final
     async def shutdown(self) -> None:
         """Stop accepting, flush, cancel own tasks. Idempotent; safe without ``start``."""
+        if self.state in (State.STOPPING, State.STOPPED):
+            return
+        was = self.state
+        self.state = State.STOPPING
+        try:
+            if was is not State.CREATED:
+                await self.on_shutdown()
+        finally:
+            self._cancel_tasks()
+            self.state = State.STOPPED
+
+    async def on_start(self, host: Host) -> None:
+        """Bind, open, spawn tasks. Called once, by :meth:`start`."""
+
+    async def on_shutdown(self) -> None:
+        """Stop accepting, flush downstream, stop own tasks. Called at most once, after a start."""
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` as a supervised background task of this component.
+
+        If it raises (anything but cancellation), the error is logged and reported to the host
+        as fatal, so the pipeline stops and drains instead of accepting data nobody will handle.
+        Tasks still running after :meth:`on_shutdown` are cancelled.
+        """
+        task = asyncio.create_task(coro, name=f"{self.settings.kind.singular} {self.id}: {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            return
+        self.on_task_failed(error)
+        self.log.error("%s: background task %r died: %s", self.id, task.get_name(), describe_exception(error))
+        if self.host is not None:
+            self.host.report_fatal(self.id, error)
+
+    def on_task_failed(self, error: BaseException) -> None:
+        """A supervised task died with ``error``; refuse new data from now on (override to do so)."""
+
+    def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
 
 
 class Receiver(Component):
@@ -141,54 +244,64 @@ class Receiver(Component):
 
 
 class Processor(Component):
-    """Transforms, batches or drops data of one signal in one pipeline, then calls ``next``."""
+    """Transforms, batches or drops data of one signal in one pipeline, then calls ``next``.
 
-    def __init__(self, settings: Settings, signal: Signal, pipeline: str, next_consumer: Consumer) -> None:
+    Prefer :class:`obs_pipeline.processors._helper.FunctionProcessor` (a function over a batch)
+    or :class:`~obs_pipeline.processors._helper.BufferingProcessor` over subclassing this.
+    """
+
+    def __init__(self, settings: ProcessorSettings, next_consumer: Consumer) -> None:
         super().__init__(settings)
-        self.signal = signal
-        self.pipeline = pipeline
+        self.signal = settings.signal
+        self.pipeline = settings.pipeline
         self.next = next_consumer
 
-    async def consume(self, data: Message, wire: bytes | None = None) -> None:
-        """Process ``data`` and pass it on; the default passes it (and its wire bytes) through."""
-        await self.next.consume(data, wire)
+    async def consume(self, batch: Batch) -> None:
+        """Process ``batch`` and pass it on; the default passes it through."""
+        await self.next.consume(batch)
 
     def pending_items(self) -> int:
         """Items accepted but not yet handed on (a buffering processor overrides this)."""
         return 0
 
 
-class Exporter(Component):
-    """Delivers batches somewhere. The pipeline wraps it in a bounded queue with retries.
+@dataclass(frozen=True)
+class PartialSuccess:
+    """What an export returns when the destination took the batch but rejected some items.
 
-    ``export`` raises :class:`~obs_pipeline.errors.RetryableError` or
-    :class:`~obs_pipeline.errors.PermanentError`; anything else counts as permanent.
+    Partial success is success: the batch is not retried; the rejected items are counted as
+    failed (``reason="rejected"``) and ``message`` (the destination's words) is logged.
     """
 
-    async def export(self, signal: Signal, data: Message) -> None:
-        """Deliver ``data``."""
+    rejected: int
+    message: str = ""
+
+
+class Exporter(Component):
+    """Delivers batches somewhere. The engine wraps it in a bounded queue with retries.
+
+    ``export`` raises :class:`~obs_pipeline.errors.PermanentError` (dropped and counted) or
+    :class:`~obs_pipeline.errors.RetryableError`; any other exception is retried like a retryable
+    one, as the collector does. Map transport exceptions with
+    :func:`obs_pipeline.exporters._helper.map_errors`.
+    """
+
+    async def export(self, batch: Batch) -> PartialSuccess | None:
+        """Deliver ``batch``: None when all of it was delivered."""
         raise NotImplementedError
 
-    async def export_wire(self, signal: Signal, data: Message, wire: bytes | None) -> None:
-        """Deliver ``data``, whose serialization is ``wire`` when known.
 
-        The exporter helper calls this one. Override it when the bytes save work (an exporter
-        that re-serializes anyway); the default ignores them.
-        """
-        await self.export(signal, data)
-
-
-def _no_problems(_cfg: Any) -> list[Problem]:
+def _no_problems(_cfg: object) -> list[Problem]:
     return []
 
 
-def _no_endpoints(_cfg: Any) -> list[tuple[str, str]]:
+def _no_endpoints(_cfg: object) -> list[tuple[str, str]]:
     return []
 
 
 @dataclass(frozen=True)
 class Produces:
-    """What a receiver makes of its input with a given config: ``Factory.produces`` returns it.
+    """What a receiver makes of its input with a given config: ``ReceiverTraits.produces`` returns it.
 
     The graph pass compares it with the signals of the pipelines that list the receiver.
 
@@ -209,56 +322,100 @@ class Produces:
     usual_input: str = "most input"
 
 
-@dataclass(frozen=True)
-class Factory:
-    """The declaration of a component type.
+@dataclass(frozen=True, kw_only=True)
+class ReceiverTraits:
+    """What only some receivers are: finite, exclusive, narrowed by their config.
+
+    Attributes:
+        finite: it ends by itself (stdin), which lets ``run`` exit when all receivers have.
+        exclusive_use: non-empty for a type of which at most one component may be used by the
+            pipelines of one process, because it owns a process-wide resource: what it does with
+            it, as it reads after the component's ID in a message (``reads standard input``).
+            The graph pass rejects every reference to a second ID of the type.
+        produces: the signals a parsed config can produce, as a :class:`Produces` or a bare
+            ``frozenset``; None means any of the factory's ``signals``. The graph pass rejects a
+            receiver none of whose pipelines takes any of them.
+    """
+
+    finite: bool = False
+    exclusive_use: str = ""
+    produces: Callable[[Any], Produces | frozenset[Signal]] | None = None
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether at most one component of the type may be used per process."""
+        return bool(self.exclusive_use)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Factory(Generic[ConfigT]):
+    """What every component type declares.
 
     Attributes:
         type: the config type name (``otlp``).
-        kind: receiver, processor or exporter.
         signals: the signals it supports; the graph pass rejects others.
         schema: its JSON Schema file, relative to ``obs_pipeline/schemas`` (or absolute).
         description: one line for ``docs/`` and ``obs-pipeline schema``.
         parse: the validated config dict (schema defaults filled in) -> the typed ``Config``.
-        create: builds the component. Receivers: ``create(settings, cfg, consumers)``;
-            processors: ``create(settings, cfg, signal, pipeline, next_consumer)``;
-            exporters: ``create(settings, cfg)``.
+            The schema is the one source of defaults: ``parse`` reads every key, never a fallback.
         check: cross-field and environment checks on a parsed config (paths usable, limits
             consistent); problems carry paths relative to the component's body.
         endpoints: ``(relative path, "host:port")`` pairs it will listen on, for the port-clash check.
-        mutates_data: processors only: it changes data in place, so a shared batch is copied.
-        finite: receivers only: it ends by itself (stdin), which lets ``run`` exit when all have.
-        exclusive: at most one component of this type may be used by the pipelines of one
-            process: it owns a process-wide resource such as standard input. The graph pass
-            rejects every reference to a second ID of the type; one ID listed in several pipelines
-            is fine (the pipeline builds it once and fans its output out).
-        exclusive_use: exclusive types only: what it does with that resource, as it reads after
-            the component's ID in a message (``reads standard input``).
-        produces: receivers only: the signals a parsed config can produce, as a
-            :class:`Produces` or a bare ``frozenset`` of signals; None means any of ``signals``.
-            The graph pass rejects a receiver none of whose pipelines takes any of them.
     """
 
+    kind: ClassVar[Kind]
     type: str
-    kind: Kind
     signals: frozenset[Signal]
     schema: str
     description: str
-    parse: Callable[[dict[str, Any]], Any]
-    create: Callable[..., Component]
-    check: Callable[[Any], list[Problem]] = _no_problems
-    endpoints: Callable[[Any], list[tuple[str, str]]] = _no_endpoints
-    mutates_data: bool = False
-    finite: bool = False
-    exclusive: bool = False
-    exclusive_use: str = ""
-    produces: Callable[[Any], Produces | frozenset[Signal]] | None = None
+    parse: Callable[[dict[str, Any]], ConfigT]
+    check: Callable[[ConfigT], list[Problem]] = _no_problems
+    endpoints: Callable[[ConfigT], list[tuple[str, str]]] = _no_endpoints
 
     @property
     def schema_path(self) -> Path:
         """Absolute path of the schema file."""
         path = Path(self.schema)
         return path if path.is_absolute() else SCHEMA_DIR / path
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceiverFactory(_Factory[ConfigT]):
+    """A receiver type: ``create(settings, cfg, consumers)``."""
+
+    kind: ClassVar[Kind] = Kind.RECEIVER
+    create: Callable[[Settings, ConfigT, Mapping[Signal, Consumer]], Receiver]
+    traits: ReceiverTraits = ReceiverTraits()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessorFactory(_Factory[ConfigT]):
+    """A processor type: ``create(settings, cfg, next_consumer)``.
+
+    ``mutates_data``: it changes batches in place, so a batch that several pipelines share is
+    copied for its pipeline. (Wire bytes need no such flag: :meth:`Batch.mutable` drops them.)
+    """
+
+    kind: ClassVar[Kind] = Kind.PROCESSOR
+    create: Callable[[ProcessorSettings, ConfigT, Consumer], Processor]
+    mutates_data: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExporterFactory(_Factory[ConfigT]):
+    """An exporter type: ``create(settings, cfg)``; the engine adds queue, retries and timeout.
+
+    ``delivery``: the exporter takes the shared ``timeout``, ``retry_on_failure`` and
+    ``sending_queue`` settings (its schema references them); the config layer builds them into
+    one :class:`~obs_pipeline.delivery.DeliverySettings`.
+    """
+
+    kind: ClassVar[Kind] = Kind.EXPORTER
+    create: Callable[[Settings, ConfigT], Exporter]
+
+
+Factory = ReceiverFactory[Any] | ProcessorFactory[Any] | ExporterFactory[Any]
+_FACTORY_TYPES = (ReceiverFactory, ProcessorFactory, ExporterFactory)
 
 
 _BUILTIN: dict[tuple[Kind, str], str] = {
@@ -295,6 +452,9 @@ def get_factory(kind: Kind, type_: str) -> Factory:
     target = _registry()[(kind, type_)]
     module_name, _, attr = target.partition(":")
     factory = getattr(importlib.import_module(module_name), attr or "FACTORY")
-    if not isinstance(factory, Factory):
-        raise TypeError(f"{target} is not an obs_pipeline.components.Factory")
+    if not isinstance(factory, _FACTORY_TYPES) or factory.kind is not kind:
+        raise TypeError(f"{target} is not an obs_pipeline.components.{_FACTORY_NAME[kind]}")
     return factory
+
+
+_FACTORY_NAME = {Kind.RECEIVER: "ReceiverFactory", Kind.PROCESSOR: "ProcessorFactory", Kind.EXPORTER: "ExporterFactory"}

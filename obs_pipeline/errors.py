@@ -17,6 +17,7 @@ Runtime errors never crash the process: bad input is reported to its sender and 
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 
 
@@ -88,3 +89,20 @@ class RetryableError(ExportError):
 
 class PermanentError(ExportError):
     """A failure that retrying cannot fix: the batch is dropped and counted."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``KeyError at obs_pipeline/x.py:12``: where it happened, without the message.
+
+    Exception messages may quote telemetry (a key, a value), so logs get the class and the
+    innermost frame only.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    path = last.filename
+    marker = path.rfind("obs_pipeline/")
+    if marker >= 0:
+        path = path[marker:]
+    return f"{type(exc).__name__} at {path}:{last.lineno}"

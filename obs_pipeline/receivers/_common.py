@@ -11,12 +11,11 @@ import errno
 import logging
 import os
 import socket
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from obs_pipeline.errors import PermanentError, RefusedError, RetryableError
+from obs_pipeline.errors import PermanentError, RefusedError, RetryableError, describe_exception
 from obs_pipeline.signals import Signal
 
 if TYPE_CHECKING:
@@ -65,23 +64,6 @@ class Counters:
     def malformed(self, requests: int = 1) -> None:
         """Count requests or lines that could not be decoded (their item count is unknown)."""
         self._malformed.inc(requests)
-
-
-def describe_exception(exc: BaseException) -> str:
-    """``KeyError at obs_pipeline/x.py:12``: where it happened, without the message.
-
-    Exception messages may quote telemetry (a key, a value), so logs get the class and the
-    innermost frame only.
-    """
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return type(exc).__name__
-    last = frames[-1]
-    path = last.filename
-    marker = path.rfind("obs_pipeline/")
-    if marker >= 0:
-        path = path[marker:]
-    return f"{type(exc).__name__} at {path}:{last.lineno}"
 
 
 @dataclass(frozen=True)
