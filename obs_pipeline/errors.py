@@ -7,6 +7,8 @@
     ├── StartupError           startup: a component could not start (port in use, unwritable path), exit 1
     ├── RefusedError           runtime: the pipeline did not accept a batch; the receiver tells its sender
     │                          (retryable: gRPC UNAVAILABLE / HTTP 503, with a retry hint)
+    ├── ProcessingError        runtime: a processor failed on a batch (a bug or data it cannot handle);
+    │                          the batch is not passed on, the sender gets a non-retryable error
     └── ExportError            runtime: an exporter failed to deliver
         ├── RetryableError     the exporter helper retries it (honouring ``retry_after``)
         └── PermanentError     dropped at once and counted (``permanent_error``)
@@ -73,6 +75,14 @@ class RefusedError(ObsPipelineError):
         self.reason = reason
         self.retry_after = retry_after
         super().__init__(f"pipeline refused data: {reason}")
+
+
+class ProcessingError(ObsPipelineError):
+    """A processor raised on a batch. Receivers answer INTERNAL / 500: retrying would fail again.
+
+    The message names the processor and the exception's class, never its text (which may quote
+    telemetry).
+    """
 
 
 class ExportError(ObsPipelineError):

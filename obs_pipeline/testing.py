@@ -13,41 +13,44 @@ receiver or processor in-process without a pipeline::
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from obs_pipeline.components import ComponentID, Kind, Settings
+from obs_pipeline.batch import Batch
+from obs_pipeline.components import ComponentID, Factory, Kind, ProcessorSettings, Settings
 from obs_pipeline.errors import RefusedError
-from obs_pipeline.signals import Message, Signal, count_items, message_class
+from obs_pipeline.signals import Message, Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 
-__all__ = ["CapturingConsumer", "RecordingHost", "RefusingConsumer", "make_settings"]
-
-
-def _signal_of(data: Message) -> Signal:
-    for signal in Signal:
-        if isinstance(data, message_class(signal)):
-            return signal
-    raise TypeError(f"not a TracesData, MetricsData or LogsData: {type(data).__name__}")
+__all__ = [
+    "CapturingConsumer", "RecordingHost", "RefusingConsumer", "make_processor_settings", "make_settings", "parse_config",
+]
 
 
 class CapturingConsumer:
-    """Accepts everything and keeps it, in order, in ``messages``."""
+    """Accepts everything and keeps it, in order, in ``batches`` (their messages in ``messages``)."""
 
     def __init__(self) -> None:
-        self.messages: list[Message] = []
+        self.batches: list[Batch] = []
         self._changed = asyncio.Condition()
 
-    async def consume(self, data: Message, wire: bytes | None = None) -> None:
-        """Keep ``data``."""
-        self.messages.append(data)
+    async def consume(self, batch: Batch) -> None:
+        """Keep ``batch``."""
+        self.batches.append(batch)
         await self._notify()
+
+    @property
+    def messages(self) -> list[Message]:
+        """The captured batches' messages, in order."""
+        return [b.message for b in self.batches]
 
     @property
     def items(self) -> int:
         """Spans, data points or log records captured so far."""
-        return sum(count_items(_signal_of(m), m) for m in self.messages)
+        return sum(b.items for b in self.batches)
 
     async def wait_for_items(self, n: int, within: float = 5.0) -> None:
         """Wait until at least ``n`` items arrived.
@@ -80,13 +83,13 @@ class RefusingConsumer(CapturingConsumer):
         self.times = times
         self.refusals = 0
 
-    async def consume(self, data: Message, wire: bytes | None = None) -> None:
+    async def consume(self, batch: Batch) -> None:
         """Refuse, or accept once ``times`` refusals were made."""
         if self.times is None or self.refusals < self.times:
             self.refusals += 1
             await self._notify()
             raise RefusedError(self.reason, retry_after=self.retry_after)
-        await super().consume(data, wire)
+        await super().consume(batch)
 
     async def wait_for_refusals(self, n: int, within: float = 5.0) -> None:
         """Wait until at least ``n`` calls were refused.
@@ -126,3 +129,34 @@ def make_settings(
         logger=logging.getLogger(f"obs_pipeline.{kind.singular}.{cid}"),
         data_dir=data_dir or Path.cwd(),
     )
+
+
+def make_processor_settings(
+    component_id: str, signal: Signal = Signal.TRACES, pipeline: str | None = None,
+    metrics: SelfMetrics | None = None, data_dir: Path | None = None,
+) -> ProcessorSettings:
+    """Settings for a processor under test, in pipeline ``pipeline`` (default: the signal's name)."""
+    cid = ComponentID.parse(component_id)
+    return ProcessorSettings(
+        id=cid, kind=Kind.PROCESSOR, metrics=metrics or SelfMetrics(),
+        logger=logging.getLogger(f"obs_pipeline.processor.{cid}"),
+        data_dir=data_dir or Path.cwd(), signal=signal, pipeline=pipeline or signal.value,
+    )
+
+
+def parse_config(factory: Factory, body: dict[str, Any] | None = None) -> Any:
+    """The typed config of one component body, with the schema's defaults filled in as ``load_config`` does.
+
+    For tests of a component on its own: ``parse_config(stdin.FACTORY, {"format": "text"})``.
+    The body is not validated; pass only what the schema accepts.
+    """
+    from obs_pipeline.config.schemas import compose_schema  # noqa: PLC0415 - only tests need the config layer
+    from obs_pipeline.config.schemawalk import SchemaWalker  # noqa: PLC0415
+
+    walker = SchemaWalker(compose_schema({kind: {} for kind in Kind} | {factory.kind: {factory.type: factory.schema_path}}))
+    schema = {"$ref": f"#/$defs/{factory.kind.singular}.{factory.type}"}
+    holder = {"body": copy.deepcopy(body)}
+    walker.normalize_nulls(holder, {"type": "object", "properties": {"body": schema}})
+    data = holder["body"] if holder["body"] is not None else {}
+    walker.fill_defaults(data, schema)
+    return factory.parse(data)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
-from obs_pipeline.components import ComponentID, Exporter, Kind, Settings
+from obs_pipeline.batch import Batch
+from obs_pipeline.components import ComponentID, Exporter, Kind, PartialSuccess, Settings
+from obs_pipeline.delivery import DeliverySettings, QueueSettings, RetrySettings
+from obs_pipeline.engine.queue import QueuedExporter
 from obs_pipeline.errors import PermanentError, RetryableError
 from obs_pipeline.signals import Message, Signal, count_items
 from obs_pipeline.telemetry.metrics import SelfMetrics
@@ -34,6 +37,27 @@ def traces(n: int, start: int = 0, service: str = "agent") -> TracesData:
     return data
 
 
+def tbatch(n: int, start: int = 0, service: str = "agent", *, wire: bool = False) -> Batch:
+    """``traces(n, start, service)`` as a Batch (with its wire bytes when ``wire``)."""
+    data = traces(n, start, service)
+    return Batch(Signal.TRACES, data, wire=data.SerializeToString() if wire else None)
+
+
+def queued(
+    exporter: Exporter, metrics: SelfMetrics, queue: QueueSettings | None = None,
+    retry: RetrySettings | None = None, timeout: float | None = None,
+) -> QueuedExporter:
+    """A queue around ``exporter`` with the given settings."""
+    return QueuedExporter(exporter, metrics, DeliverySettings(
+        queue=queue or QueueSettings(), retry=retry or RetrySettings(), timeout=timeout))
+
+
+def put(q: QueuedExporter, data: Message, signal: Signal = Signal.TRACES) -> None:
+    """Admit ``data`` into ``q`` as the fan-out does: reserve, then commit."""
+    batch = Batch(signal, data)
+    q.reserve(batch.items).commit(batch)
+
+
 def span_names(batches: list[Message]) -> list[str]:
     """Every span name in ``batches``, in order."""
     return [s.name for b in batches for rs in b.resource_spans for ss in rs.scope_spans for s in ss.spans]
@@ -50,19 +74,23 @@ class RecordingExporter(Exporter):
         self.calls = 0
         self.shut_down = 0
 
-    async def export(self, signal: Signal, data: Message) -> None:
+    async def export(self, batch: Batch) -> PartialSuccess | None:
         self.calls += 1
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_next:
             raise self.fail_next.pop(0)
-        self.batches.append(data)
+        self.batches.append(batch.message)
+        return None
 
-    async def shutdown(self) -> None:
+    async def on_shutdown(self) -> None:
         self.shut_down += 1
 
     def items(self) -> int:
         return sum(count_items(Signal.TRACES, b) for b in self.batches)
 
 
-__all__ = ["PermanentError", "RecordingExporter", "RetryableError", "settings", "span_names", "traces"]
+__all__ = [
+    "PermanentError", "QueueSettings", "RecordingExporter", "RetryableError", "RetrySettings", "put", "queued",
+    "settings", "span_names", "tbatch", "traces",
+]

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from obs_pipeline.batch import Batch
 from obs_pipeline.components import Kind, get_factory, known_types
 from obs_pipeline.config import ComponentConfig, load_config
 from obs_pipeline.signals import Signal, count_items
 from obs_pipeline.telemetry.metrics import SelfMetrics
-from obs_pipeline.testing import CapturingConsumer, RecordingHost, make_settings
+from obs_pipeline.testing import CapturingConsumer, RecordingHost, make_processor_settings, make_settings
 from tests.enginekit import traces
 
 
@@ -48,6 +49,8 @@ def components(tmp_path: Path) -> dict[tuple[Kind, str], ComponentConfig]:
 
 
 def _settings(cc: ComponentConfig, metrics: SelfMetrics, tmp_path: Path):
+    if cc.kind is Kind.PROCESSOR:
+        return make_processor_settings(str(cc.id), metrics=metrics, data_dir=tmp_path)
     return make_settings(str(cc.id), kind=cc.kind, metrics=metrics, data_dir=tmp_path)
 
 
@@ -79,7 +82,7 @@ class TestLifecycle:
         if kind is Kind.RECEIVER:
             component = cc.factory.create(settings, cc.config, {Signal.TRACES: CapturingConsumer()})
         elif kind is Kind.PROCESSOR:
-            component = cc.factory.create(settings, cc.config, Signal.TRACES, "traces", CapturingConsumer())
+            component = cc.factory.create(settings, cc.config, CapturingConsumer())
         else:
             component = cc.factory.create(settings, cc.config)
         await component.shutdown()
@@ -90,12 +93,32 @@ class TestLifecycle:
         """start → one batch → shutdown → shutdown: the batch arrives downstream, whole."""
         cc = components[(Kind.PROCESSOR, type_)]
         sink = CapturingConsumer()
-        proc = cc.factory.create(_settings(cc, SelfMetrics(), tmp_path), cc.config, Signal.TRACES, "traces", sink)
+        metrics = SelfMetrics()
+        proc = cc.factory.create(_settings(cc, metrics, tmp_path), cc.config, sink)
         await proc.start(RecordingHost())
-        await proc.consume(traces(5))
+        await proc.consume(Batch(Signal.TRACES, traces(5)))
         await proc.shutdown()
         await proc.shutdown()
         assert sink.items == 5
+        assert metrics.registry.get_sample_value("obs_pipeline_processor_incoming_items_total", {
+            "processor": type_, "pipeline": "traces"}) == 5, "every processor counts what it takes in"
+
+    @pytest.mark.parametrize("type_", known_types(Kind.PROCESSOR))
+    async def test_processor_output_carries_no_stale_wire_bytes(self, components, tmp_path, type_):
+        """Whatever a processor hands on has no bytes, or bytes equal to its message's serialization."""
+        cc = components[(Kind.PROCESSOR, type_)]
+        sink = CapturingConsumer()
+        proc = cc.factory.create(_settings(cc, SelfMetrics(), tmp_path), cc.config, sink)
+        await proc.start(RecordingHost())
+        for i in range(3):
+            data = traces(4, start=i * 4)
+            await proc.consume(Batch(Signal.TRACES, data, wire=data.SerializeToString()))
+        await proc.consume(Batch(Signal.TRACES, traces(2, start=12)))
+        await proc.shutdown()
+        assert sink.items == 14
+        for out in sink.batches:
+            wire = out.wire
+            assert wire is None or wire == out.message.SerializeToString()
 
     @pytest.mark.parametrize("type_", known_types(Kind.EXPORTER))
     async def test_exporter_exports_every_supported_signal_and_closes_twice(self, components, tmp_path, type_,
@@ -108,7 +131,7 @@ class TestLifecycle:
         for signal in sorted(cc.factory.signals):
             data = traces(3) if signal is Signal.TRACES else _one_item(signal)
             assert count_items(signal, data) >= 1
-            await exporter.export(signal, data)
+            assert await exporter.export(Batch(signal, data)) is None
         await exporter.shutdown()
         await exporter.shutdown()
 

@@ -4,44 +4,56 @@
 every pipeline. Pipelines whose processors mutate data get their own copy (the collector's rule:
 the last mutating pipeline may take the original when no read-only pipeline shares it).
 
-``ExportersFanout``: the end of one pipeline. A batch is admitted into *every* exporter queue or
-into none: room is checked in all queues before it is put in any. The event loop runs one task
-at a time, so nothing can fill a queue between the check and the put. This is what makes the
-receiver's acknowledgement mean "accepted by every exporter", without duplicates on refusal.
+``ExportersFanout``: the end of one pipeline. A batch is admitted into *every* exporter or into
+none: room is reserved in every queue first, then (with the reservations held) each reservation
+is persisted and each direct exporter (``sending_queue.enabled: false``) sends; only when all of
+that succeeded are the reservations committed. Any failure releases them all, so the sender's
+retry never puts a batch into a queue twice. This is what makes the receiver's acknowledgement
+mean "accepted by every exporter".
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from obs_pipeline.batch import Batch
 from obs_pipeline.components import Consumer
-from obs_pipeline.engine.queue import QueuedExporter
+from obs_pipeline.engine.queue import QueuedExporter, Reservation
 from obs_pipeline.errors import RefusedError
-from obs_pipeline.signals import Message, Signal, copy, count_items
 
-QUEUE_FULL_RETRY_AFTER = 1.0
+__all__ = ["ExportersFanout", "PipelinesFanout", "single_or_fanout"]
 
 
 class ExportersFanout:
     """Admits a batch into all exporters of a pipeline, or refuses it as a whole."""
 
-    def __init__(self, signal: Signal, exporters: Sequence[QueuedExporter]) -> None:
-        self.signal = signal
+    def __init__(self, exporters: Sequence[QueuedExporter]) -> None:
         self._queued = [e for e in exporters if e.queued]
         self._direct = [e for e in exporters if not e.queued]
 
-    async def consume(self, data: Message, wire: bytes | None = None) -> None:
-        """Enqueue ``data`` everywhere, or raise ``RefusedError`` without enqueuing anywhere."""
-        items = count_items(self.signal, data)
-        if items == 0:
+    async def consume(self, batch: Batch) -> None:
+        """Deliver ``batch`` everywhere, or raise without leaving it anywhere queued.
+
+        Raises:
+            RefusedError: a queue is full or shutting down.
+            ExportError: a direct exporter failed (the queued ones did not take the batch).
+        """
+        if batch.items == 0:
             return
-        for exporter in self._queued:
-            if not exporter.has_room(items):
-                raise RefusedError("queue_full", retry_after=QUEUE_FULL_RETRY_AFTER)
-        for exporter in self._queued:
-            exporter.put_nowait(self.signal, data, items, wire)
-        for exporter in self._direct:
-            await exporter.send_now(self.signal, data, items, wire)
+        reservations: list[Reservation] = []
+        try:
+            for exporter in self._queued:
+                reservations.append(exporter.reserve(batch.items))
+            for reservation in reservations:
+                await reservation.persist(batch)
+            for exporter in self._direct:
+                await exporter.send_now(batch)
+        except BaseException:
+            for reservation in reservations:
+                reservation.release()
+            raise
+        for reservation in reservations:
+            reservation.commit(batch)
 
 
 class PipelinesFanout:
@@ -52,7 +64,7 @@ class PipelinesFanout:
         self._read_only = [c for c, mutates in entries if not mutates]
         self._mutating = [c for c, mutates in entries if mutates]
 
-    async def consume(self, data: Message, wire: bytes | None = None) -> None:
+    async def consume(self, batch: Batch) -> None:
         """Deliver to every pipeline; if any refuses, raise after trying all of them.
 
         A pipeline that accepted keeps the batch, so the sender's retry may duplicate it there
@@ -60,13 +72,13 @@ class PipelinesFanout:
         """
         # Copies are made before any pipeline runs, so no copy can see another's mutation.
         share_original = bool(self._mutating) and not self._read_only
-        copies = [copy(data) for _ in range(len(self._mutating) - share_original)]
+        copies = [batch.copy() for _ in range(len(self._mutating) - share_original)]
         if share_original:
-            copies.append(data)
+            copies.append(batch)
         refusal: RefusedError | None = None
-        for consumer, batch in [*((c, data) for c in self._read_only), *zip(self._mutating, copies, strict=True)]:
+        for consumer, part in [*((c, batch) for c in self._read_only), *zip(self._mutating, copies, strict=True)]:
             try:
-                await consumer.consume(batch, wire)
+                await consumer.consume(part)
             except RefusedError as exc:
                 refusal = refusal or exc
         if refusal is not None:

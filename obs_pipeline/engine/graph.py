@@ -1,7 +1,7 @@
 """Build the component graph from a validated config, and start and stop it in order.
 
 The chain of one pipeline is: receiver → (fan-out over pipelines) → processors in order →
-exporters fan-out → each exporter's queue. Receivers are shared by the pipelines that list them,
+exporters fan-out → each exporter's queue. What travels is a :class:`~obs_pipeline.batch.Batch`. Receivers are shared by the pipelines that list them,
 processors are instantiated per pipeline, exporters are shared by every pipeline (one queue and
 one file handle per exporter ID).
 
@@ -17,45 +17,31 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from obs_pipeline.components import (
     Component,
     ComponentID,
     Consumer,
-    Exporter,
+    ExporterFactory,
     Host,
     Processor,
+    ProcessorFactory,
+    ProcessorSettings,
     Receiver,
+    ReceiverFactory,
     Settings,
 )
 from obs_pipeline.engine.fanout import ExportersFanout, single_or_fanout
-from obs_pipeline.engine.queue import QueuedExporter, QueueSettings, RetrySettings
+from obs_pipeline.engine.queue import QueuedExporter
 from obs_pipeline.errors import Problem, StartupError
-from obs_pipeline.signals import Message, Signal
+from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
-from obs_pipeline.units import parse_duration
 
 if TYPE_CHECKING:
     from obs_pipeline.config import ComponentConfig, PipelineConfig
 
 log = logging.getLogger("obs_pipeline.pipeline")
-
-
-class WithoutWire:
-    """Hands a mutating processor its data without the wire bytes.
-
-    The bytes describe the data *before* the processor changes it; passing them on would let an
-    exporter write, say, the unredacted original. Stripping them here, once, makes that
-    impossible for every mutating processor, however it is written.
-    """
-
-    def __init__(self, processor: Processor) -> None:
-        self.processor = processor
-
-    async def consume(self, data: Message, wire: bytes | None = None) -> None:
-        """Pass ``data`` on and forget ``wire``."""
-        await self.processor.consume(data)
 
 
 @dataclass
@@ -91,41 +77,46 @@ class Graph:
         used = {e for p in cfg.pipelines for e in p.exporters}
         for eid in sorted(used):
             cc = cfg.exporters[eid]
-            exporter = cast(Exporter, cc.factory.create(self._settings(cc), cc.config))
-            timeout = getattr(cc.config, "timeout", None)
-            self.exporters[eid] = QueuedExporter(
-                exporter, self.metrics,
-                QueueSettings.from_dict(getattr(cc.config, "sending_queue", None)),
-                RetrySettings.from_dict(getattr(cc.config, "retry_on_failure", None)),
-                timeout=parse_duration(timeout) if isinstance(timeout, str) else timeout,
-            )
+            assert isinstance(cc.factory, ExporterFactory)
+            exporter = cc.factory.create(self._settings(cc), cc.config)
+            self.exporters[eid] = QueuedExporter(exporter, self.metrics, cc.delivery)
         for spec in cfg.pipelines:
-            consumer: Consumer = ExportersFanout(spec.signal, [self.exporters[e] for e in spec.exporters])
+            consumer: Consumer = ExportersFanout([self.exporters[e] for e in spec.exporters])
             built = _BuiltPipeline(spec.id, spec.signal, consumer)
             for pid in reversed(spec.processors):
                 cc = cfg.processors[pid]
-                processor = cast(
-                    Processor, cc.factory.create(self._settings(cc), cc.config, spec.signal, spec.id, consumer),
+                assert isinstance(cc.factory, ProcessorFactory)
+                settings = ProcessorSettings(
+                    id=cc.id, kind=cc.kind, metrics=self.metrics,
+                    logger=logging.getLogger(f"obs_pipeline.{cc.kind.singular}.{cc.id}"),
+                    data_dir=self.config.data_dir, signal=spec.signal, pipeline=spec.id,
                 )
+                processor = cc.factory.create(settings, cc.config, consumer)
                 built.processors.insert(0, processor)
                 built.mutates = built.mutates or cc.factory.mutates_data
-                consumer = WithoutWire(processor) if cc.factory.mutates_data else processor
+                consumer = processor
             built.entry = consumer
             self.pipelines.append(built)
         for rid in sorted({r for p in cfg.pipelines for r in p.receivers}):
             cc = cfg.receivers[rid]
+            assert isinstance(cc.factory, ReceiverFactory)
             consumers: dict[Signal, Consumer] = {}
             for signal in Signal:
                 entries = [(p.entry, p.mutates) for p, spec in zip(self.pipelines, cfg.pipelines, strict=True)
                            if p.signal is signal and rid in spec.receivers]
                 if entries:
                     consumers[signal] = single_or_fanout(entries)
-            self.receivers[rid] = cast(Receiver, cc.factory.create(self._settings(cc), cc.config, consumers))
+            self.receivers[rid] = cc.factory.create(self._settings(cc), cc.config, consumers)
 
     @property
     def finite_receivers(self) -> set[str]:
         """IDs of receivers that end by themselves (stdin)."""
-        return {str(rid) for rid in self.receivers if self.config.receivers[rid].factory.finite}
+        finite = set()
+        for rid in self.receivers:
+            factory = self.config.receivers[rid].factory
+            if isinstance(factory, ReceiverFactory) and factory.traits.finite:
+                finite.add(str(rid))
+        return finite
 
     def pending_items(self) -> int:
         """Items accepted but not yet delivered: buffered in processors or queued in exporters."""

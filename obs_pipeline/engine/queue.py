@@ -7,6 +7,13 @@ After the collector's exporterhelper, with two deliberate differences:
   retryable error (backpressure to the sender); it never drops silently.
 * On shutdown the queue is drained within the deadline; what cannot be delivered by then is
   counted (``failed_items{reason="shutdown"}``) and logged, never lost without a trace.
+
+Admission is reserve -> persist -> commit (:class:`Reservation`): the fan-out reserves room in
+every queue first, may await between (a disk queue persists there; direct exporters send), and
+commits only when everything succeeded, releasing the reservations otherwise. Outcomes follow
+the collector: :class:`~obs_pipeline.errors.PermanentError` is dropped at once and counted, a
+:class:`~obs_pipeline.components.PartialSuccess` is success with its rejected items counted, and
+everything else (retryable errors, timeouts, unexpected exceptions) is retried.
 """
 
 from __future__ import annotations
@@ -14,82 +21,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
-from obs_pipeline.components import Exporter, Host
-from obs_pipeline.errors import PermanentError, RetryableError
-from obs_pipeline.signals import Message, Signal
+from obs_pipeline.batch import Batch
+from obs_pipeline.components import Exporter, Host, PartialSuccess
+from obs_pipeline.delivery import DeliverySettings
+from obs_pipeline.errors import PermanentError, RefusedError, RetryableError, describe_exception
+from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
-from obs_pipeline.units import parse_duration
 
 log = logging.getLogger("obs_pipeline.exporter")
 
-DEFAULT_QUEUE_SIZE = 20_000
-FAILURE_REASONS = ("permanent_error", "retries_exhausted", "retries_disabled", "shutdown")
+FAILURE_REASONS = ("permanent_error", "rejected", "retries_exhausted", "retries_disabled", "shutdown")
+QUEUE_FULL_RETRY_AFTER = 1.0
+
+__all__ = ["QueuedExporter", "Reservation"]
 
 
-@dataclass(frozen=True)
-class QueueSettings:
-    """``sending_queue``: see ``schemas/common.schema.json``."""
+class Reservation:
+    """Room for one batch in one exporter's queue, held until it is committed or released.
 
-    enabled: bool = True
-    queue_size: int = DEFAULT_QUEUE_SIZE
-    num_consumers: int = 1
+    Exactly one of :meth:`commit` and :meth:`release` takes effect; a second call does nothing,
+    so an error path can release everything it holds without tracking what was committed.
+    """
 
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> QueueSettings:
-        """Build from the validated config block (defaults already filled in)."""
-        return cls(**raw) if raw else cls()
+    __slots__ = ("_done", "_queue", "items")
 
+    def __init__(self, queue: QueuedExporter, items: int) -> None:
+        self._queue = queue
+        self.items = items
+        self._done = False
 
-@dataclass(frozen=True)
-class RetrySettings:
-    """``retry_on_failure``: see ``schemas/common.schema.json``. Durations in seconds."""
+    async def persist(self, batch: Batch) -> None:
+        """Make the batch survive a crash before it is acknowledged (a memory queue: nothing to do)."""
 
-    enabled: bool = True
-    initial_interval: float = 5.0
-    max_interval: float = 30.0
-    max_elapsed_time: float = 300.0
-    multiplier: float = 1.5
-    randomization_factor: float = 0.5
+    def commit(self, batch: Batch) -> None:
+        """Put ``batch`` into the queue, in the room reserved for it."""
+        if not self._done:
+            self._done = True
+            self._queue._commit(self, batch)
 
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> RetrySettings:
-        """Build from the validated config block (defaults already filled in)."""
-        if not raw:
-            return cls()
-        durations = {k: parse_duration(v) for k, v in raw.items() if k.endswith(("_interval", "_time"))}
-        return cls(**{**raw, **durations})
-
-    def next_delay(self, interval: float) -> float:
-        """A jittered wait around ``interval``: interval * (1 +- randomization_factor)."""
-        spread = interval * self.randomization_factor
-        return interval - spread + random.random() * 2 * spread  # noqa: S311 - jitter, not crypto
+    def release(self) -> None:
+        """Give the room back: the batch is not coming."""
+        if not self._done:
+            self._done = True
+            self._queue._release(self)
 
 
 class QueuedExporter:
     """Wraps one exporter (shared by every pipeline that lists it) in a queue with retries."""
 
-    def __init__(
-        self,
-        exporter: Exporter,
-        metrics: SelfMetrics,
-        queue: QueueSettings,
-        retry: RetrySettings,
-        timeout: float | None = None,
-    ) -> None:
+    def __init__(self, exporter: Exporter, metrics: SelfMetrics, delivery: DeliverySettings | None = None) -> None:
         self.exporter = exporter
         self.id = exporter.id
-        self.queue_settings = queue
-        self.retry = retry
-        self.timeout = timeout
-        self._queue: deque[tuple[Signal, Message, int, bytes | None]] = deque()
-        self._items = 0
-        self._inflight: dict[asyncio.Task[Any], int] = {}
+        self.delivery = delivery or DeliverySettings()
+        self.retry = self.delivery.retry
+        self.timeout = self.delivery.timeout
+        self._queue: deque[Batch] = deque()
+        self._items = 0  # queued or being exported
+        self._reserved = 0  # promised to batches not committed yet
         self._wakeup = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._stop_deadline: float | None = None
@@ -104,49 +96,68 @@ class QueuedExporter:
                 metrics.exporter_failed.labels(exporter=self.id, signal=signal.value, reason=reason)
         self._queue_gauge = metrics.exporter_queue_size.labels(exporter=self.id)
         self._send_duration = metrics.exporter_send_duration.labels(exporter=self.id)
+        queue = self.delivery.queue
         metrics.exporter_queue_capacity.labels(exporter=self.id).set(queue.queue_size if queue.enabled else 0)
 
     @property
     def queued(self) -> bool:
         """Whether batches go through the queue (else the caller waits for the export)."""
-        return self.queue_settings.enabled
+        return self.delivery.queue.enabled
 
     def has_room(self, items: int) -> bool:
         """Whether a batch of ``items`` fits now. An empty queue takes any batch, however large."""
-        return not self._closing and (self._items == 0 or self._items + items <= self.queue_settings.queue_size)
+        used = self._items + self._reserved
+        return not self._closing and (used == 0 or used + items <= self.delivery.queue.queue_size)
 
     def pending_items(self) -> int:
         """Items queued or being exported."""
         return self._items
 
-    def put_nowait(self, signal: Signal, data: Message, items: int, wire: bytes | None = None) -> None:
-        """Enqueue a batch the caller checked with :meth:`has_room`."""
-        self._queue.append((signal, data, items, wire))
-        self._items += items
+    def reserve(self, items: int) -> Reservation:
+        """Hold room for a batch of ``items``.
+
+        Raises:
+            RefusedError: the queue is full or shutting down (retryable for the sender).
+        """
+        if self._closing:
+            raise RefusedError("shutting_down")
+        if not self.has_room(items):
+            raise RefusedError("queue_full", retry_after=QUEUE_FULL_RETRY_AFTER)
+        self._reserved += items
+        return Reservation(self, items)
+
+    def _commit(self, reservation: Reservation, batch: Batch) -> None:
+        self._reserved -= reservation.items
+        self._queue.append(batch)
+        self._items += batch.items
         self._queue_gauge.set(self._items)
         self._wakeup.set()
 
-    async def send_now(self, signal: Signal, data: Message, items: int, wire: bytes | None = None) -> None:
+    def _release(self, reservation: Reservation) -> None:
+        self._reserved -= reservation.items
+
+    async def send_now(self, batch: Batch) -> None:
         """Export synchronously (``sending_queue.enabled: false``), with the same retries.
 
         The sender is still waiting, so a failure is raised to it (the receiver answers 503 or
         500) instead of being counted as a drop: nothing was acknowledged, nothing is lost.
 
         Raises:
+            RefusedError: shutting down.
             RetryableError: retries ran out on a transient failure.
             PermanentError: the failure cannot be fixed by retrying.
         """
-        await self._deliver(signal, data, items, wire, synchronous=True)
+        if self._closing:
+            raise RefusedError("shutting_down")
+        await self._deliver(batch, synchronous=True)
 
     async def start(self, host: Host) -> None:
-        """Start the exporter, then its queue consumers."""
+        """Start the exporter, then its queue consumers (supervised by the exporter)."""
         await self.exporter.start(host)
         self._started = True
         if self.queued:
-            self._workers = [
-                asyncio.create_task(self._work(), name=f"exporter {self.id} #{i}")
-                for i in range(self.queue_settings.num_consumers)
-            ]
+            self._workers = [self.exporter.spawn(self._work(), f"queue consumer #{i}")
+                             for i in range(self.delivery.queue.num_consumers)]
 
     async def shutdown(self, deadline: float) -> None:
         """Stop taking data, deliver what is queued until ``deadline``, count the rest, close."""
@@ -170,14 +181,17 @@ class QueuedExporter:
 
     def _count_undelivered(self) -> None:
         lost = self._items
-        for signal, _data, items, _wire in self._queue:
-            self._metrics.exporter_failed.labels(exporter=self.id, signal=signal.value, reason="shutdown").inc(items)
+        for batch in self._queue:
+            self._failed(batch.signal, "shutdown").inc(batch.items)
         self._queue.clear()
         self._items = 0
         self._queue_gauge.set(0)
         if lost:
             log.error("exporter %s: %d items were still queued at the shutdown deadline and were not delivered",
                       self.id, lost)
+
+    def _failed(self, signal: Signal, reason: str) -> Any:
+        return self._metrics.exporter_failed.labels(exporter=self.id, signal=signal.value, reason=reason)
 
     async def _work(self) -> None:
         while True:
@@ -187,19 +201,22 @@ class QueuedExporter:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            signal, data, items, wire = self._queue.popleft()
+            batch = self._queue.popleft()
             try:
-                await self._deliver(signal, data, items, wire)
+                await self._deliver(batch)
             except asyncio.CancelledError:
-                self._metrics.exporter_failed.labels(exporter=self.id, signal=signal.value, reason="shutdown").inc(items)
+                self._failed(batch.signal, "shutdown").inc(batch.items)
                 raise
             finally:
-                self._items -= items
+                self._items -= batch.items
                 self._queue_gauge.set(self._items)
 
-    async def _deliver(
-        self, signal: Signal, data: Message, items: int, wire: bytes | None = None, *, synchronous: bool = False,
-    ) -> None:
+    async def _attempt(self, batch: Batch) -> PartialSuccess | None:
+        if self.timeout:
+            return await asyncio.wait_for(self.exporter.export(batch), self.timeout)
+        return await self.exporter.export(batch)
+
+    async def _deliver(self, batch: Batch, *, synchronous: bool = False) -> None:
         """Export with timeout and retries; count the outcome.
 
         Queued batches were acknowledged already, so their failures are counted and logged here
@@ -209,40 +226,41 @@ class QueuedExporter:
         interval = self.retry.initial_interval
         while True:
             try:
-                if self.timeout:
-                    await asyncio.wait_for(self.exporter.export_wire(signal, data, wire), self.timeout)
-                else:
-                    await self.exporter.export_wire(signal, data, wire)
-            except (RetryableError, TimeoutError) as exc:
-                hint = exc.retry_after if isinstance(exc, RetryableError) else None
-                delay = max(self.retry.next_delay(interval), hint or 0.0)
-                reason = self._give_up_reason(started, delay)
-                if reason is None:
-                    log.warning("exporter %s: export failed, retrying in %.1fs: %s", self.id, delay, exc or "timeout")
-                    reason = await self._wait_to_retry(delay)
-                if reason:
-                    if synchronous:
-                        raise RetryableError(f"{self.id}: {reason}: {exc}", retry_after=hint) from exc
-                    self._fail(signal, items, reason, exc)
-                    return
-                interval = min(interval * self.retry.multiplier, self.retry.max_interval)
-                continue
+                result = await self._attempt(batch)
+            except asyncio.CancelledError:
+                raise
             except PermanentError as exc:
                 if synchronous:
                     raise
-                self._fail(signal, items, "permanent_error", exc)
+                self._fail(batch, "permanent_error", exc)
                 return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("exporter %s: unexpected %s", self.id, type(exc).__name__)
-                if synchronous:
-                    raise PermanentError(f"{self.id}: unexpected {type(exc).__name__}") from exc
-                self._fail(signal, items, "permanent_error", exc, logged=True)
-                return
-            self._sent[signal].inc(items)
-            self._send_duration.observe(time.monotonic() - started)
+            except Exception as exc:  # retryable, a timeout, or unexpected: retried, as the collector does
+                hint = exc.retry_after if isinstance(exc, RetryableError) else None
+                delay = max(self.retry.next_delay(interval), hint or 0.0)
+                reason = self._give_up_reason(started, delay)
+                what = _describe(exc)
+                if reason is None:
+                    log.warning("exporter %s: export failed, retrying in %.1fs: %s", self.id, delay, what)
+                    reason = await self._wait_to_retry(delay)
+                if reason:
+                    if synchronous:
+                        raise RetryableError(f"{self.id}: {reason}: {what}", retry_after=hint) from exc
+                    self._fail(batch, reason, exc)
+                    return
+                interval = min(interval * self.retry.multiplier, self.retry.max_interval)
+                continue
+            self._succeeded(batch, result, started)
             return
+
+    def _succeeded(self, batch: Batch, result: PartialSuccess | None, started: float) -> None:
+        rejected = 0
+        if result is not None and result.rejected > 0:
+            rejected = min(result.rejected, batch.items)
+            self._failed(batch.signal, "rejected").inc(rejected)
+            log.warning("exporter %s: the destination rejected %d of %d %s%s", self.id, rejected, batch.items,
+                        batch.signal.value, f": {result.message}" if result.message else "")
+        self._sent[batch.signal].inc(batch.items - rejected)
+        self._send_duration.observe(time.monotonic() - started)
 
     def _give_up_reason(self, started: float, delay: float) -> str | None:
         """Why the next retry should not happen, checked *before* sleeping (or None)."""
@@ -266,7 +284,15 @@ class QueuedExporter:
         await asyncio.sleep(max(0.0, wake_at - time.monotonic()))
         return None
 
-    def _fail(self, signal: Signal, items: int, reason: str, exc: BaseException, *, logged: bool = False) -> None:
-        self._metrics.exporter_failed.labels(exporter=self.id, signal=signal.value, reason=reason).inc(items)
-        if not logged:
-            log.error("exporter %s: dropped %d %s (%s): %s", self.id, items, signal.value, reason, exc)
+    def _fail(self, batch: Batch, reason: str, exc: BaseException) -> None:
+        self._failed(batch.signal, reason).inc(batch.items)
+        log.error("exporter %s: dropped %d %s (%s): %s", self.id, batch.items, batch.signal.value, reason, _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """Our own errors by their message (written to be safe); anything else by class and place only."""
+    if isinstance(exc, RetryableError | PermanentError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"unexpected {describe_exception(exc)}"

@@ -9,36 +9,42 @@ one does neither.) With ``timeout: 0s`` nothing is buffered: each batch goes str
 if needed) and the sender waits for the exporters' queues.
 
 Merging: OTLP messages are concatenable on the wire (their only top-level field is repeated), so
-the batch is made by joining the parts' serialized bytes, which receivers pass along, and
-parsing the join once. That costs about a fifth of deep-copying every part with ``extend``, and
-the joined bytes travel on, so an exporter need not serialize the batch again.
+the batch is made by joining the parts' serialized bytes, which receivers pass along. That costs
+about a fifth of deep-copying every part with ``extend``; the joined bytes travel on as a
+:class:`~obs_pipeline.batch.Batch` that is parsed only if a later stage reads the message (the
+audit exporter reads the bytes), and is split only when it is over ``send_batch_max_size``.
+
+The buffer, the flusher, refusal and the drain are :class:`BufferingProcessor`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from obs_pipeline.components import Consumer, Factory, Kind, Processor, Settings
+from obs_pipeline.batch import Batch
+from obs_pipeline.components import Consumer, Host, ProcessorFactory, ProcessorSettings, State
 from obs_pipeline.errors import Problem, RefusedError
-from obs_pipeline.signals import Message, Signal, count_items, parse, split
+from obs_pipeline.processors._helper import BufferingProcessor
+from obs_pipeline.signals import Signal
 from obs_pipeline.units import parse_duration
 
 TYPE = "batch"
 BUFFER_BATCHES = 2  # the buffer holds this many full batches before it refuses
-REFUSED_RETRY_DELAY = 0.05  # seconds between flush attempts while the exporters are full
+DEFAULT_SEND_BATCH_SIZE = 2048  # the schema's defaults, for a Config built without the config layer
+DEFAULT_TIMEOUT = 0.2  # seconds: the schema's 200ms
+DEFAULT_SEND_BATCH_MAX_SIZE = 0  # no limit
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """See ``schemas/processors/batch.schema.json`` for each option's meaning and default."""
 
-    send_batch_size: int
-    timeout: float  # seconds
-    send_batch_max_size: int
+    send_batch_size: int = DEFAULT_SEND_BATCH_SIZE  # items that trigger a send
+    timeout: float = DEFAULT_TIMEOUT  # seconds data may wait; 0: send every batch at once
+    send_batch_max_size: int = DEFAULT_SEND_BATCH_MAX_SIZE  # larger batches are split; 0: no limit
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Config:
@@ -60,138 +66,74 @@ def check(cfg: Config) -> list[Problem]:
     return []
 
 
-class BatchProcessor(Processor):
+class BatchProcessor(BufferingProcessor):
     """Buffers batches of one pipeline and flushes them from one background task, in order."""
 
-    def __init__(self, settings: Settings, cfg: Config, signal: Signal, pipeline: str, next_consumer: Consumer) -> None:
-        super().__init__(settings, signal, pipeline, next_consumer)
+    def __init__(self, settings: ProcessorSettings, cfg: Config, next_consumer: Consumer) -> None:
+        super().__init__(settings, next_consumer,
+                         capacity=max(cfg.send_batch_size, cfg.send_batch_max_size) * BUFFER_BATCHES)
         self.cfg = cfg
-        self.capacity = max(cfg.send_batch_size, cfg.send_batch_max_size) * BUFFER_BATCHES
-        self._parts: list[tuple[bytes, int]] = []  # (serialized part, items): bytes take half the memory
-        self._items = 0
-        self._inflight = 0  # items taken from the buffer and not yet accepted downstream
+        # Serialized parts and their item counts: bytes take half the memory of messages, and
+        # joining them is how batches merge.
+        self._parts: deque[tuple[bytes, int]] = deque()
         self._first_at = 0.0
-        self._kick = asyncio.Event()
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
-        dropped = settings.metrics.processor_dropped
-        self._dropped = dropped.labels(processor=self.id, pipeline=pipeline, reason="shutdown")
-        self._failed = dropped.labels(processor=self.id, pipeline=pipeline, reason="downstream_error")
 
-    async def start(self, host: Any) -> None:
-        """Start the flusher."""
+    async def on_start(self, host: Host) -> None:
+        """Start the flusher (none with ``timeout: 0s``: batches pass straight through)."""
         if self.cfg.timeout > 0:
-            self._task = asyncio.create_task(self._flusher(), name=f"batch {self.id} {self.pipeline}")
+            await super().on_start(host)
 
-    async def consume(self, data: Message, wire: bytes | None = None) -> None:
-        """Buffer ``data`` (accepted), or refuse it while the buffer is over capacity."""
-        if self._closing:
+    async def consume(self, batch: Batch) -> None:
+        """Buffer ``batch`` (accepted), or refuse it while the buffer is over capacity."""
+        if self.cfg.timeout > 0:
+            await super().consume(batch)
+            return
+        if self.state is not State.RUNNING:
             raise RefusedError("shutting_down")
-        if self._task is None:  # timeout 0: pass straight through, split if needed
-            parts = split(self.signal, data, self.cfg.send_batch_max_size)
-            for part in parts:
-                await self.next.consume(part, wire if len(parts) == 1 else None)
-            return
-        items = count_items(self.signal, data)
-        if items == 0:
-            return
-        if self._items and self._items + items > self.capacity:
-            raise RefusedError("queue_full", retry_after=max(self.cfg.timeout, 0.5))
+        for part in batch.split(self.cfg.send_batch_max_size):
+            await self.next.consume(part)
+
+    def add(self, batch: Batch) -> None:
+        """Keep the batch's bytes (serializing it only when a receiver did not pass them)."""
         if not self._parts:
             self._first_at = time.monotonic()
-        self._parts.append((wire if wire is not None else data.SerializeToString(), items))
-        self._items += items
-        if self._items >= self.cfg.send_batch_size or len(self._parts) == 1:
-            self._kick.set()
+        self._parts.append((batch.serialized(), batch.items))
 
-    def pending_items(self) -> int:
-        """Items in the buffer or being handed on."""
-        return self._items + self._inflight
+    def should_kick(self, batch: Batch) -> bool:
+        """Wake the flusher when a batch is full, or to start the timer of a new one."""
+        return len(self._parts) == 1 or self._buffered + batch.items >= self.cfg.send_batch_size
 
-    async def shutdown(self) -> None:
-        """Flush everything buffered (the pipeline bounds how long this may take)."""
-        self._closing = True
-        self._kick.set()
-        if self._task is None:
-            return
-        try:
-            await asyncio.shield(self._task)
-        except asyncio.CancelledError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            raise
-        finally:
-            lost = self._items + self._inflight
-            if lost:
-                self._dropped.inc(lost)
-                self.log.error("batch %s (%s): %d items not flushed by the shutdown deadline",
-                               self.id, self.pipeline, lost)
-                self._parts.clear()
-                self._items = self._inflight = 0
+    def ready(self, now: float, *, draining: bool) -> float | None:
+        """Now when full or draining, else when the oldest part has waited ``timeout``."""
+        if draining or self._buffered >= self.cfg.send_batch_size:
+            return 0.0
+        return max(0.0, self._first_at + self.cfg.timeout - now)
 
-    async def _flusher(self) -> None:
-        while True:
-            if not self._parts:
-                if self._closing:
-                    return
-                self._kick.clear()
-                await self._kick.wait()
-                continue
-            wait = self._first_at + self.cfg.timeout - time.monotonic()
-            if self._items < self.cfg.send_batch_size and not self._closing and wait > 0:
-                self._kick.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), wait)
-                continue
-            await self._flush_once()
-
-    def _take(self) -> tuple[Message, bytes]:
-        """Remove up to one batch's worth of parts from the buffer; merge them by joining their bytes."""
+    def take(self) -> list[Batch]:
+        """Up to one batch's worth of parts, merged by joining their bytes, split if over the cap."""
         limit = self.cfg.send_batch_max_size or self.cfg.send_batch_size
         taken: list[bytes] = []
         items = 0
         while self._parts and (not taken or items < limit):
-            part, part_items = self._parts.pop(0)
+            part, part_items = self._parts.popleft()
             taken.append(part)
             items += part_items
-        self._items -= items
-        self._inflight = items
         if self._parts:
             self._first_at = time.monotonic()
         wire = taken[0] if len(taken) == 1 else b"".join(taken)
-        return parse(self.signal, wire), wire
+        return Batch.from_wire(self.signal, wire, items=items).split(self.cfg.send_batch_max_size)
 
-    async def _flush_once(self) -> None:
-        batch, wire = self._take()
-        chunks = split(self.signal, batch, self.cfg.send_batch_max_size)
-        for chunk in chunks:
-            await self._send(chunk, wire if len(chunks) == 1 else None)
-            self._inflight -= count_items(self.signal, chunk)
-
-    async def _send(self, chunk: Message, wire: bytes | None) -> None:
-        """Hand one batch on, retrying while the exporters' queues are full. Never drops."""
-        while True:
-            try:
-                await self.next.consume(chunk, wire)
-            except RefusedError:
-                await asyncio.sleep(REFUSED_RETRY_DELAY)
-            except Exception as exc:
-                self._failed.inc(count_items(self.signal, chunk))
-                self.log.exception("batch %s (%s): downstream failed with %s; batch dropped",
-                                   self.id, self.pipeline, type(exc).__name__)
-                return
-            else:
-                return
+    def discard(self) -> None:
+        """Forget the buffered parts."""
+        self._parts.clear()
 
 
-def _create(settings: Settings, cfg: Config, signal: Signal, pipeline: str, next_consumer: Consumer) -> Processor:
-    return BatchProcessor(settings, cfg, signal, pipeline, next_consumer)
+def _create(settings: ProcessorSettings, cfg: Config, next_consumer: Consumer) -> BatchProcessor:
+    return BatchProcessor(settings, cfg, next_consumer)
 
 
-FACTORY = Factory(
+FACTORY = ProcessorFactory[Config](
     type=TYPE,
-    kind=Kind.PROCESSOR,
     signals=frozenset(Signal),
     schema="processors/batch.schema.json",
     description="Groups data into batches by size and time, and splits batches that are too large.",

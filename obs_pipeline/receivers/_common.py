@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from obs_pipeline.errors import PermanentError, RefusedError, RetryableError, describe_exception
+from obs_pipeline.errors import PermanentError, ProcessingError, RefusedError, RetryableError, describe_exception
 from obs_pipeline.signals import Signal
 
 if TYPE_CHECKING:
@@ -90,6 +90,8 @@ def outcome_of(exc: Exception, log: logging.Logger, receiver: str, signal: Signa
         return Outcome(UNAVAILABLE, 503, "export_failed", "export failed, retry later", exc.retry_after or 1.0)
     if isinstance(exc, PermanentError):
         return Outcome(INTERNAL, 500, "export_failed", "export failed permanently")
+    if isinstance(exc, ProcessingError):
+        return Outcome(INTERNAL, 500, "processing_error", "a processor failed on this data")
     log.warning("%s: unexpected %s while handling %s; answered as retryable",
                 receiver, describe_exception(exc), signal.value)
     return Outcome(UNAVAILABLE, 503, "internal_error", "internal error, retry later")

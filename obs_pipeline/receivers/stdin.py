@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from obs_pipeline.components import Consumer, Factory, Host, Kind, Produces, Receiver, Settings
+from obs_pipeline.batch import Batch
+from obs_pipeline.components import Consumer, Host, Produces, Receiver, ReceiverFactory, ReceiverTraits, Settings
 from obs_pipeline.errors import Problem, RefusedError
 from obs_pipeline.receivers._common import Counters, describe_exception
 from obs_pipeline.receivers.linebatch import FORMATS, LineBatch, MalformedLine, NoPipeline
@@ -38,6 +39,9 @@ QUEUED_CHUNKS = 4  # read-ahead between the reader thread and the loop
 MAX_RETRY_DELAY = 1.0
 MIN_RETRY_DELAY = 0.01
 LOGGED_LINE_WARNINGS = 20  # after this many per run, bad lines are only counted
+DEFAULT_FORMAT = "json"  # the schema's defaults, for a Config built without the config layer
+DEFAULT_MAX_LINE_SIZE = 2**20  # 1MiB
+DEFAULT_MAX_BATCH_LINES = 1000
 _EOF = object()
 
 
@@ -45,18 +49,17 @@ _EOF = object()
 class Config:
     """See ``schemas/receivers/stdin.schema.json``."""
 
-    format: str = "json"
-    max_line_size: int = 2**20
-    max_batch_lines: int = 1000
+    format: str = DEFAULT_FORMAT  # json | otlp_json | text
+    max_line_size: int = DEFAULT_MAX_LINE_SIZE  # bytes
+    max_batch_lines: int = DEFAULT_MAX_BATCH_LINES
 
 
-def parse(raw: dict[str, Any] | None) -> Config:
-    """Typed config from the validated dict (schema defaults filled in; ``None`` = defaults)."""
-    raw = raw or {}
+def parse(raw: dict[str, Any]) -> Config:
+    """Typed config from the validated dict (schema defaults filled in, so every key is there)."""
     return Config(
-        format=raw.get("format", "json"),
-        max_line_size=parse_size(raw.get("max_line_size", "1MiB")),
-        max_batch_lines=int(raw.get("max_batch_lines", 1000)),
+        format=raw["format"],
+        max_line_size=parse_size(raw["max_line_size"]),
+        max_batch_lines=raw["max_batch_lines"],
     )
 
 
@@ -134,10 +137,8 @@ class StdinReceiver(Receiver):
         self._pending_malformed = 0
         self._pending_no_pipeline: dict[Signal, int] = {}
 
-    async def start(self, host: Host) -> None:
-        """Start the reader thread and the batching task; returns at once."""
-        if self._task is not None:
-            return
+    async def on_start(self, host: Host) -> None:
+        """Start the reader thread and the batching task (supervised); returns at once."""
         self._host = host
         self._queue = asyncio.Queue()  # bounded by ``_slots``
         stream = self.stream if self.stream is not None else getattr(sys.stdin, "buffer", None)
@@ -146,10 +147,10 @@ class StdinReceiver(Receiver):
             name=f"{self.id} reader", daemon=True,
         )
         thread.start()
-        self._task = asyncio.create_task(self._run(), name=f"receiver {self.id}")
+        self._task = self.spawn(self._run(), "read input")
 
-    async def shutdown(self) -> None:
-        """Stop reading, hand on what was already read, return. Idempotent; safe without ``start``."""
+    async def on_shutdown(self) -> None:
+        """Stop reading, hand on what was already read, return."""
         self._thread_stop.set()
         self._stopping.set()
         task, self._task = self._task, None
@@ -196,15 +197,8 @@ class StdinReceiver(Receiver):
     # -- the event-loop side ----------------------------------------------------------------
 
     async def _run(self) -> None:
-        try:
-            reached_eof = await self._consume_input()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug here must stop the run, not hang it
-            self.log.error("%s: stopped reading: unexpected %s", self.id, describe_exception(exc))
-            if self._host is not None:
-                self._host.report_fatal(self.id, exc)
-            return
+        """Read to the end; a bug raises out of here and the supervisor reports it as fatal."""
+        reached_eof = await self._consume_input()
         if reached_eof and self._host is not None:
             self._host.receiver_finished(self.id)
 
@@ -314,7 +308,7 @@ class StdinReceiver(Receiver):
         consumer = self.consumers[signal]
         while True:
             try:
-                await consumer.consume(message)
+                await consumer.consume(Batch(signal, message, items=items))
             except RefusedError as exc:
                 if self._stopping.is_set():
                     self.counters.refused(signal, "shutting_down", items)
@@ -357,24 +351,26 @@ def check(cfg: Config) -> list[Problem]:
     return []
 
 
-FACTORY = Factory(
+FACTORY = ReceiverFactory[Config](
     type="stdin",
-    kind=Kind.RECEIVER,
     signals=frozenset(Signal),
     schema="receivers/stdin.schema.json",
     description="Reads JSON lines, OTLP/JSON lines or text lines from standard input until it ends.",
     parse=parse,
     create=create,
     check=check,
-    finite=True,
-    exclusive=True,  # two would split standard input between them and tear its lines apart
-    exclusive_use="reads standard input",
-    produces=lambda cfg: {  # text lines are log bodies; json lines are logs unless they are OTLP/JSON
-        "text": Produces(frozenset({Signal.LOGS}), because="with format text"),
-        "json": Produces(
-            frozenset(Signal), because="with format json", usual=frozenset({Signal.LOGS}), usual_input="plain JSON lines",
-        ),
-    }.get(cfg.format, Produces(frozenset(Signal))),
+    traits=ReceiverTraits(
+        finite=True,
+        # Two would split standard input between them and tear its lines apart.
+        exclusive_use="reads standard input",
+        produces=lambda cfg: {  # text lines are log bodies; json lines are logs unless they are OTLP/JSON
+            "text": Produces(frozenset({Signal.LOGS}), because="with format text"),
+            "json": Produces(
+                frozenset(Signal), because="with format json", usual=frozenset({Signal.LOGS}),
+                usual_input="plain JSON lines",
+            ),
+        }.get(cfg.format, Produces(frozenset(Signal))),
+    ),
 )
 
 __all__ = ["FACTORY", "Config", "StdinReceiver"]

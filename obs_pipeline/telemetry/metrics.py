@@ -34,6 +34,16 @@ class SelfMetrics:
             "Requests or lines that could not be decoded at all (their item count is unknown).",
             ["receiver", "transport"], registry=r,
         )
+        self.processor_incoming = Counter(
+            "obs_pipeline_processor_incoming_items",
+            "Items a processor accepted from the stage before it.",
+            ["processor", "pipeline"], registry=r,
+        )
+        self.processor_outgoing = Counter(
+            "obs_pipeline_processor_outgoing_items",
+            "Items a processor handed on to the stage after it.",
+            ["processor", "pipeline"], registry=r,
+        )
         self.processor_dropped = Counter(
             "obs_pipeline_processor_dropped_items",
             "Items a processor dropped on purpose or could not deliver, by reason.",
@@ -46,7 +56,7 @@ class SelfMetrics:
         )
         self.exporter_failed = Counter(
             "obs_pipeline_exporter_failed_items",
-            "Items an exporter gave up on, by reason (permanent_error, retries_exhausted, shutdown).",
+            "Items an exporter gave up on, by reason (permanent_error, rejected, retries_exhausted, retries_disabled, shutdown).",
             ["exporter", "signal", "reason"], registry=r,
         )
         self.exporter_queue_size = Gauge(

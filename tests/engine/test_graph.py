@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
-from obs_pipeline.components import ComponentID, Factory, Kind, Processor, Receiver
+from obs_pipeline.batch import Batch
+from obs_pipeline.components import (
+    ComponentID,
+    ExporterFactory,
+    Kind,
+    PartialSuccess,
+    Processor,
+    ProcessorFactory,
+    Receiver,
+    ReceiverFactory,
+)
 from obs_pipeline.config import ComponentConfig, PipelineConfig, PipelineSpec, TelemetryConfig
 from obs_pipeline.engine.graph import Graph
-from obs_pipeline.signals import Message, Signal
+from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 from obs_pipeline.testing import RecordingHost
 from tests.enginekit import RecordingExporter, traces
 
 
 class Redact(Processor):
-    """A mutating processor that (wrongly) forwards whatever bytes it was given."""
+    """A mutating processor that changes the batch in place and hands the same batch on."""
 
-    async def consume(self, data: Message, wire: bytes | None = None) -> None:
-        data.resource_spans[0].scope_spans[0].spans[0].name = "[REDACTED]"
-        await self.next.consume(data, wire)
+    async def consume(self, batch: Batch) -> None:
+        batch.mutable().resource_spans[0].scope_spans[0].spans[0].name = "[REDACTED]"
+        await self.next.consume(batch)
 
 
 class WireRecorder(RecordingExporter):
@@ -27,14 +38,19 @@ class WireRecorder(RecordingExporter):
         super().__init__(cid)
         self.wires: list[bytes | None] = []
 
-    async def export_wire(self, signal: Signal, data: Message, wire: bytes | None) -> None:
-        self.wires.append(wire)
-        await self.export(signal, data)
+    async def export(self, batch: Batch) -> PartialSuccess | None:
+        self.wires.append(batch.wire)
+        return await super().export(batch)
 
 
-def _factory(kind: Kind, type_: str, create, mutates: bool = False) -> Factory:
-    return Factory(type=type_, kind=kind, signals=frozenset(Signal), schema="x", description="test",
-                   parse=lambda raw: raw, create=create, mutates_data=mutates)
+def _factory(kind: Kind, type_: str, create, mutates: bool = False) -> Any:
+    common = {"type": type_, "signals": frozenset(Signal), "schema": "x", "description": "test",
+              "parse": lambda raw: raw, "create": create}
+    if kind is Kind.RECEIVER:
+        return ReceiverFactory(**common)
+    if kind is Kind.PROCESSOR:
+        return ProcessorFactory(**common, mutates_data=mutates)
+    return ExporterFactory(**common)
 
 
 def _graph() -> tuple[Graph, dict[str, WireRecorder]]:
@@ -45,8 +61,7 @@ def _graph() -> tuple[Graph, dict[str, WireRecorder]]:
         return exporters[str(settings.id)]
 
     receiver = _factory(Kind.RECEIVER, "fake", lambda s, _c, consumers: Receiver(s, consumers))
-    redaction = _factory(Kind.PROCESSOR, "redaction", lambda s, _c, sig, pid, nxt: Redact(s, sig, pid, nxt),
-                         mutates=True)
+    redaction = _factory(Kind.PROCESSOR, "redaction", lambda s, _c, nxt: Redact(s, nxt), mutates=True)
     exporter = _factory(Kind.EXPORTER, "rec", make_exporter)
     rid, pid = ComponentID("fake"), ComponentID("redaction")
     plain, redacted = ComponentID("rec", "plain"), ComponentID("rec", "redacted")
@@ -73,7 +88,7 @@ class TestWireBytesAndMutation:
         data = traces(1)
         wire = data.SerializeToString()
         (receiver,) = graph.receivers.values()
-        await receiver.consumers[Signal.TRACES].consume(data, wire)
+        await receiver.consumers[Signal.TRACES].consume(Batch(Signal.TRACES, data, wire=wire))
         await graph.shutdown(deadline=time.monotonic() + 2)
         plain, redacted = exporters["rec/plain"], exporters["rec/redacted"]
         assert plain.wires == [wire]

@@ -7,12 +7,13 @@ import time
 
 import pytest
 
-from obs_pipeline.components import Kind
+from obs_pipeline.batch import Batch
 from obs_pipeline.errors import RefusedError
 from obs_pipeline.processors.batch import BatchProcessor, Config, check
 from obs_pipeline.signals import Message, Signal, count_items
 from obs_pipeline.telemetry.metrics import SelfMetrics
-from tests.enginekit import settings, span_names, traces
+from obs_pipeline.testing import RecordingHost, make_processor_settings
+from tests.enginekit import span_names, traces
 
 
 class Sink:
@@ -24,12 +25,12 @@ class Sink:
         self.full = False
         self.refusals = 0
 
-    async def consume(self, data: Message, wire: bytes | None = None) -> None:
-        self.wires.append(wire)
+    async def consume(self, batch: Batch) -> None:
+        self.wires.append(batch.wire)
         if self.full:
             self.refusals += 1
             raise RefusedError("queue_full", retry_after=0.01)
-        self.batches.append(data)
+        self.batches.append(batch.message)
 
     def sizes(self) -> list[int]:
         return [count_items(Signal.TRACES, b) for b in self.batches]
@@ -38,7 +39,7 @@ class Sink:
 def _processor(sink: Sink, size: int = 10, timeout: float = 0.05, max_size: int = 0,
                metrics: SelfMetrics | None = None) -> BatchProcessor:
     cfg = Config(send_batch_size=size, timeout=timeout, send_batch_max_size=max_size)
-    return BatchProcessor(settings(Kind.PROCESSOR, "batch", metrics), cfg, Signal.TRACES, "traces", sink)
+    return BatchProcessor(make_processor_settings("batch", metrics=metrics), cfg, sink)
 
 
 async def _until(predicate, timeout: float = 3.0) -> None:
@@ -53,9 +54,9 @@ class TestBatchProcessor:
         """Ten 1-span batches with send_batch_size 10 leave as one batch, long before the timeout."""
         sink = Sink()
         proc = _processor(sink, size=10, timeout=30)
-        await proc.start(None)
+        await proc.start(RecordingHost())
         for i in range(10):
-            await proc.consume(traces(1, start=i))
+            await proc.consume(Batch(Signal.TRACES, traces(1, start=i)))
         await _until(lambda: sink.batches)
         assert sink.sizes() == [10]
         assert span_names(sink.batches) == [f"span-{i}" for i in range(10)]
@@ -65,9 +66,9 @@ class TestBatchProcessor:
         """Three spans, far below the size, are sent once the timeout passes."""
         sink = Sink()
         proc = _processor(sink, size=1000, timeout=0.05)
-        await proc.start(None)
+        await proc.start(RecordingHost())
         began = time.monotonic()
-        await proc.consume(traces(3))
+        await proc.consume(Batch(Signal.TRACES, traces(3)))
         await _until(lambda: sink.batches)
         assert 0.04 <= time.monotonic() - began < 1.0
         assert sink.sizes() == [3]
@@ -77,8 +78,8 @@ class TestBatchProcessor:
         """A 25-span request with send_batch_max_size 10 leaves as 10 + 10 + 5, in order."""
         sink = Sink()
         proc = _processor(sink, size=10, timeout=0.01, max_size=10)
-        await proc.start(None)
-        await proc.consume(traces(25))
+        await proc.start(RecordingHost())
+        await proc.consume(Batch(Signal.TRACES, traces(25)))
         await _until(lambda: sum(sink.sizes()) == 25)
         assert sink.sizes() == [10, 10, 5]
         assert span_names(sink.batches) == [f"span-{i}" for i in range(25)]
@@ -88,12 +89,12 @@ class TestBatchProcessor:
         """timeout 0s: the caller's consume returns after the batch went downstream, split if needed."""
         sink = Sink()
         proc = _processor(sink, size=4, timeout=0, max_size=4)
-        await proc.start(None)
-        await proc.consume(traces(6))
+        await proc.start(RecordingHost())
+        await proc.consume(Batch(Signal.TRACES, traces(6)))
         assert sink.sizes() == [4, 2]
         sink.full = True
         with pytest.raises(RefusedError):
-            await proc.consume(traces(1))
+            await proc.consume(Batch(Signal.TRACES, traces(1)))
         await proc.shutdown()
 
     async def test_backpressure_refuses_new_data_while_downstream_is_full_and_loses_nothing(self):
@@ -101,11 +102,11 @@ class TestBatchProcessor:
         sink = Sink()
         sink.full = True
         proc = _processor(sink, size=10, timeout=0.01)
-        await proc.start(None)
+        await proc.start(RecordingHost())
         accepted, refused = 0, 0
         for i in range(20):
             try:
-                await proc.consume(traces(5, start=i * 5))
+                await proc.consume(Batch(Signal.TRACES, traces(5, start=i * 5)))
                 accepted += 5
             except RefusedError as exc:
                 assert exc.reason == "queue_full"
@@ -122,12 +123,12 @@ class TestBatchProcessor:
         """Data buffered under a long timeout is flushed by shutdown, not dropped."""
         sink = Sink()
         proc = _processor(sink, size=1000, timeout=60)
-        await proc.start(None)
-        await proc.consume(traces(7))
+        await proc.start(RecordingHost())
+        await proc.consume(Batch(Signal.TRACES, traces(7)))
         await proc.shutdown()
         assert sink.sizes() == [7]
         with pytest.raises(RefusedError):
-            await proc.consume(traces(1))
+            await proc.consume(Batch(Signal.TRACES, traces(1)))
 
     async def test_items_left_at_a_cut_short_shutdown_are_counted(self):
         """If the drain is cancelled at the deadline, the buffered items are counted as dropped."""
@@ -135,8 +136,8 @@ class TestBatchProcessor:
         sink = Sink()
         sink.full = True
         proc = _processor(sink, size=1000, timeout=60, metrics=metrics)
-        await proc.start(None)
-        await proc.consume(traces(7))
+        await proc.start(RecordingHost())
+        await proc.consume(Batch(Signal.TRACES, traces(7)))
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(proc.shutdown(), 0.1)
         dropped = metrics.registry.get_sample_value(
@@ -163,10 +164,10 @@ class TestWireBytes:
         """Three requests with their wire bytes leave as one batch whose bytes are exactly their join."""
         sink = Sink()
         proc = _processor(sink, size=9, timeout=30)
-        await proc.start(None)
+        await proc.start(RecordingHost())
         parts = [traces(3, start=i * 3) for i in range(3)]
         for part in parts:
-            await proc.consume(part, part.SerializeToString())
+            await proc.consume(Batch(Signal.TRACES, part, wire=part.SerializeToString()))
         await _until(lambda: sink.batches)
         await proc.shutdown()
         assert span_names(sink.batches) == [f"span-{i}" for i in range(9)]
@@ -177,10 +178,10 @@ class TestWireBytes:
         """A part that came without bytes (OTLP/JSON, stdin) is serialized, so the batch still has them."""
         sink = Sink()
         proc = _processor(sink, size=4, timeout=30)
-        await proc.start(None)
+        await proc.start(RecordingHost())
         first, second = traces(2), traces(2, start=2)
-        await proc.consume(first, first.SerializeToString())
-        await proc.consume(second)
+        await proc.consume(Batch(Signal.TRACES, first, wire=first.SerializeToString()))
+        await proc.consume(Batch(Signal.TRACES, second))
         await _until(lambda: sink.batches)
         await proc.shutdown()
         assert sink.wires[0] == first.SerializeToString() + second.SerializeToString()
@@ -189,9 +190,9 @@ class TestWireBytes:
         """When a batch is split, its chunks go on without the whole batch's bytes."""
         sink = Sink()
         proc = _processor(sink, size=4, timeout=0.01, max_size=4)
-        await proc.start(None)
+        await proc.start(RecordingHost())
         data = traces(6)
-        await proc.consume(data, data.SerializeToString())
+        await proc.consume(Batch(Signal.TRACES, data, wire=data.SerializeToString()))
         await _until(lambda: sum(sink.sizes()) == 6)
         await proc.shutdown()
         assert sink.wires == [None, None]
@@ -201,18 +202,18 @@ class TestWireBytes:
         metrics = SelfMetrics()
 
         class Flaky(Sink):
-            async def consume(self, data: Message, wire: bytes | None = None) -> None:
+            async def consume(self, batch: Batch) -> None:
                 if not self.wires:
-                    self.wires.append(wire)
+                    self.wires.append(batch.wire)
                     raise RuntimeError("bug")
-                await super().consume(data, wire)
+                await super().consume(batch)
 
         sink = Flaky()
         proc = _processor(sink, size=2, timeout=0.01, metrics=metrics)
-        await proc.start(None)
-        await proc.consume(traces(2))
+        await proc.start(RecordingHost())
+        await proc.consume(Batch(Signal.TRACES, traces(2)))
         await _until(lambda: sink.wires)
-        await proc.consume(traces(2, start=2))
+        await proc.consume(Batch(Signal.TRACES, traces(2, start=2)))
         await _until(lambda: sink.batches)
         await proc.shutdown()
         assert span_names(sink.batches) == ["span-2", "span-3"]

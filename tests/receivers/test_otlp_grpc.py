@@ -19,10 +19,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from obs_pipeline.components import LifecycleError
 from obs_pipeline.errors import StartupError
-from obs_pipeline.receivers.otlp import FACTORY, OtlpReceiver, parse
+from obs_pipeline.receivers.otlp import FACTORY, OtlpReceiver
 from obs_pipeline.signals import Signal
-from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_settings
+from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_settings, parse_config
 from tests.receivers.conftest import sample
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -44,6 +45,11 @@ async def running(consumers, metrics, endpoint="127.0.0.1:0", **grpc_options):
 async def channel_to(receiver: OtlpReceiver):
     async with grpc.aio.insecure_channel(f"127.0.0.1:{receiver.grpc_port}") as channel:
         yield channel
+
+
+def parse(body):
+    """The typed config of ``body``, schema defaults filled in as the config layer does."""
+    return parse_config(FACTORY, body)
 
 
 def traces_request(n: int = 2, name_size: int = 0) -> trace_service_pb2.ExportTraceServiceRequest:
@@ -198,7 +204,7 @@ class TestBackpressure:
         """A consumer bug becomes UNAVAILABLE; the log names the error class, not its message."""
 
         class Broken:
-            async def consume(self, data, wire=None):
+            async def consume(self, batch):
                 raise KeyError("sk-secret-value-in-a-message")
 
         caplog.set_level(logging.DEBUG)
@@ -239,10 +245,13 @@ class TestLifecycle:
             again.bind(("127.0.0.1", grpc_port))  # free again
 
     async def test_shutdown_is_idempotent_and_safe_without_start(self, metrics):
-        """shutdown() before start() and twice after start() does nothing harmful."""
+        """shutdown() before start() and twice after start() does nothing harmful; a stopped one never restarts."""
         cfg = parse({"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}})
+        never_started = FACTORY.create(make_settings("otlp", metrics=metrics), cfg, {Signal.TRACES: CapturingConsumer()})
+        await never_started.shutdown()
+        with pytest.raises(LifecycleError):
+            await never_started.start(RecordingHost())
         receiver = FACTORY.create(make_settings("otlp", metrics=metrics), cfg, {Signal.TRACES: CapturingConsumer()})
-        await receiver.shutdown()
         await receiver.start(RecordingHost())
         await receiver.shutdown()
         await receiver.shutdown()
@@ -253,10 +262,10 @@ class TestLifecycle:
         entered = asyncio.Event()
 
         class Slow(CapturingConsumer):
-            async def consume(self, data, wire=None):
+            async def consume(self, batch):
                 entered.set()
                 await gate.wait()
-                await super().consume(data, wire)
+                await super().consume(batch)
 
         consumer = Slow()
         cfg = parse({"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}})

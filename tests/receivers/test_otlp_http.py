@@ -22,9 +22,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from obs_pipeline.errors import StartupError
-from obs_pipeline.receivers.otlp import FACTORY, parse
+from obs_pipeline.receivers.otlp import FACTORY
 from obs_pipeline.signals import Signal
-from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_settings
+from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_settings, parse_config
 from tests.receivers.conftest import sample
 
 FIXTURE_LINES = Path("/work/shared/fixtures/otlp_traces.jsonl").read_bytes().splitlines()
@@ -58,6 +58,11 @@ class Answer:
     def status_message(self) -> Status:
         """The body as a protobuf ``google.rpc.Status``."""
         return Status.FromString(self.body)
+
+
+def parse(body):
+    """The typed config of ``body``, schema defaults filled in as the config layer does."""
+    return parse_config(FACTORY, body)
 
 
 async def post(session: aiohttp.ClientSession, path: str, body: bytes, headers: dict[str, str]) -> Answer:

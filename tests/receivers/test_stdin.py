@@ -11,14 +11,19 @@ import orjson
 import pytest
 
 from obs_pipeline.receivers.linebatch import parse_timestamp
-from obs_pipeline.receivers.stdin import StdinReceiver, parse
+from obs_pipeline.receivers.stdin import FACTORY, StdinReceiver
 from obs_pipeline.signals import Signal
-from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_settings
+from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_settings, parse_config
 from tests.receivers.conftest import sample
 
 FIXTURES = Path("/work/shared/fixtures")
 OTLP_LINES = (FIXTURES / "otlp_traces.jsonl").read_bytes()
 AGENT_OS_LOG = (FIXTURES / "agent_os_log.jsonl").read_bytes()
+
+
+def parse(body):
+    """The typed config of ``body``, schema defaults filled in as the config layer does."""
+    return parse_config(FACTORY, body)
 
 
 def open_binary(path: str | Path):

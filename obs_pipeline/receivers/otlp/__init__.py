@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from obs_pipeline.components import Consumer, Factory, Host, Kind, Receiver, Settings
+from obs_pipeline.components import Consumer, Host, Receiver, ReceiverFactory, Settings
 from obs_pipeline.errors import Problem
 from obs_pipeline.signals import Signal
 from obs_pipeline.units import parse_size
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 GRPC_DEFAULT_ENDPOINT = "127.0.0.1:4317"
 HTTP_DEFAULT_ENDPOINT = "127.0.0.1:4318"
+GRPC_DEFAULT_MAX_RECV_MSG_SIZE = 4 * 2**20  # the schema's 4MiB
+HTTP_DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 2**20  # the schema's 20MiB
 GRPC_MAX_MESSAGE_LIMIT = 2**31 - 1  # grpc's option is a C int
 
 
@@ -36,7 +38,7 @@ class GrpcConfig:
     """``protocols.grpc``."""
 
     endpoint: str = GRPC_DEFAULT_ENDPOINT
-    max_recv_msg_size: int = 4 * 2**20
+    max_recv_msg_size: int = GRPC_DEFAULT_MAX_RECV_MSG_SIZE
 
 
 @dataclass(frozen=True)
@@ -44,33 +46,33 @@ class HttpConfig:
     """``protocols.http``."""
 
     endpoint: str = HTTP_DEFAULT_ENDPOINT
-    max_request_body_size: int = 20 * 2**20
+    max_request_body_size: int = HTTP_DEFAULT_MAX_REQUEST_BODY_SIZE
 
 
 @dataclass(frozen=True)
 class Config:
-    """The receiver's typed config; a protocol that is ``None`` is off."""
+    """The receiver's typed config; a protocol that is ``None`` is off.
 
-    grpc: GrpcConfig | None = None
-    http: HttpConfig | None = None
+    The defaults are the schema's: with no ``protocols`` key both transports are on.
+    """
+
+    grpc: GrpcConfig | None = GrpcConfig()
+    http: HttpConfig | None = HttpConfig()
 
 
-def parse(raw: dict[str, Any] | None) -> Config:
-    """Typed config from the validated dict. A listed protocol with a null body uses its defaults."""
-    protocols = (raw or {}).get("protocols") or {}
+def parse(raw: dict[str, Any]) -> Config:
+    """Typed config from the validated dict (schema defaults filled in, so every key is there).
+
+    A protocol absent from ``protocols`` is off; that is the schema's meaning, not a fallback.
+    """
+    protocols = raw["protocols"]
     grpc_cfg = http_cfg = None
     if "grpc" in protocols:
-        body = protocols["grpc"] or {}
-        grpc_cfg = GrpcConfig(
-            endpoint=body.get("endpoint", GRPC_DEFAULT_ENDPOINT),
-            max_recv_msg_size=parse_size(body.get("max_recv_msg_size", "4MiB")),
-        )
+        body = protocols["grpc"]
+        grpc_cfg = GrpcConfig(endpoint=body["endpoint"], max_recv_msg_size=parse_size(body["max_recv_msg_size"]))
     if "http" in protocols:
-        body = protocols["http"] or {}
-        http_cfg = HttpConfig(
-            endpoint=body.get("endpoint", HTTP_DEFAULT_ENDPOINT),
-            max_request_body_size=parse_size(body.get("max_request_body_size", "20MiB")),
-        )
+        body = protocols["http"]
+        http_cfg = HttpConfig(endpoint=body["endpoint"], max_request_body_size=parse_size(body["max_request_body_size"]))
     return Config(grpc=grpc_cfg, http=http_cfg)
 
 
@@ -108,34 +110,30 @@ class OtlpReceiver(Receiver):
         self.grpc_port: int | None = None
         self.http_port: int | None = None
 
-    async def start(self, host: Host) -> None:
-        """Bind and serve the enabled protocols; on failure stop whatever had started.
+    async def on_start(self, host: Host) -> None:
+        """Bind and serve the enabled protocols (a failure stops whatever had started).
 
         Raises:
             StartupError: an address could not be bound.
         """
-        try:
-            if self.cfg.grpc is not None:
-                from obs_pipeline.receivers.otlp.grpc_server import GrpcServer  # noqa: PLC0415
+        if self.cfg.grpc is not None:
+            from obs_pipeline.receivers.otlp.grpc_server import GrpcServer  # noqa: PLC0415
 
-                self._grpc = GrpcServer(self.id, self.cfg.grpc, self.consumers, self.settings.metrics, self.log)
-                self.grpc_port = await self._grpc.start()
-            if self.cfg.http is not None:
-                from obs_pipeline.receivers.otlp.http_server import HttpServer  # noqa: PLC0415
+            self._grpc = GrpcServer(self.id, self.cfg.grpc, self.consumers, self.settings.metrics, self.log)
+            self.grpc_port = await self._grpc.start()
+        if self.cfg.http is not None:
+            from obs_pipeline.receivers.otlp.http_server import HttpServer  # noqa: PLC0415
 
-                self._http = HttpServer(self.id, self.cfg.http, self.consumers, self.settings.metrics, self.log)
-                self.http_port = await self._http.start()
-        except BaseException:
-            await self.shutdown()
-            raise
+            self._http = HttpServer(self.id, self.cfg.http, self.consumers, self.settings.metrics, self.log)
+            self.http_port = await self._http.start()
         signals = ", ".join(s.value for s in Signal if s in self.consumers) or "no signals"
         for name, port, cfg in (("gRPC", self.grpc_port, self.cfg.grpc), ("HTTP", self.http_port, self.cfg.http)):
             if cfg is not None:
                 where = cfg.endpoint if cfg.endpoint.endswith(f":{port}") else f"{cfg.endpoint} (port {port})"
                 self.log.info("%s: OTLP/%s listening on %s for %s", self.id, name, where, signals)
 
-    async def shutdown(self) -> None:
-        """Stop accepting; requests in flight still get their real answer. Idempotent."""
+    async def on_shutdown(self) -> None:
+        """Stop accepting; requests in flight still get their real answer."""
         servers = [s for s in (self._grpc, self._http) if s is not None]
         self._grpc = self._http = None
         if servers:
@@ -147,9 +145,8 @@ def create(settings: Settings, cfg: Config, consumers: Mapping[Signal, Consumer]
     return OtlpReceiver(settings, cfg, consumers)
 
 
-FACTORY = Factory(
+FACTORY = ReceiverFactory[Config](
     type="otlp",
-    kind=Kind.RECEIVER,
     signals=frozenset(Signal),
     schema="receivers/otlp.schema.json",
     description="Receives OTLP traces, metrics and logs over gRPC and HTTP (protobuf or JSON, gzip).",

@@ -5,7 +5,8 @@ raw bytes and parse them themselves: a malformed request is then answered INVALI
 (grpc's own deserializer failure would be INTERNAL, which clients must not retry either, but it
 hides the cause). The response is the empty Export*ServiceResponse, pre-serialized (``b""``).
 
-Per request the handler does only: ``FromString`` → count items → ``consume`` → count. Nothing
+Per request the handler does only: ``FromString`` → a :class:`Batch` with the request bytes
+(its item count computed once) → ``consume`` → count. Nothing
 per span runs in Python here. Services of signals no pipeline takes are not registered, so
 grpc answers UNIMPLEMENTED for them.
 """
@@ -18,10 +19,11 @@ from typing import TYPE_CHECKING
 import grpc
 from google.protobuf.message import DecodeError
 
+from obs_pipeline.batch import Batch
 from obs_pipeline.errors import StartupError
 from obs_pipeline.receivers._common import TransportServer, bind_failure_reason, outcome_of
 from obs_pipeline.receivers.otlp.status import grpc_trailers
-from obs_pipeline.signals import Signal, count_items, message_class
+from obs_pipeline.signals import Signal, message_class
 from obs_pipeline.units import parse_endpoint
 
 if TYPE_CHECKING:
@@ -101,10 +103,11 @@ class GrpcServer(TransportServer):
                 log.debug("%s: rejected a malformed OTLP/gRPC %s request: %s", receiver_id, signal.value,
                           type(exc).__name__)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message)
+            batch = Batch(signal, data, wire=request)
             items = 0
             try:
-                items = count_items(signal, data)
-                await consumer.consume(data, request)
+                items = batch.items
+                await consumer.consume(batch)
             except Exception as exc:  # every failure becomes a status, never a crash
                 outcome = outcome_of(exc, log, receiver_id, signal)
                 counters.refused(signal, outcome.reason, items)

@@ -22,6 +22,7 @@ from aiohttp import web
 from google.protobuf.message import DecodeError
 
 from obs_pipeline import otlp_json
+from obs_pipeline.batch import Batch
 from obs_pipeline.errors import StartupError
 from obs_pipeline.receivers._common import (
     INVALID_ARGUMENT,
@@ -31,7 +32,7 @@ from obs_pipeline.receivers._common import (
     outcome_of,
 )
 from obs_pipeline.receivers.otlp.status import encode_status, status
-from obs_pipeline.signals import Message, Signal, count_items, message_class
+from obs_pipeline.signals import Message, Signal, message_class
 from obs_pipeline.units import parse_endpoint
 
 if TYPE_CHECKING:
@@ -219,10 +220,11 @@ class HttpServer(TransportServer):
                 log.debug("%s: rejected a malformed OTLP/HTTP %s request: %s", receiver_id, signal.value,
                           type(exc).__name__)
                 return _error(400, INVALID_ARGUMENT, reason, as_json)
+            batch = Batch(signal, data, wire=None if as_json else body)
             items = 0
             try:
-                items = count_items(signal, data)
-                await consumer.consume(data, None if as_json else body)
+                items = batch.items
+                await consumer.consume(batch)
             except Exception as exc:  # every failure becomes a status, never a crash
                 outcome = outcome_of(exc, log, receiver_id, signal)
                 counters.refused(signal, outcome.reason, items)
