@@ -1,4 +1,4 @@
-"""Our own log lines: the two formats, and that telemetry content never reaches them."""
+"""Our own log lines: the two formats, and the component logger that adds a component's fields."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import io
 import json
 import logging
 
-from obs_pipeline.telemetry.logs import configure_logging
+import pytest
+
+from obs_pipeline.telemetry.logs import ComponentLogger, component_logger, configure_logging
 
 
 class TestFormats:
@@ -47,3 +49,85 @@ class TestFormats:
         except ValueError:
             logging.getLogger("obs_pipeline.exporter").exception("failed")
         assert "Traceback" in stream.getvalue()
+
+
+def _lines(stream: io.StringIO) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+def _without_timestamp(line: str) -> str:
+    return line.split(" ", 1)[1]
+
+
+class TestComponentLogger:
+    def test_json_records_carry_component_and_kind_as_fields(self):
+        """format json: a component's line has ``component`` and ``kind``, and the message does not name it."""
+        stream = io.StringIO()
+        configure_logging("info", "json", stream)
+        component_logger("receiver", "otlp/2").info("OTLP/gRPC listening on %s", "127.0.0.1:4317")
+        (line,) = _lines(stream)
+        record = json.loads(line)
+        assert record["component"] == "otlp/2"
+        assert record["kind"] == "receiver"
+        assert record["logger"] == "obs_pipeline.receiver.otlp/2"
+        assert record["msg"] == "OTLP/gRPC listening on 127.0.0.1:4317"
+        assert "pipeline" not in record
+
+    def test_text_lines_read_as_they_did_when_the_message_named_the_component(self):
+        """format text: ``otlp: OTLP/gRPC listening on ...``, the same line the old ``"%s: ..."`` call made."""
+        stream = io.StringIO()
+        configure_logging("info", "text", stream)
+        logging.getLogger("obs_pipeline.receiver.otlp").info("%s: OTLP/%s listening on %s", "otlp", "gRPC", "127.0.0.1:4317")
+        component_logger("receiver", "otlp").info("OTLP/%s listening on %s", "gRPC", "127.0.0.1:4317")
+        old, new = _lines(stream)
+        assert _without_timestamp(new) == _without_timestamp(old) == "info    otlp: OTLP/gRPC listening on 127.0.0.1:4317"
+
+    def test_a_processor_line_names_its_pipeline(self):
+        """A processor's logger adds ``pipeline``; text prints ``batch (traces): `` as the old calls did."""
+        stream = io.StringIO()
+        configure_logging("info", "text", stream)
+        log = component_logger("processor", "batch", pipeline="traces")
+        log.error("%d items not flushed by the shutdown deadline", 3)
+        (line,) = _lines(stream)
+        assert _without_timestamp(line) == "error   batch (traces): 3 items not flushed by the shutdown deadline"
+        stream = io.StringIO()
+        configure_logging("info", "json", stream)
+        log.warning("failed")
+        record = json.loads(_lines(stream)[0])
+        assert (record["component"], record["kind"], record["pipeline"]) == ("batch", "processor", "traces")
+
+    def test_records_without_a_component_have_no_prefix(self):
+        """Lines from the engine and the CLI (no component field) are unchanged."""
+        stream = io.StringIO()
+        configure_logging("info", "text", stream)
+        logging.getLogger("obs_pipeline.run").info("end of input: draining and stopping")
+        assert _without_timestamp(_lines(stream)[0]) == "info    end of input: draining and stopping"
+
+    def test_a_call_can_add_fields_and_they_win_on_a_clash(self):
+        """``extra=`` at the call adds fields to the component's; a clashing key takes the call's value."""
+        stream = io.StringIO()
+        configure_logging("info", "json", stream)
+        log = component_logger("exporter", "jsonl_audit")
+        log.warning("rotated", extra={"path": "audit.jsonl", "kind": "file"})
+        log.warning("again")
+        first, second = (json.loads(line) for line in _lines(stream))
+        assert (first["component"], first["kind"], first["path"]) == ("jsonl_audit", "file", "audit.jsonl")
+        assert (second["kind"], "path" in second) == ("exporter", False)
+
+    def test_an_exception_keeps_the_fields_and_hides_the_traceback(self):
+        """``log.exception`` on a component logger: JSON has the fields and the error class, text one line."""
+        stream = io.StringIO()
+        configure_logging("info", "json", stream)
+        log = component_logger("exporter", "debug")
+        try:
+            raise OSError("disk full")
+        except OSError:
+            log.exception("write failed")
+        record = json.loads(_lines(stream)[0])
+        assert (record["component"], record["error"], record["msg"]) == ("debug", "OSError", "write failed")
+
+    def test_the_kind_must_be_a_singular_kind_word(self):
+        """``Kind.RECEIVER`` reads ``receivers``; passing it instead of ``.singular`` is refused."""
+        with pytest.raises(ValueError, match="'receivers' is not one of"):
+            component_logger("receivers", "otlp")
+        assert isinstance(component_logger("receiver", "otlp"), ComponentLogger)
