@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import importlib
-import logging
 import re
 import typing
 from collections.abc import Callable, Coroutine, Mapping
@@ -39,6 +38,7 @@ ConfigT = TypeVar("ConfigT")
 
 if TYPE_CHECKING:
     from obs_pipeline.errors import Problem
+    from obs_pipeline.telemetry.logs import ComponentLogger
     from obs_pipeline.telemetry.metrics import SelfMetrics
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -112,7 +112,7 @@ class Settings:
     id: ComponentID
     kind: Kind
     metrics: SelfMetrics
-    logger: logging.Logger
+    logger: ComponentLogger  # adds the component's id and kind to every record: never repeat them in a message
     data_dir: Path
 
 
@@ -173,7 +173,7 @@ class Component:
             try:
                 await self.on_shutdown()
             except Exception as exc:
-                self.log.error("%s: undoing a failed start also failed: %s", self.id, type(exc).__name__)
+                self.log.error("undoing a failed start also failed: %s", type(exc).__name__)
             finally:
                 self._cancel_tasks()
                 self.state = State.STOPPED
@@ -220,7 +220,7 @@ class Component:
         if error is None:
             return
         self.on_task_failed(error)
-        self.log.error("%s: background task %r died: %s", self.id, task.get_name(), describe_exception(error))
+        self.log.error("background task %r died: %s", task.get_name(), describe_exception(error))
         if self.host is not None:
             self.host.report_fatal(self.id, error)
 
@@ -458,3 +458,31 @@ def get_factory(kind: Kind, type_: str) -> Factory:
 
 
 _FACTORY_NAME = {Kind.RECEIVER: "ReceiverFactory", Kind.PROCESSOR: "ProcessorFactory", Kind.EXPORTER: "ExporterFactory"}
+
+# The public names; tests/test_public_api.py pins this list.
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "SCHEMA_DIR",
+    "TYPE_PATTERN",
+    "Component",
+    "ComponentID",
+    "Consumer",
+    "Exporter",
+    "ExporterFactory",
+    "Factory",
+    "Host",
+    "Kind",
+    "LifecycleError",
+    "PartialSuccess",
+    "Processor",
+    "ProcessorFactory",
+    "ProcessorSettings",
+    "Produces",
+    "Receiver",
+    "ReceiverFactory",
+    "ReceiverTraits",
+    "Settings",
+    "State",
+    "get_factory",
+    "known_types",
+]

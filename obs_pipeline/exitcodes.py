@@ -15,6 +15,7 @@ class ExitCode(enum.IntEnum):
     OK = 0  #: valid config; a run that ended with everything delivered
     FAILED = 1  #: invalid config, a component failed to start, or a run stopped by a fatal error
     USAGE = 2  #: bad command-line arguments (click's own code)
+    DATA_LOST = 3  #: a run ended (end of input or a signal) with accepted items failed or dropped
 
 
 __all__ = ["ExitCode"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from obs_pipeline.batch import Batch
 from obs_pipeline.components import ComponentID, Factory, Kind, ProcessorSettings, Settings
 from obs_pipeline.errors import RefusedError
 from obs_pipeline.signals import Message, Signal
+from obs_pipeline.telemetry.logs import component_logger
 from obs_pipeline.telemetry.metrics import SelfMetrics
 
 __all__ = [
@@ -126,7 +126,7 @@ def make_settings(
     cid = ComponentID.parse(component_id)
     return Settings(
         id=cid, kind=kind, metrics=metrics or SelfMetrics(),
-        logger=logging.getLogger(f"obs_pipeline.{kind.singular}.{cid}"),
+        logger=component_logger(kind.singular, str(cid)),
         data_dir=data_dir or Path.cwd(),
     )
 
@@ -139,7 +139,7 @@ def make_processor_settings(
     cid = ComponentID.parse(component_id)
     return ProcessorSettings(
         id=cid, kind=Kind.PROCESSOR, metrics=metrics or SelfMetrics(),
-        logger=logging.getLogger(f"obs_pipeline.processor.{cid}"),
+        logger=component_logger("processor", str(cid), pipeline=pipeline or signal.value),
         data_dir=data_dir or Path.cwd(), signal=signal, pipeline=pipeline or signal.value,
     )
 

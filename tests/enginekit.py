@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
@@ -14,6 +13,7 @@ from obs_pipeline.delivery import DeliverySettings, QueueSettings, RetrySettings
 from obs_pipeline.engine.queue import QueuedExporter
 from obs_pipeline.errors import PermanentError, RetryableError
 from obs_pipeline.signals import Message, Signal, count_items
+from obs_pipeline.telemetry.logs import component_logger
 from obs_pipeline.telemetry.metrics import SelfMetrics
 
 
@@ -21,7 +21,7 @@ def settings(kind: Kind, cid: str, metrics: SelfMetrics | None = None, data_dir:
     """Settings for a component under test."""
     return Settings(
         id=ComponentID.parse(cid), kind=kind, metrics=metrics or SelfMetrics(),
-        logger=logging.getLogger(f"obs_pipeline.test.{cid}"), data_dir=data_dir or Path("/nonexistent"),
+        logger=component_logger(kind.singular, cid), data_dir=data_dir or Path("/nonexistent"),
     )
 
 
@@ -91,6 +91,15 @@ class RecordingExporter(Exporter):
 
 
 __all__ = [
-    "PermanentError", "QueueSettings", "RecordingExporter", "RetryableError", "RetrySettings", "put", "queued",
-    "settings", "span_names", "tbatch", "traces",
+    "PermanentError",
+    "QueueSettings",
+    "RecordingExporter",
+    "RetrySettings",
+    "RetryableError",
+    "put",
+    "queued",
+    "settings",
+    "span_names",
+    "tbatch",
+    "traces",
 ]

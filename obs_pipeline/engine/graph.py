@@ -36,6 +36,7 @@ from obs_pipeline.engine.fanout import ExportersFanout, single_or_fanout
 from obs_pipeline.engine.queue import QueuedExporter
 from obs_pipeline.errors import Problem, StartupError
 from obs_pipeline.signals import Signal
+from obs_pipeline.telemetry.logs import component_logger
 from obs_pipeline.telemetry.metrics import SelfMetrics
 
 if TYPE_CHECKING:
@@ -68,8 +69,7 @@ class Graph:
     def _settings(self, cc: ComponentConfig) -> Settings:
         return Settings(
             id=cc.id, kind=cc.kind, metrics=self.metrics,
-            logger=logging.getLogger(f"obs_pipeline.{cc.kind.singular}.{cc.id}"),
-            data_dir=self.config.data_dir,
+            logger=component_logger(cc.kind.singular, str(cc.id)), data_dir=self.config.data_dir,
         )
 
     def _build(self) -> None:
@@ -88,7 +88,7 @@ class Graph:
                 assert isinstance(cc.factory, ProcessorFactory)
                 settings = ProcessorSettings(
                     id=cc.id, kind=cc.kind, metrics=self.metrics,
-                    logger=logging.getLogger(f"obs_pipeline.{cc.kind.singular}.{cc.id}"),
+                    logger=component_logger(cc.kind.singular, str(cc.id), pipeline=spec.id),
                     data_dir=self.config.data_dir, signal=spec.signal, pipeline=spec.id,
                 )
                 processor = cc.factory.create(settings, cc.config, consumer)

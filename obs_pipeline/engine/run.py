@@ -20,7 +20,7 @@ from typing import Any
 from obs_pipeline.engine.graph import Graph
 from obs_pipeline.errors import StartupError
 from obs_pipeline.exitcodes import ExitCode
-from obs_pipeline.telemetry.metrics import SelfMetrics
+from obs_pipeline.telemetry.metrics import LOSS_REASONS, SelfMetrics
 from obs_pipeline.telemetry.server import TelemetryServer
 
 log = logging.getLogger("obs_pipeline.run")
@@ -130,7 +130,13 @@ async def serve(config: object) -> ExitCode:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("obs-pipeline stopped (drained in %.2fs); %s", time.monotonic() - stopping_since, _totals(graph))
-    return ExitCode.FAILED if host.fatal else ExitCode.OK
+    if host.fatal:
+        return ExitCode.FAILED
+    lost = _lost_items(graph)
+    if lost:
+        log.error("%d accepted items were not delivered (failed or dropped): exit %d", lost, ExitCode.DATA_LOST)
+        return ExitCode.DATA_LOST
+    return ExitCode.OK
 
 
 async def _first(*waits: Any) -> None:
@@ -141,6 +147,24 @@ async def _first(*waits: Any) -> None:
     finally:
         for task in tasks:
             task.cancel()
+
+
+def _lost_items(graph: Graph) -> int:
+    """Accepted items that never reached their destination: exporter failures and loss-type drops.
+
+    Deliberate drops (sampling, filtering) are not losses; a processor's failures and what it
+    could not flush by the deadline are.
+    """
+    lost = 0.0
+    for metric in graph.metrics.registry.collect():
+        for sample in metric.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            if metric.name == "obs_pipeline_exporter_failed_items" or (
+                metric.name == "obs_pipeline_processor_dropped_items" and sample.labels.get("reason") in LOSS_REASONS
+            ):
+                lost += sample.value
+    return int(lost)
 
 
 def _totals(graph: Graph) -> str:

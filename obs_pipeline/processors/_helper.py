@@ -94,7 +94,7 @@ class FunctionProcessor(Processor):
             out = self._process(batch)
         except Exception as exc:
             self.counters.dropped("processing_error", items)
-            self.log.warning("%s (%s): failed on a batch of %d items: %s", self.id, self.pipeline, items,
+            self.log.warning("failed on a batch of %d items: %s", items,
                              describe_exception(exc))
             raise ProcessingError(f"{self.id}: failed on the batch ({type(exc).__name__})") from exc
         kept = 0 if out is None else out.items
@@ -209,7 +209,7 @@ class BufferingProcessor(Processor):
         lost = self._buffered + self._inflight
         if lost:
             self.counters.dropped("shutdown", lost)
-            self.log.error("%s (%s): %d items not flushed by the shutdown deadline", self.id, self.pipeline, lost)
+            self.log.error("%d items not flushed by the shutdown deadline", lost)
             self.discard()
             self._buffered = self._inflight = 0
 
@@ -253,8 +253,7 @@ class BufferingProcessor(Processor):
                 continue
             except Exception as exc:
                 self.counters.dropped("downstream_error", batch.items)
-                self.log.error("%s (%s): the next stage failed with %s; %d items dropped", self.id, self.pipeline,
-                               describe_exception(exc), batch.items)
+                self.log.error("the next stage failed with %s; %d items dropped", describe_exception(exc), batch.items)
                 return
             self.counters.outgoing.inc(batch.items)
             return

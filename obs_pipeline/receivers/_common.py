@@ -8,18 +8,24 @@ path.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from obs_pipeline.errors import PermanentError, ProcessingError, RefusedError, RetryableError, describe_exception
+from obs_pipeline.errors import (
+    PermanentError,
+    ProcessingError,
+    RefusedError,
+    RetryableError,
+    describe_exception,
+)
 from obs_pipeline.signals import Signal
 
 if TYPE_CHECKING:
     from obs_pipeline.components import Consumer
+    from obs_pipeline.telemetry.logs import ComponentLogger
     from obs_pipeline.telemetry.metrics import SelfMetrics
 
 
@@ -77,7 +83,7 @@ class Outcome:
     retry_after: float | None = None
 
 
-def outcome_of(exc: Exception, log: logging.Logger, receiver: str, signal: Signal) -> Outcome:
+def outcome_of(exc: Exception, log: ComponentLogger, signal: Signal) -> Outcome:
     """Map what the pipeline raised to the answer, after the collector's rules.
 
     A refusal (full queue, shutting down) and anything unexpected are retryable (UNAVAILABLE /
@@ -92,8 +98,7 @@ def outcome_of(exc: Exception, log: logging.Logger, receiver: str, signal: Signa
         return Outcome(INTERNAL, 500, "export_failed", "export failed permanently")
     if isinstance(exc, ProcessingError):
         return Outcome(INTERNAL, 500, "processing_error", "a processor failed on this data")
-    log.warning("%s: unexpected %s while handling %s; answered as retryable",
-                receiver, describe_exception(exc), signal.value)
+    log.warning("unexpected %s while handling %s; answered as retryable", describe_exception(exc), signal.value)
     return Outcome(UNAVAILABLE, 503, "internal_error", "internal error, retry later")
 
 
@@ -131,7 +136,7 @@ class TransportServer:
 
     def __init__(
         self, receiver_id: str, cfg: Any, consumers: Mapping[Signal, Consumer],
-        metrics: SelfMetrics, log: logging.Logger,
+        metrics: SelfMetrics, log: ComponentLogger,
     ) -> None:
         self.receiver_id = receiver_id
         self.cfg = cfg

@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from obs_pipeline.batch import Batch
-from obs_pipeline.components import Consumer, Host, Produces, Receiver, ReceiverFactory, ReceiverTraits, Settings
+from obs_pipeline.components import (
+    Consumer,
+    Host,
+    Produces,
+    Receiver,
+    ReceiverFactory,
+    ReceiverTraits,
+    Settings,
+)
 from obs_pipeline.errors import Problem, RefusedError
 from obs_pipeline.receivers._common import Counters, describe_exception
 from obs_pipeline.receivers.linebatch import FORMATS, LineBatch, MalformedLine, NoPipeline
@@ -234,17 +242,15 @@ class StdinReceiver(Receiver):
             item = await self._next_chunk()
             if item is None:  # shutdown: hand on what was read, drop an unfinished line
                 if splitter.pending:
-                    self.log.warning("%s: shutdown: dropped an unfinished line %d (%d bytes)", self.id,
-                                     splitter.lineno + 1, splitter.pending)
+                    self.log.warning("shutdown: dropped an unfinished line %d (%d bytes)", splitter.lineno + 1, splitter.pending)
                 await self._flush(batch)
                 return False
             if item is _EOF or isinstance(item, BaseException):
                 if isinstance(item, BaseException):
-                    self.log.warning("%s: cannot read input: %s; treating it as the end", self.id,
-                                     type(item).__name__)
+                    self.log.warning("cannot read input: %s; treating it as the end", type(item).__name__)
                 batch = await self._add_lines(batch, splitter.finish())
                 await self._flush(batch)
-                self.log.info("%s: end of input after %d lines (%d malformed)", self.id, splitter.lineno,
+                self.log.info("end of input after %d lines (%d malformed)", splitter.lineno,
                               self._malformed_total)
                 return True
             batch = await self._add_lines(batch, splitter.feed(item))
@@ -282,10 +288,10 @@ class StdinReceiver(Receiver):
     def _warn(self, lineno: int, reason: str) -> None:
         self._warnings += 1
         if self._warnings <= LOGGED_LINE_WARNINGS:
-            self.log.warning("%s: line %d skipped: %s", self.id, lineno, reason)
+            self.log.warning("line %d skipped: %s", lineno, reason)
             if self._warnings == LOGGED_LINE_WARNINGS:
-                self.log.warning("%s: further skipped lines are counted (obs_pipeline_receiver_malformed_requests, "
-                                 "..._refused_items) but not logged", self.id)
+                self.log.warning("further skipped lines are counted (obs_pipeline_receiver_malformed_requests, "
+                                 "..._refused_items) but not logged")
 
     async def _flush(self, batch: LineBatch) -> LineBatch:
         """Hand on every signal's message of ``batch``, count the batch; return a fresh batch."""
@@ -312,7 +318,7 @@ class StdinReceiver(Receiver):
             except RefusedError as exc:
                 if self._stopping.is_set():
                     self.counters.refused(signal, "shutting_down", items)
-                    self.log.warning("%s: shutdown: the pipeline refused the last %d %s (%s)", self.id, items,
+                    self.log.warning("shutdown: the pipeline refused the last %d %s (%s)", items,
                                      signal.value, exc.reason)
                     return
                 delay = min(max(exc.retry_after, MIN_RETRY_DELAY), MAX_RETRY_DELAY)
@@ -321,7 +327,7 @@ class StdinReceiver(Receiver):
                 continue
             except Exception as exc:  # a failing processor must not stop the input
                 self.counters.refused(signal, "internal_error", items)
-                self.log.error("%s: dropped %d %s: unexpected %s in the pipeline", self.id, items, signal.value,
+                self.log.error("dropped %d %s: unexpected %s in the pipeline", items, signal.value,
                                describe_exception(exc))
                 return
             self.counters.accepted(signal).inc(items)

@@ -12,6 +12,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 disable_created_metrics()
 
 
+#: ``processor_dropped_items`` reasons that mean accepted data was lost (not dropped on purpose,
+#: as ``sampled`` or ``filtered`` are): a run that had any exits with ``ExitCode.DATA_LOST``.
+LOSS_REASONS = frozenset({"processing_error", "shutdown", "downstream_error"})
+
+
 class SelfMetrics:
     """The ``obs_pipeline_*`` metrics of one running pipeline."""
 

@@ -101,3 +101,24 @@ class TestStartupFailures:
         err = pipe.stderr()
         assert f"127.0.0.1:{pipe.grpc_port}" in err
         assert "Traceback" not in err
+
+
+class TestExitCodes:
+    def test_a_run_that_loses_data_exits_3_so_ci_fails(self, pipeline_factory, tmp_path):
+        """stdin to an audit file on a full disk: the run ends at EOF but says it lost data (exit 3), not 0."""
+        good = (FIXTURES / "missy_audit.jsonl").read_text()
+        feed = tmp_path / "feed.jsonl"
+        feed.write_text(good)
+        with feed.open("rb") as stdin:
+            pipe: PipelineProcess = pipeline_factory(stdin=stdin)
+            pipe.config = _stdin_config(pipe)
+            pipe.config["exporters"]["jsonl_audit"]["path"] = "/dev/full"
+            pipe.config["exporters"]["jsonl_audit"]["retry_on_failure"] = {
+                "initial_interval": "50ms", "max_elapsed_time": "300ms"}
+            pipe.config_path.write_text(json.dumps(pipe.config))
+            pipe.start(wait_ready=False)
+            code = pipe.wait(timeout=30)
+        err = pipe.stderr()
+        assert code == 3, err
+        assert "were not delivered" in err
+        assert "Traceback" not in err

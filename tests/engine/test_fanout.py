@@ -116,4 +116,5 @@ class TestReserveCommit:
         r.commit(Batch(Signal.TRACES, traces(3)))
         r.release()
         assert q.pending_items() == 3
-        assert q.has_room(2) and not q.has_room(3)
+        assert q.has_room(2)
+        assert not q.has_room(3)

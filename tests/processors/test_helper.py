@@ -1,5 +1,8 @@
-"""The processor helpers: the function form's counting and exception policy, the buffering base's
-supervision, and the lifecycle state every component shares."""
+"""The processor helpers: counting, exception policy, supervision, and the lifecycle state.
+
+The function form counts and maps exceptions; the buffering base supervises its flusher; every
+component shares the lifecycle state machine.
+"""
 
 from __future__ import annotations
 

@@ -130,7 +130,7 @@ class OtlpReceiver(Receiver):
         for name, port, cfg in (("gRPC", self.grpc_port, self.cfg.grpc), ("HTTP", self.http_port, self.cfg.http)):
             if cfg is not None:
                 where = cfg.endpoint if cfg.endpoint.endswith(f":{port}") else f"{cfg.endpoint} (port {port})"
-                self.log.info("%s: OTLP/%s listening on %s for %s", self.id, name, where, signals)
+                self.log.info("OTLP/%s listening on %s for %s", name, where, signals)
 
     async def on_shutdown(self) -> None:
         """Stop accepting; requests in flight still get their real answer."""

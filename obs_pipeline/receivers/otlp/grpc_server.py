@@ -92,7 +92,6 @@ class GrpcServer(TransportServer):
         accepted = self.counters.accepted(signal)
         counters = self.counters
         log = self.log
-        receiver_id = self.receiver_id
         malformed_message = f"request body is not a valid OTLP {signal.value} export request"
 
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -100,7 +99,7 @@ class GrpcServer(TransportServer):
                 data = from_string(request)
             except (DecodeError, RecursionError) as exc:
                 counters.malformed()
-                log.debug("%s: rejected a malformed OTLP/gRPC %s request: %s", receiver_id, signal.value,
+                log.debug("rejected a malformed OTLP/gRPC %s request: %s", signal.value,
                           type(exc).__name__)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message)
             batch = Batch(signal, data, wire=request)
@@ -109,7 +108,7 @@ class GrpcServer(TransportServer):
                 items = batch.items
                 await consumer.consume(batch)
             except Exception as exc:  # every failure becomes a status, never a crash
-                outcome = outcome_of(exc, log, receiver_id, signal)
+                outcome = outcome_of(exc, log, signal)
                 counters.refused(signal, outcome.reason, items)
                 await context.abort(
                     _CODES[outcome.grpc_code], outcome.message,

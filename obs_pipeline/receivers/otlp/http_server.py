@@ -189,7 +189,6 @@ class HttpServer(TransportServer):
         counters = self.counters
         limit = self.cfg.max_request_body_size
         log = self.log
-        receiver_id = self.receiver_id
 
         async def handle(request: web.Request) -> web.StreamResponse:
             media_type = request.content_type.lower()
@@ -206,18 +205,18 @@ class HttpServer(TransportServer):
                 body = await read_body(request, limit)
             except _TooLarge:
                 counters.malformed()
-                log.debug("%s: rejected an OTLP/HTTP %s request: body over %d bytes", receiver_id, signal.value, limit)
+                log.debug("rejected an OTLP/HTTP %s request: body over %d bytes", signal.value, limit)
                 return _error(413, RESOURCE_EXHAUSTED, f"request body is larger than {limit} bytes", as_json)
             except _BadEncoding:
                 counters.malformed()
-                log.debug("%s: rejected an OTLP/HTTP %s request: bad %s data", receiver_id, signal.value, encoding)
+                log.debug("rejected an OTLP/HTTP %s request: bad %s data", signal.value, encoding)
                 return _error(400, INVALID_ARGUMENT, f"request body is not valid {encoding} data", as_json)
             try:
                 data: Message = otlp_json.decode(signal, body) if as_json else from_string(body)
             except (DecodeError, ValueError, RecursionError) as exc:
                 counters.malformed()
                 reason = str(exc) if as_json else f"request body is not a valid OTLP {signal.value} export request"
-                log.debug("%s: rejected a malformed OTLP/HTTP %s request: %s", receiver_id, signal.value,
+                log.debug("rejected a malformed OTLP/HTTP %s request: %s", signal.value,
                           type(exc).__name__)
                 return _error(400, INVALID_ARGUMENT, reason, as_json)
             batch = Batch(signal, data, wire=None if as_json else body)
@@ -226,7 +225,7 @@ class HttpServer(TransportServer):
                 items = batch.items
                 await consumer.consume(batch)
             except Exception as exc:  # every failure becomes a status, never a crash
-                outcome = outcome_of(exc, log, receiver_id, signal)
+                outcome = outcome_of(exc, log, signal)
                 counters.refused(signal, outcome.reason, items)
                 headers = None
                 if outcome.http_status == 503:
