@@ -146,7 +146,9 @@ def from_dict(signal: Signal, obj: Any) -> Message:
     except _IdError as exc:
         raise ValueError(f"invalid OTLP/JSON {signal}: {''.join(exc.path)} {exc.reason}") from None
     try:
-        return json_format.ParseDict(converted, message_class(signal)(), ignore_unknown_fields=True)
+        message: Message = message_class(signal)()
+        json_format.ParseDict(converted, message, ignore_unknown_fields=True)
+        return message
     except (json_format.ParseError, ValueError, TypeError) as exc:
         # ParseError texts quote the offending value; keep only the field path.
         fields = _FIELD_IN_ERROR.findall(str(exc))
@@ -176,7 +178,8 @@ def to_dict(signal: Signal, message: Message) -> dict[str, Any]:
     allows and the collector writes).
     """
     obj = json_format.MessageToDict(message, use_integers_for_enums=True)
-    return _walk(obj, _ID_PATHS[signal], _b64_to_hex)
+    converted: dict[str, Any] = _walk(obj, _ID_PATHS[signal], _b64_to_hex)
+    return converted
 
 
 def encode(signal: Signal, message: Message) -> bytes:

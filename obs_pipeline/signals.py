@@ -16,7 +16,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogsData, ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, MetricsData, ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, TracesData
 
-Message = Any  # TracesData | MetricsData | LogsData (protobuf classes are not precisely typed)
+Message = TracesData | MetricsData | LogsData  # the OTLP classes ship stubs (types-protobuf for their base)
 
 
 class Signal(enum.StrEnum):
@@ -27,7 +27,7 @@ class Signal(enum.StrEnum):
     LOGS = "logs"
 
 
-_MESSAGE_CLASS: dict[Signal, Any] = {Signal.TRACES: TracesData, Signal.METRICS: MetricsData, Signal.LOGS: LogsData}
+_MESSAGE_CLASS: dict[Signal, type[Message]] = {Signal.TRACES: TracesData, Signal.METRICS: MetricsData, Signal.LOGS: LogsData}
 _RESOURCE_FIELD = {Signal.TRACES: "resource_spans", Signal.METRICS: "resource_metrics", Signal.LOGS: "resource_logs"}
 _SCOPE_FIELD = {Signal.TRACES: "scope_spans", Signal.METRICS: "scope_metrics", Signal.LOGS: "scope_logs"}
 _ITEM_FIELD = {Signal.TRACES: "spans", Signal.METRICS: "metrics", Signal.LOGS: "log_records"}
@@ -38,7 +38,7 @@ _RESOURCE_CLASS: dict[Signal, type] = {
 }
 
 
-def message_class(signal: Signal) -> Any:
+def message_class(signal: Signal) -> type[Message]:
     """The protobuf class that carries ``signal`` through the pipeline."""
     return _MESSAGE_CLASS[signal]
 
@@ -54,7 +54,9 @@ def parse(signal: Signal, payload: bytes) -> Message:
     Raises:
         google.protobuf.message.DecodeError: the bytes are not a valid message.
     """
-    return _MESSAGE_CLASS[signal].FromString(payload)
+    message = _MESSAGE_CLASS[signal]()
+    message.ParseFromString(payload)
+    return message
 
 
 def resources(signal: Signal, data: Message) -> Any:
@@ -71,9 +73,9 @@ def _metric_points(metric: Metric) -> int:
 
 def count_items(signal: Signal, data: Message) -> int:
     """Spans, metric data points or log records in ``data``: the unit of every item counter."""
-    if signal is Signal.TRACES:
+    if isinstance(data, TracesData):
         return sum(len(ss.spans) for rs in data.resource_spans for ss in rs.scope_spans)
-    if signal is Signal.LOGS:
+    if isinstance(data, LogsData):
         return sum(len(sl.log_records) for rl in data.resource_logs for sl in rl.scope_logs)
     return sum(_metric_points(m) for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
 
@@ -89,9 +91,17 @@ def merge_into(signal: Signal, target: Message, source: Message) -> None:
 
 def copy(data: Message) -> Message:
     """A deep copy, for a pipeline whose processors mutate data it shares with another."""
-    clone = type(data)()
-    clone.CopyFrom(data)
-    return clone
+    if isinstance(data, TracesData):
+        traces = TracesData()
+        traces.CopyFrom(data)
+        return traces
+    if isinstance(data, LogsData):
+        logs = LogsData()
+        logs.CopyFrom(data)
+        return logs
+    metrics = MetricsData()
+    metrics.CopyFrom(data)
+    return metrics
 
 
 def split(signal: Signal, data: Message, max_items: int) -> list[Message]:

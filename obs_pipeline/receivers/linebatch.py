@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, LogsData
 
 from obs_pipeline import otlp_json
 from obs_pipeline.signals import Message, Signal, count_items, merge_into, new_message
@@ -85,15 +85,15 @@ def set_any_value(target: AnyValue, value: Any, depth: int = 0) -> None:
     elif isinstance(value, dict):
         kvlist = target.kvlist_value
         kvlist.SetInParent()
-        add = kvlist.values.add
+        add_pair = kvlist.values.add
         for key, item in value.items():
-            set_any_value(add(key=key).value, item, depth + 1)
+            set_any_value(add_pair(key=key).value, item, depth + 1)
     elif isinstance(value, list):
         array = target.array_value
         array.SetInParent()
-        add = array.values.add
+        add_value = array.values.add
         for item in value:
-            set_any_value(add(), item, depth + 1)
+            set_any_value(add_value(), item, depth + 1)
     else:
         target.string_value = str(value)
 
@@ -154,9 +154,11 @@ class LineBatch:
         if self._records is None:
             logs = self.messages.get(Signal.LOGS)
             if logs is None:
-                logs = self.messages[Signal.LOGS] = new_message(Signal.LOGS)
+                logs = self.messages[Signal.LOGS] = LogsData()
+            assert isinstance(logs, LogsData)
             self._records = logs.resource_logs.add().scope_logs.add().log_records
-        return self._records.add()
+        record: LogRecord = self._records.add()
+        return record
 
     def add(self, line: bytes, observed_ns: int) -> None:
         """Decode one line (without its newline) into the batch.

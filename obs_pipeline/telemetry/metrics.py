@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 # The ``*_created`` timestamp series double the size of /metrics and no dashboard of ours uses them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
 
 
 #: ``processor_dropped_items`` reasons that mean accepted data was lost (not dropped on purpose,

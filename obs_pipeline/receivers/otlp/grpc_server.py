@@ -78,7 +78,7 @@ class GrpcServer(TransportServer):
             raise StartupError(f"{self.receiver_id}: cannot listen on {self.cfg.endpoint}: {reason}") from exc
         await server.start()
         self._server = server
-        return bound
+        return int(bound)
 
     async def stop(self) -> None:
         """Stop taking calls; calls in flight get up to ``SHUTDOWN_GRACE_SECONDS`` to finish."""

@@ -48,5 +48,6 @@ def grpc_trailers(code: int, message: str, retry_after: float | None) -> tuple[t
 def encode_status(st: Status, as_json: bool) -> bytes:
     """Encode a ``Status`` for an OTLP/HTTP error body (protobuf or JSON, like the request)."""
     if as_json:
-        return json_format.MessageToJson(st, indent=None).encode()
-    return st.SerializeToString()
+        return str(json_format.MessageToJson(st, indent=None)).encode()
+    body: bytes = st.SerializeToString()
+    return body
