@@ -13,7 +13,6 @@ receiver or processor in-process without a pipeline::
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -145,18 +144,15 @@ def make_processor_settings(
 
 
 def parse_config(factory: Factory, body: dict[str, Any] | None = None) -> Any:
-    """The typed config of one component body, with the schema's defaults filled in as ``load_config`` does.
+    """The typed config of one component body, exactly as ``load_config`` would build it.
 
     For tests of a component on its own: ``parse_config(stdin.FACTORY, {"format": "text"})``.
-    The body is not validated; pass only what the schema accepts.
-    """
-    from obs_pipeline.config.schemas import compose_schema  # noqa: PLC0415 - only tests need the config layer
-    from obs_pipeline.config.schemawalk import SchemaWalker  # noqa: PLC0415
+    The body is validated against the component's schema, its defaults filled in and its secrets
+    wrapped, so the component sees what it sees in production.
 
-    walker = SchemaWalker(compose_schema({kind: {} for kind in Kind} | {factory.kind: {factory.type: factory.schema_path}}))
-    schema = {"$ref": f"#/$defs/{factory.kind.singular}.{factory.type}"}
-    holder = {"body": copy.deepcopy(body)}
-    walker.normalize_nulls(holder, {"type": "object", "properties": {"body": schema}})
-    data = holder["body"] if holder["body"] is not None else {}
-    walker.fill_defaults(data, schema)
-    return factory.parse(data)
+    Raises:
+        ConfigError: the body does not pass the component's schema.
+    """
+    from obs_pipeline.config import component_body  # noqa: PLC0415 - only tests need the config layer
+
+    return factory.parse(component_body(factory.kind, factory.type, body))

@@ -9,7 +9,7 @@ job; the config layer never imports the engine.
 
 from __future__ import annotations
 
-from obs_pipeline.config.loader import check_config, load_config
+from obs_pipeline.config.loader import check_config, component_body, load_config
 from obs_pipeline.config.model import ComponentConfig, PipelineConfig, PipelineSpec, TelemetryConfig
 from obs_pipeline.config.schemas import SchemaError, compose_schema
 from obs_pipeline.errors import ConfigError, Problem
@@ -23,6 +23,7 @@ __all__ = [
     "SchemaError",
     "TelemetryConfig",
     "check_config",
+    "component_body",
     "compose_schema",
     "load_config",
 ]

@@ -6,8 +6,10 @@
   inject YAML structure: a whole-value reference is re-read as a YAML *scalar* (``8080`` -> int,
   ``true`` -> bool) but stays a string if it would become a mapping or a list.
 * An inline reference (``http://${env:HOST}:4318``) always gives a string.
-* A variable's value is never put into a message; :attr:`EnvResult.sources` remembers which
-  values came from the environment so later messages show the reference instead.
+* A variable's value is never put into a message about the place it was used: :attr:`EnvResult.sources`
+  and :attr:`EnvResult.expanded` remember which paths came from the environment, so messages at
+  (or under) those paths, and a component's messages about its own body, show the reference
+  instead. The same text elsewhere (``audit`` in ``jsonl_audit``) is left alone.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from obs_pipeline.components import ComponentID, Factory, Kind, Produces
+from obs_pipeline.components import ComponentID, Factory, Kind, Produces, ReceiverFactory
 from obs_pipeline.config.document import Findings, JsonPath, format_path
 from obs_pipeline.errors import Problem
 from obs_pipeline.signals import Signal
@@ -142,13 +142,13 @@ def _check_exclusive(findings: Findings, references: list[Reference]) -> None:
     owner: dict[tuple[Kind, str], Reference] = {}
     for ref in references:
         component, factory = ref.component, ref.component.factory
-        if factory is None or not factory.exclusive:
+        if not isinstance(factory, ReceiverFactory) or not factory.traits.exclusive:
             continue
         first = owner.setdefault((component.kind, factory.type), ref)
         if first.component.id == component.id:
             continue
         kind = component.kind.singular
-        use = factory.exclusive_use or "owns a process-wide resource"
+        use = factory.traits.exclusive_use
         findings.add(
             ref.path,
             f"{kind} {_q(component.id)} {use}, and so does {kind} {_q(first.component.id)} (in pipeline {first.pipeline}); "
@@ -163,7 +163,7 @@ def _signal_list(signals: frozenset[Signal], word: str) -> str:
 
 
 def _check_outputs(findings: Findings, references: list[Reference]) -> None:
-    """Report a receiver whose configured output none of its pipelines takes (``Factory.produces``).
+    """Report a receiver whose configured output none of its pipelines takes (``ReceiverTraits.produces``).
 
     Reported once, at its first reference: adding it to one suitable pipeline fixes it.
     """
@@ -174,10 +174,10 @@ def _check_outputs(findings: Findings, references: list[Reference]) -> None:
     for cid, refs in by_receiver.items():
         component = refs[0].component
         factory = component.factory
-        if factory is None or factory.produces is None or not component.parsed:
+        if not isinstance(factory, ReceiverFactory) or factory.traits.produces is None or not component.parsed:
             continue
         try:
-            result = factory.produces(component.config)
+            result = factory.traits.produces(component.config)
         except Exception as exc:
             what = f"{component.kind.singular} type {factory.type}"
             findings.add(component.path, f"internal error in the {what} telling what it produces ({type(exc).__name__})", key=True)

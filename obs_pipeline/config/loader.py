@@ -7,6 +7,7 @@ ones rejected, so a file with three mistakes gets exactly three messages. ``vali
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from obs_pipeline.components import SCHEMA_DIR, ComponentID, Kind, get_factory, known_types
-from obs_pipeline.config.document import Document, Findings, JsonPath, is_under
+from obs_pipeline.config.document import Document, Findings, JsonPath, format_path, is_under
 from obs_pipeline.config.envsubst import EnvResult, substitute
 from obs_pipeline.config.graph import Declared, check_graph, relative_problem
 from obs_pipeline.config.messages import MessageContext, describe
@@ -24,6 +25,7 @@ from obs_pipeline.config.model import ComponentConfig, PipelineConfig, PipelineS
 from obs_pipeline.config.schemas import SchemaError, compose_schema
 from obs_pipeline.config.schemawalk import SchemaWalker, json_type
 from obs_pipeline.config.yamlload import load_document
+from obs_pipeline.delivery import DeliverySettings
 from obs_pipeline.errors import ConfigError, Problem
 from obs_pipeline.signals import Signal
 from obs_pipeline.units import parse_duration
@@ -83,14 +85,47 @@ def check_config(path: str | Path, environ: Mapping[str, str] | None = None) -> 
     for components in declared.values():
         for component in components.values():
             if component.factory is not None and not findings.has_error_under(component.path):
-                _parse_component(findings, component)
+                first = len(findings.problems)
+                _parse_component(findings, component, walker)
+                own = _env_values(env, context, within=component.path)
+                findings.problems[first:] = [_scrub(p, own) for p in findings.problems[first:]]
     check_graph(findings, declared)
     shutdown_timeout = _check_service(findings)
-    findings.problems = _scrub(findings.problems, _hidden_values(doc, env, context))
+    secrets = _secret_values(doc, context)
+    findings.problems = [_scrub(p, {**secrets, **_env_values(env, context, at=p.path)}) for p in findings.problems]
     if findings.has_errors or shutdown_timeout is None:
         return None, findings.sorted()
     warnings = tuple(p for p in findings.sorted() if p.severity == "warning")
     return _build(source, doc, declared, shutdown_timeout, warnings), list(warnings)
+
+
+def component_body(kind: Kind, type_: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One component's body as ``load_config`` hands it to ``parse``: checked, defaults filled, secrets wrapped.
+
+    For tests and embedding, which build a component without a whole pipeline.yaml: call
+    ``factory.parse(component_body(kind, type_, {...}))`` instead of passing a partial dict.
+
+    Raises:
+        ConfigError: the body does not pass the component's schema (paths relative to the body).
+        KeyError: no such type of that kind.
+    """
+    factory = get_factory(kind, type_)
+    walker = SchemaWalker(compose_schema({kind: {type_: factory.schema_path}}))
+    path: JsonPath = (kind.value, type_)
+    data: dict[str, Any] = {kind.value: {type_: None if body is None else copy.deepcopy(dict(body))}}
+    walker.normalize_nulls(data)
+    context = MessageContext(walker, {}, known_types)
+    problems = [
+        Problem(format_path(error_path[len(path):]), message)
+        for error in Draft202012Validator(walker.root).iter_errors(data)
+        for error_path, message, _ in describe(error, context)
+        if is_under(error_path, path)
+    ]
+    if problems:
+        raise ConfigError(problems)
+    walker.fill_defaults(data)
+    filled: dict[str, Any] = walker.with_secrets(data[kind.value][type_], walker.at(path))
+    return filled
 
 
 def _read(source: Path, file: str) -> tuple[str | None, Problem | None]:
@@ -155,16 +190,41 @@ def _keep_strings(doc: Document, env: EnvResult, walker: SchemaWalker) -> None:
             parent[path[-1]] = expanded
 
 
-def _hidden_values(doc: Document, env: EnvResult, context: MessageContext) -> dict[str, str]:
-    """Text that must not appear in any message -> what to show instead.
+def _env_values(
+    env: EnvResult, context: MessageContext, *, within: JsonPath | None = None, at: str | None = None,
+) -> dict[str, str]:
+    """Expanded environment values a message may repeat -> the reference to show instead.
 
-    The schema pass never prints these, but components' own messages (``parse``/``check``) are
-    written elsewhere; this is the last line of defence for environment values and secrets.
+    Only values whose place is related to the message's are hidden, so an unrelated message that
+    happens to contain the same text (``jsonl_audit`` while ``${env:AP}`` is ``audit``) is left
+    alone. ``within``: values inside a component's body, for that component's own messages
+    (``parse``/``check`` may quote any of its values). ``at``: values at a problem's path or at
+    one of its ancestors (a message about a value that came, whole or in part, from the
+    environment). The schema pass already shows such values through
+    :meth:`MessageContext.show`; this covers messages written elsewhere.
     """
     hidden: dict[str, str] = {}
     for path, expanded in env.expanded.items():
-        if len(expanded) >= MIN_HIDDEN:
+        related = (within is not None and is_under(path, within)) or (at is not None and _is_at_or_under(at, path))
+        if related and len(expanded) >= MIN_HIDDEN:
             hidden[expanded] = context.show(path, expanded)
+    return hidden
+
+
+def _is_at_or_under(problem_path: str, value_path: JsonPath) -> bool:
+    """Whether a problem's (formatted) path is ``value_path`` or lies inside it."""
+    prefix = format_path(value_path)
+    return problem_path == prefix or problem_path.startswith((f"{prefix}.", f"{prefix}["))
+
+
+def _secret_values(doc: Document, context: MessageContext) -> dict[str, str]:
+    """Secret text, hidden from every message wherever it appears.
+
+    Components get secrets as :class:`~obs_pipeline.secret.Secret`, which never prints; this
+    is the last line of defence for one that called ``reveal()`` in a message, and for values
+    that only a secret-sounding key (``token``, ``headers``) marks.
+    """
+    hidden: dict[str, str] = {}
 
     def walk(node: Any, path: JsonPath) -> None:
         if isinstance(node, dict | list):
@@ -177,22 +237,19 @@ def _hidden_values(doc: Document, env: EnvResult, context: MessageContext) -> di
     return hidden
 
 
-def _scrub(problems: list[Problem], hidden: dict[str, str]) -> list[Problem]:
-    """``problems`` with every hidden value in a message replaced."""
-    out = []
-    for problem in problems:
-        message = problem.message
-        for text in sorted(hidden, key=len, reverse=True):
-            message = message.replace(text, hidden[text])
-        out.append(problem if message == problem.message else dataclasses.replace(problem, message=message))
-    return out
+def _scrub(problem: Problem, hidden: Mapping[str, str]) -> Problem:
+    """``problem`` with every hidden text in its message replaced, longest first."""
+    message = problem.message
+    for text in sorted(hidden, key=len, reverse=True):
+        message = message.replace(text, hidden[text])
+    return problem if message == problem.message else dataclasses.replace(problem, message=message)
 
 
-def _parse_component(findings: Findings, component: Declared) -> None:
-    """``factory.parse`` and ``factory.check``, with their problems placed in the file."""
+def _parse_component(findings: Findings, component: Declared, walker: SchemaWalker) -> None:
+    """``factory.parse`` (secrets wrapped) and ``factory.check``, with their problems placed in the file."""
     factory = component.factory
     assert factory is not None
-    body = findings.doc.get(component.path)
+    body = walker.with_secrets(findings.doc.get(component.path), walker.at(component.path))
     what = f"{component.kind.singular} type {factory.type}"
     try:
         config = factory.parse(body)
@@ -248,7 +305,8 @@ def _build(
         components[kind] = {}
         for cid, entry in entries.items():
             assert entry.factory is not None
-            components[kind][cid] = ComponentConfig(cid, kind, entry.factory, entry.config)
+            delivery = DeliverySettings.from_body(doc.data[kind.value][entry.key]) if kind is Kind.EXPORTER else None
+            components[kind][cid] = ComponentConfig(cid, kind, entry.factory, entry.config, delivery)
     pipelines = tuple(
         PipelineSpec(
             id=pipeline_id,

@@ -10,18 +10,24 @@ from pathlib import Path
 from typing import Any
 
 from obs_pipeline.components import ComponentID, Factory, Kind
+from obs_pipeline.delivery import DeliverySettings
 from obs_pipeline.errors import Problem
 from obs_pipeline.signals import Signal
 
 
 @dataclass(frozen=True)
 class ComponentConfig:
-    """One configured component: its ID, its factory and its typed config."""
+    """One configured component: its ID, its factory, its typed config and, for an exporter, its delivery.
+
+    ``delivery`` is built here, from the same filled body, so the engine's queue never reads
+    ``timeout``/``retry_on_failure``/``sending_queue`` out of a component's own config.
+    """
 
     id: ComponentID
     kind: Kind
     factory: Factory
-    config: Any  # factory.parse(body with the schema defaults filled in)
+    config: Any  # factory.parse(body with the schema defaults filled in, secrets wrapped)
+    delivery: DeliverySettings | None = None  # exporters only; None for receivers and processors
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def compose_schema(selection: Selection | None = None) -> dict[str, Any]:
             locations.setdefault(uri, f"/$defs/{kind.singular}.{type_}")
             component_refs[kind][type_] = {"$ref": "#" + locations[uri]}
     _locate_references(documents, locations, reserved=set(root.get("$defs", {})))
-    bundle = _rewrite(copy.deepcopy(root), root_uri, locations, registry)
+    bundle: dict[str, Any] = _rewrite(copy.deepcopy(root), root_uri, locations, registry)
     defs = bundle.setdefault("$defs", {})
     for uri, pointer in locations.items():
         if uri != root_uri:

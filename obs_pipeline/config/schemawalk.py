@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from obs_pipeline.config.document import JsonPath
+from obs_pipeline.secret import Secret
 
 _JSON_TYPE = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null", dict: "object", list: "array"}
 
@@ -110,6 +111,21 @@ class SchemaWalker:
             if self.resolve(schema).get("x-secret"):
                 return True
         return False
+
+    def with_secrets(self, data: Any, schema: Any, *, inherited: bool = False) -> Any:
+        """A copy of ``data`` (an instance of ``schema``) with every string marked ``x-secret`` a :class:`Secret`.
+
+        A mark on a block covers everything inside it. The copy is what a component's ``parse``
+        gets, so the document itself keeps plain strings for the passes that print nothing.
+        """
+        secret = inherited or (schema is not None and bool(self.resolve(schema).get("x-secret")))
+        if isinstance(data, str):
+            return Secret(data) if secret else data
+        if isinstance(data, dict):
+            return {key: self.with_secrets(value, self.child(schema, key), inherited=secret) for key, value in data.items()}
+        if isinstance(data, list):
+            return [self.with_secrets(value, self.child(schema, index), inherited=secret) for index, value in enumerate(data)]
+        return data
 
     def normalize_nulls(self, data: Any, schema: Any = None) -> None:
         """Replace, in place, every ``null`` whose schema allows an object with ``{}``."""

@@ -49,7 +49,7 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # types-PyYAML leaves it untyped
                 raise _LimitExceededError(_TOO_DEEP, (mark.line + 1, mark.column + 1))
             return super().compose_node(parent, index)
         finally:

@@ -13,8 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from obs_pipeline import components
-from obs_pipeline.components import Factory, Kind, Produces
+from obs_pipeline.components import (
+    ExporterFactory,
+    Factory,
+    Kind,
+    ProcessorFactory,
+    Produces,
+    ReceiverFactory,
+    ReceiverTraits,
+)
 from obs_pipeline.errors import Problem
+from obs_pipeline.secret import Secret
 from obs_pipeline.signals import Signal
 
 SCHEMAS = Path(__file__).parent / "testdata" / "schemas"
@@ -42,9 +51,15 @@ def _batch_check(cfg: dict[str, Any]) -> list[Problem]:
     return []
 
 
+_FACTORY_CLASS: dict[Kind, type[ReceiverFactory[Any] | ProcessorFactory[Any] | ExporterFactory[Any]]] = {
+    Kind.RECEIVER: ReceiverFactory, Kind.PROCESSOR: ProcessorFactory, Kind.EXPORTER: ExporterFactory,
+}
+
+
 def _factory(kind: Kind, type_: str, schema: str, signals: frozenset[Signal] = ALL, **extra: Any) -> Factory:
-    return Factory(
-        type=type_, kind=kind, signals=signals, schema=schema, description=f"The fake {type_} {kind.singular}.",
+    """A fake of ``kind``; ``extra`` holds the factory class's own fields (``traits=`` for a receiver)."""
+    return _FACTORY_CLASS[kind](
+        type=type_, signals=signals, schema=schema, description=f"The fake {type_} {kind.singular}.",
         parse=_parse, create=_create, **extra,
     )
 
@@ -62,8 +77,8 @@ def _stdin_produces(cfg: dict[str, Any]) -> Produces:
 
 
 STDIN = _factory(
-    Kind.RECEIVER, "stdin", "receivers/stdin.schema.json", finite=True,
-    exclusive=True, exclusive_use="reads standard input", produces=_stdin_produces,
+    Kind.RECEIVER, "stdin", "receivers/stdin.schema.json",
+    traits=ReceiverTraits(finite=True, exclusive_use="reads standard input", produces=_stdin_produces),
 )
 BATCH = _factory(Kind.PROCESSOR, "batch", "processors/batch.schema.json", check=_batch_check)
 JSONL_AUDIT = _factory(Kind.EXPORTER, "jsonl_audit", "exporters/jsonl_audit.schema.json")
@@ -72,16 +87,29 @@ PROM = _factory(
     Kind.EXPORTER, "prom", str(SCHEMAS / "prom.schema.json"), frozenset({Signal.TRACES, Signal.METRICS}),
     endpoints=lambda cfg: [("endpoint", cfg["endpoint"])],
 )
+
+PARSED: list[dict[str, Any]] = []  # every body WEBHOOK's parse was given, for the Secret tests
+
+
 def _webhook_parse(raw: dict[str, Any]) -> dict[str, Any]:
-    """Deliberately careless: its error message repeats the URL and the token."""
+    """Deliberately careless: its error messages repeat the URL and the token, even revealed."""
+    PARSED.append(raw)
     if not raw["url"].startswith(("http://", "https://")):
         raise ValueError(f"{raw['url']!r} is not an http(s) URL (token {raw['token']!r})")
     return dict(raw)
 
 
-WEBHOOK = Factory(
-    type="webhook", kind=Kind.EXPORTER, signals=ALL, schema=str(SCHEMAS / "webhook.schema.json"),
-    description="The fake webhook exporter.", parse=_webhook_parse, create=_create,
+def _webhook_check(cfg: dict[str, Any]) -> list[Problem]:
+    """Careless on purpose: a component that reveals a secret in a message (the loader must still hide it)."""
+    token = cfg["token"]
+    if isinstance(token, Secret) and token.reveal().startswith("bad-"):
+        return [Problem("token", f"token {token.reveal()} is revoked; token {token} rejected")]
+    return []
+
+
+WEBHOOK = ExporterFactory(
+    type="webhook", signals=ALL, schema=str(SCHEMAS / "webhook.schema.json"),
+    description="The fake webhook exporter.", parse=_webhook_parse, check=_webhook_check, create=_create,
 )
 
 BUILTIN_FAKES = {
@@ -109,7 +137,7 @@ def registry(*, real: bool) -> dict[tuple[Kind, str], str]:
 def _importable(target: str) -> bool:
     module, _, attr = target.partition(":")
     try:
-        return isinstance(getattr(importlib.import_module(module), attr), Factory)
+        return isinstance(getattr(importlib.import_module(module), attr), tuple(_FACTORY_CLASS.values()))
     except Exception:
         return False
 

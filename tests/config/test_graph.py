@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from obs_pipeline import components
-from obs_pipeline.components import Factory, Kind, Produces, get_factory
+from obs_pipeline.components import Kind, Produces, ReceiverFactory, ReceiverTraits, get_factory
 from obs_pipeline.config import check_config
 from obs_pipeline.config.document import Document, Findings
 from obs_pipeline.config.graph import Listener, _clash, relative_problem, resolve_relative
@@ -79,9 +79,13 @@ class TestExclusiveTypes:
     def test_stdin_is_exclusive(self):
         """The stdin receiver owns standard input; an ordinary type does not own anything."""
         stdin = get_factory(Kind.RECEIVER, "stdin")
-        assert stdin.exclusive
-        assert stdin.exclusive_use == "reads standard input"
-        assert not get_factory(Kind.PROCESSOR, "batch").exclusive
+        assert isinstance(stdin, ReceiverFactory)
+        assert stdin.traits.exclusive
+        assert stdin.traits.exclusive_use == "reads standard input"
+        otlp = get_factory(Kind.RECEIVER, "otlp")
+        assert isinstance(otlp, ReceiverFactory)
+        assert not otlp.traits.exclusive
+        assert not hasattr(get_factory(Kind.PROCESSOR, "batch"), "traits")
 
     def test_second_stdin_receiver_is_an_error(self, tmp_path: Path):
         """Two stdin receivers would split standard input between them: the second one is rejected where it is used."""
@@ -143,10 +147,13 @@ service:
         assert (warning.severity, warning.path) == ("warning", "receivers.stdin/spare")
 
     def test_factory_default(self):
-        """Types are not exclusive unless they say so."""
-        assert Factory.__dataclass_fields__["exclusive"].default is False
-        assert fakes.OTLP.exclusive is False
-        assert fakes.OTLP.produces is None
+        """Types are not exclusive (nor finite, nor narrowed by their config) unless they say so."""
+        assert ReceiverFactory.__dataclass_fields__["traits"].default == ReceiverTraits()
+        assert ReceiverTraits().exclusive is False
+        assert isinstance(fakes.OTLP, ReceiverFactory)
+        assert fakes.OTLP.traits.exclusive is False
+        assert fakes.OTLP.traits.finite is False
+        assert fakes.OTLP.traits.produces is None
 
 
 TEXT_IN_TRACES = """\
@@ -236,8 +243,9 @@ service:
         from obs_pipeline.receivers import stdin  # noqa: PLC0415 - the real module, whatever the registry
 
         def produces(fmt: str) -> Produces:
-            assert stdin.FACTORY.produces is not None
-            result = stdin.FACTORY.produces(stdin.parse({"format": fmt}))
+            produces_hook = stdin.FACTORY.traits.produces
+            assert produces_hook is not None
+            result = produces_hook(stdin.parse({"format": fmt, "max_line_size": "1MiB", "max_batch_lines": 1000}))
             assert isinstance(result, Produces)
             return result
 
@@ -282,9 +290,11 @@ def _fail(_cfg: Any) -> frozenset[Signal]:
 
 
 METRICS_STDIN = fakes._factory(
-    Kind.RECEIVER, "stdin", "receivers/stdin.schema.json", produces=lambda _cfg: frozenset({Signal.METRICS}),
+    Kind.RECEIVER, "stdin", "receivers/stdin.schema.json",
+    traits=ReceiverTraits(produces=lambda _cfg: frozenset({Signal.METRICS})),
 )
 TWO_SIGNALS = fakes._factory(
-    Kind.RECEIVER, "stdin", "receivers/stdin.schema.json", produces=lambda _cfg: Produces(frozenset({Signal.METRICS, Signal.LOGS})),
+    Kind.RECEIVER, "stdin", "receivers/stdin.schema.json",
+    traits=ReceiverTraits(produces=lambda _cfg: Produces(frozenset({Signal.METRICS, Signal.LOGS}))),
 )
-BROKEN = fakes._factory(Kind.RECEIVER, "stdin", "receivers/stdin.schema.json", produces=_fail)
+BROKEN = fakes._factory(Kind.RECEIVER, "stdin", "receivers/stdin.schema.json", traits=ReceiverTraits(produces=_fail))

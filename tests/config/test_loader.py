@@ -22,6 +22,7 @@ import pytest
 from obs_pipeline.commands.validate import validate_files
 from obs_pipeline.components import ComponentID
 from obs_pipeline.config import ConfigError, check_config, load_config
+from obs_pipeline.delivery import DeliverySettings, QueueSettings, RetrySettings
 from obs_pipeline.signals import Signal
 
 TESTDATA = Path(__file__).parent / "testdata"
@@ -272,3 +273,49 @@ class TestValidFiles:
         assert config.telemetry.health_endpoint is None
         assert config.data_dir == Path("state")
         assert config.shutdown_timeout == 10.0
+
+
+@pytest.mark.usefixtures("any_registry")
+class TestDelivery:
+    def test_exporters_get_typed_delivery_settings(self):
+        """Each exporter's delivery comes from its filled body: written values, schema defaults for the rest."""
+        config = load_config(TESTDATA / "valid" / "everything.yaml", {})
+        audit = config.exporters[ComponentID("jsonl_audit")].delivery
+        assert audit == DeliverySettings(
+            timeout=None,  # the schema's 0s: no bound on an attempt
+            retry=RetrySettings(max_elapsed_time=5400.0),
+            queue=QueueSettings(queue_size=1000),
+        )
+        assert config.exporters[ComponentID("debug")].delivery == DeliverySettings()
+
+    def test_timeout_is_settable(self, tmp_path: Path):
+        """`timeout` is in the local exporters' schemas; a set one bounds an attempt, in seconds."""
+        config = load_config(_write(tmp_path, """
+receivers: {stdin: }
+exporters:
+  debug: {timeout: 1500ms}
+  jsonl_audit: {path: ./a.jsonl, timeout: 1m}
+service:
+  pipelines:
+    logs: {receivers: [stdin], exporters: [debug, jsonl_audit]}
+"""), {})
+        assert config.exporters[ComponentID("debug")].delivery == DeliverySettings(timeout=1.5)
+        delivery = config.exporters[ComponentID("jsonl_audit")].delivery
+        assert delivery is not None
+        assert delivery.timeout == 60.0
+
+    def test_bad_timeout_is_a_schema_error(self, tmp_path: Path):
+        """A timeout that is not a duration is reported at its place, like any other value."""
+        _, problems = check_config(_write(tmp_path, """
+receivers: {stdin: }
+exporters: {debug: {timeout: 5}}
+service:
+  pipelines:
+    logs: {receivers: [stdin], exporters: [debug]}
+"""), {})
+        assert [(p.path, p.message) for p in problems] == [("exporters.debug.timeout", "5 is not a duration (use e.g. 200ms, 5s, 1h30m)")]
+
+    def test_receivers_and_processors_have_none(self):
+        """Only exporters are delivered to."""
+        config = load_config(TESTDATA / "valid" / "everything.yaml", {})
+        assert all(c.delivery is None for c in [*config.receivers.values(), *config.processors.values()])
