@@ -148,12 +148,12 @@ def from_dict(signal: Signal, obj: Any) -> Message:
     try:
         message: Message = message_class(signal)()
         json_format.ParseDict(converted, message, ignore_unknown_fields=True)
-        return message
     except (json_format.ParseError, ValueError, TypeError) as exc:
         # ParseError texts quote the offending value; keep only the field path.
         fields = _FIELD_IN_ERROR.findall(str(exc))
         where = f" at {'.'.join(fields)}" if fields else ""
         raise ValueError(f"invalid OTLP/JSON {signal}: a value has the wrong type{where}") from None
+    return message
 
 
 def decode(signal: Signal, raw: bytes | bytearray | memoryview | str | dict[str, Any]) -> Message:

@@ -71,8 +71,11 @@ def _metric_points(metric: Metric) -> int:
     return len(getattr(metric, kind).data_points)
 
 
-def count_items(signal: Signal, data: Message) -> int:
-    """Spans, metric data points or log records in ``data``: the unit of every item counter."""
+def count_items(_signal: Signal, data: Message) -> int:
+    """Spans, metric data points or log records in ``data``: the unit of every item counter.
+
+    The message's class says which; the signal argument stays for the callers' symmetry.
+    """
     if isinstance(data, TracesData):
         return sum(len(ss.spans) for rs in data.resource_spans for ss in rs.scope_spans)
     if isinstance(data, LogsData):
