@@ -1,13 +1,17 @@
-"""Timestamps as agent frameworks write them: ISO 8601 text or epoch numbers of any unit.
+"""Timestamps as agent frameworks write them, and as we write them.
 
-One parser for every place that reads a time from JSON (the stdin and file receivers, the audit
-mapping of log bodies), so they agree on what a time is.
+One parser (:func:`parse_timestamp`: ISO 8601 text or epoch numbers of any unit) for every place
+that reads a time from JSON (the stdin and file receivers, the audit mapping of log bodies), so
+they agree on what a time is; one format (:func:`format_ns`: RFC 3339 UTC, microseconds, ``Z``)
+for every place that writes one (the audit line, debug).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -73,3 +77,48 @@ def parse_timestamp(value: Any) -> int | None:
     seconds = (moment - _EPOCH) // _SECOND
     ns = seconds * 1_000_000_000 + fraction_ns
     return ns if 0 < ns <= _UINT64_MAX else None
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+#: ``"000"`` .. ``"999"``: two lookups format microseconds faster than ``:06d``.
+THREE_DIGITS: tuple[str, ...] = tuple(f"{i:03d}" for i in range(1000))
+#: Distinct seconds a :class:`SecondPrefixes` remembers before it starts again.
+MAX_PREFIXES = 4096
+
+
+def _prefix(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+class SecondPrefixes:
+    """``YYYY-MM-DDTHH:MM:SS`` per Unix second, cached by its owner: a batch's records share few seconds.
+
+    A hot path reads :attr:`known` inline (``known.get(second) or prefixes.of(second)``) and
+    calls :meth:`of` only on a miss.
+    """
+
+    __slots__ = ("known",)
+
+    def __init__(self) -> None:
+        self.known: dict[int, str] = {}
+
+    def of(self, second: int) -> str:
+        """The prefix of ``second``, remembered."""
+        text = self.known.get(second)
+        if text is None:
+            if len(self.known) >= MAX_PREFIXES:
+                self.known.clear()
+            text = self.known[second] = _prefix(second)
+        return text
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_prefix(second: int) -> str:
+    return _prefix(second)
+
+
+def format_ns(unix_nano: int) -> str:
+    """RFC 3339 UTC with microseconds (truncated) and ``Z``: ``2026-03-17T10:30:45.123456Z``."""
+    second, nanos = divmod(unix_nano, 1_000_000_000)
+    return f"{_cached_prefix(second)}.{nanos // 1000:06d}Z"

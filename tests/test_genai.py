@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import io
+
+import orjson
 import pytest
 
 from obs_pipeline import genai
+from obs_pipeline.batch import Batch
+from obs_pipeline.components import Kind
+from obs_pipeline.exporters import debug
+from obs_pipeline.exporters.jsonl_audit.spans import encode_traces
+from obs_pipeline.genai import attributes
+from obs_pipeline.signals import Signal
+from obs_pipeline.testing import RecordingHost, make_settings
+from tests.exporters.builders import logs, traces
 
 
 class TestAliases:
@@ -114,3 +125,50 @@ class TestCategory:
         """OpenLLMetry's ``traceloop.span.kind`` values are understood too."""
         assert genai.category(None, "tool") == "tool"
         assert genai.category(None, "workflow") == "agent"
+
+
+def attrs_of(values: dict[str, object]):
+    """The KeyValue attributes of a log record carrying ``values``."""
+    return logs({"attrs": values}).resource_logs[0].scope_logs[0].log_records[0].attributes
+
+
+class TestAttributes:
+    def test_canonical_name_wins_over_alias_in_either_order(self):
+        """``gen_ai.conversation.id`` beats ``session.id`` whichever comes first."""
+        for pairs in ({"session.id": "alias", "gen_ai.conversation.id": "canonical"},
+                      {"gen_ai.conversation.id": "canonical", "session.id": "alias"}):
+            assert attributes.read_wanted(attrs_of(pairs))[attributes.SESSION] == "canonical"
+
+    def test_values_are_read_as_their_type(self):
+        """Token counts become ints whatever the SDK sent; provider values are renamed; ids become text."""
+        vals = attributes.read_wanted(attrs_of({
+            "gen_ai.usage.prompt_tokens": "34", "gen_ai.usage.output_tokens": 12.0, "gen_ai.system": "gemini",
+            "session.id": 42, "gen_ai.usage.cache_read.input_tokens": float("inf"),
+        }))
+        assert (vals[attributes.IN], vals[attributes.OUT], vals[attributes.PROVIDER], vals[attributes.SESSION]) == (
+            34, 12, "gcp.gemini", "42")
+        assert attributes.tokens(vals) == {"input": 34, "output": 12}
+
+    def test_resource_context(self):
+        """service.name, and the session and task a resource carries for all its records."""
+        assert attributes.resource_context_of(attrs_of({"service.name": "svc", "session.id": "s", "task.id": "t"})) == (
+            "svc", "s", "t")
+        assert attributes.resource_context_of(attrs_of({})) == (None, None, None)
+
+    async def test_debug_and_the_audit_line_read_the_same_values(self):
+        """An old provider value and token counts sent as text look the same in debug and in the audit line."""
+        data = traces({"attrs": {"gen_ai.system": "gemini", "gen_ai.usage.prompt_tokens": "34",
+                                 "llm.model_name": "m", "session.id": "s-1"}})
+        line = orjson.loads(encode_traces(data)[0])
+        stream = io.StringIO()
+        exp = debug.DebugExporter(make_settings("debug", Kind.EXPORTER), debug.Config(verbosity="normal"), stream)
+        await exp.start(RecordingHost())
+        await exp.export(Batch(Signal.TRACES, data))
+        await exp.shutdown()
+        shown = stream.getvalue().split()
+        assert line["detail"]["provider"] == "gcp.gemini"
+        assert "provider=gcp.gemini" in shown
+        assert line["detail"]["tokens"] == {"input": 34}
+        assert "tokens=34/-" in shown
+        assert f"model={line['detail']['model']}" in shown
+        assert f"session={line['session_id']}" in shown

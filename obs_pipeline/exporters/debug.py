@@ -16,16 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import orjson
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, LogsData
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, TracesData
 
-from obs_pipeline import genai
-from obs_pipeline.components import Exporter, Factory, Kind, Settings
-from obs_pipeline.exporters.jsonl_audit.common import any_value_to_json, format_ns
-from obs_pipeline.signals import Message, Signal, count_items
+from obs_pipeline.batch import Batch
+from obs_pipeline.components import Exporter, ExporterFactory, PartialSuccess, Settings
+from obs_pipeline.genai import attributes as attrs
+from obs_pipeline.signals import Signal
+from obs_pipeline.timestamps import format_ns
 
 TYPE = "debug"
 DEFAULT_VERBOSITY = "basic"
@@ -39,19 +44,17 @@ _SPAN_KIND = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRO
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """The ``debug`` exporter's settings (``schemas/exporters/debug.schema.json``)."""
+    """The ``debug`` exporter's settings (``schemas/exporters/debug.schema.json``).
+
+    ``timeout`` and ``sending_queue`` are the engine's (:class:`~obs_pipeline.delivery.DeliverySettings`).
+    """
 
     verbosity: str = DEFAULT_VERBOSITY  # basic | normal | detailed
-    sending_queue: dict[str, Any] = field(default_factory=dict)  # used by the exporter helper
 
 
-def parse(raw: dict[str, Any] | None) -> Config:
-    """The validated config body (schema defaults filled in; None for an empty body) -> Config."""
-    body = raw or {}
-    return Config(
-        verbosity=body.get("verbosity", DEFAULT_VERBOSITY),
-        sending_queue=dict(body.get("sending_queue") or {}),
-    )
+def parse(raw: dict[str, Any]) -> Config:
+    """The validated config body, schema defaults filled in (an empty ``debug:`` is ``{}``) -> Config."""
+    return Config(verbosity=raw["verbosity"])
 
 
 class DebugExporter(Exporter):
@@ -61,16 +64,17 @@ class DebugExporter(Exporter):
         super().__init__(settings)
         self.cfg = cfg
         self.stream = stream
-        renderers: dict[str, Callable[[Signal, Message], str]] = {
+        renderers: dict[str, Callable[[Batch], str]] = {
             "basic": render_basic, "normal": render_normal, "detailed": render_detailed,
         }
         self._render = renderers[cfg.verbosity]
 
-    async def export(self, signal: Signal, data: Message) -> None:
+    async def export(self, batch: Batch) -> PartialSuccess | None:
         """Render the batch and write it in one call, off the event loop."""
-        text = self._render(signal, data)
+        text = self._render(batch)
         if text:
             await asyncio.to_thread(self._write, text)
+        return None
 
     def _write(self, text: str) -> None:
         stream = self.stream or sys.stderr
@@ -80,16 +84,15 @@ class DebugExporter(Exporter):
 
 # --- basic --------------------------------------------------------------------------------------
 
-def render_basic(signal: Signal, data: Message) -> str:
+def render_basic(batch: Batch) -> str:
     """``traces: 12 spans, 2 resources`` (metrics also count metrics next to data points)."""
-    resources = len(getattr(data, f"resource_{_GROUP[signal]}"))
-    items = count_items(signal, data)
-    if signal is Signal.TRACES:
-        return f"traces: {items} spans, {resources} resources\n"
-    if signal is Signal.LOGS:
-        return f"logs: {items} log records, {resources} resources\n"
+    data, items = batch.message, batch.items
+    if isinstance(data, TracesData):
+        return f"traces: {items} spans, {len(data.resource_spans)} resources\n"
+    if isinstance(data, LogsData):
+        return f"logs: {items} log records, {len(data.resource_logs)} resources\n"
     metrics = sum(len(sm.metrics) for rm in data.resource_metrics for sm in rm.scope_metrics)
-    return f"metrics: {metrics} metrics, {items} data points, {resources} resources\n"
+    return f"metrics: {metrics} metrics, {items} data points, {len(data.resource_metrics)} resources\n"
 
 
 # --- normal -------------------------------------------------------------------------------------
@@ -99,41 +102,34 @@ def _short(value: Any) -> str:
     return text if len(text) <= NORMAL_VALUE_LIMIT else text[:NORMAL_VALUE_LIMIT - 1] + "…"
 
 
-def _genai_fields(attributes: Any) -> list[str]:
-    """``key=value`` pairs of the GenAI fields a person scans for, resolving aliases."""
-    values = {kv.key: kv.value for kv in attributes}
+#: (label, slot) of the GenAI fields a person scans for, in the order printed.
+_GENAI_FIELDS = (("op", attrs.OPERATION), ("provider", attrs.PROVIDER), ("session", attrs.SESSION),
+                 ("agent", attrs.AGENT), ("tool", attrs.TOOL), ("error.type", attrs.ERROR_TYPE))
 
-    def pick(canonical_name: str) -> Any:
-        for name in genai.names_for(canonical_name):
-            if name in values:
-                return any_value_to_json(values[name])
-        return None
 
-    out = []
-    for label, canonical_name in (
-        ("op", genai.OPERATION_NAME), ("provider", genai.PROVIDER_NAME), ("model", genai.RESPONSE_MODEL),
-        ("session", genai.CONVERSATION_ID), ("agent", genai.AGENT_NAME), ("tool", genai.TOOL_NAME),
-        ("error.type", genai.ERROR_TYPE),
-    ):
-        value = pick(canonical_name)
-        if value is None and canonical_name == genai.RESPONSE_MODEL:
-            value = pick(genai.REQUEST_MODEL)
-        if value is not None:
-            out.append(f"{label}={_short(value)}")
-    tokens_in, tokens_out = pick(genai.USAGE_INPUT_TOKENS), pick(genai.USAGE_OUTPUT_TOKENS)
+def _genai_fields(attributes: Iterable[KeyValue]) -> list[str]:
+    """``key=value`` pairs of the GenAI fields a person scans for, read as the audit line reads them."""
+    vals = attrs.read_wanted(attributes)
+    out = [f"{label}={_short(vals[slot])}" for label, slot in _GENAI_FIELDS[:2] if vals[slot] is not None]
+    model = vals[attrs.RESPONSE_MODEL] or vals[attrs.REQUEST_MODEL]
+    if model is not None:
+        out.append(f"model={_short(model)}")
+    out += [f"{label}={_short(vals[slot])}" for label, slot in _GENAI_FIELDS[2:] if vals[slot] is not None]
+    tokens_in, tokens_out = vals[attrs.IN], vals[attrs.OUT]
     if tokens_in is not None or tokens_out is not None:
         out.append(f"tokens={tokens_in if tokens_in is not None else '-'}/{tokens_out if tokens_out is not None else '-'}")
     return out
 
 
-def render_normal(signal: Signal, data: Message) -> str:
+def render_normal(batch: Batch) -> str:
     """One line per span, log record or metric."""
+    data = batch.message
     lines: list[str] = []
-    if signal is Signal.TRACES:
+    if isinstance(data, TracesData):
         for rs in data.resource_spans:
             for ss in rs.scope_spans:
                 lines.extend(_span_line(span) for span in ss.spans)
-    elif signal is Signal.LOGS:
+    elif isinstance(data, LogsData):
         for rl in data.resource_logs:
             for sl in rl.scope_logs:
                 lines.extend(_log_line(record) for record in sl.log_records)
@@ -144,7 +140,7 @@ def render_normal(signal: Signal, data: Message) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _span_line(span: Any) -> str:
+def _span_line(span: Span) -> str:
     duration = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
     parts = [f"span {span.name!r}", f"trace={span.trace_id.hex()}", f"span={span.span_id.hex()}"]
     if span.parent_span_id:
@@ -158,7 +154,7 @@ def _span_line(span: Any) -> str:
     return " ".join(parts)
 
 
-def _log_line(record: Any) -> str:
+def _log_line(record: LogRecord) -> str:
     when = record.time_unix_nano or record.observed_time_unix_nano
     parts = ["log", format_ns(when) if when else "-", record.severity_text or str(record.severity_number)]
     if record.event_name:
@@ -166,7 +162,7 @@ def _log_line(record: Any) -> str:
     if record.trace_id:
         parts.append(f"trace={record.trace_id.hex()} span={record.span_id.hex()}")
     if record.HasField("body"):
-        body = any_value_to_json(record.body)
+        body = attrs.any_value_to_json(record.body)
         parts.append(f"body={_short(body if isinstance(body, str) else _compact(body))}")
     parts.extend(_genai_fields(record.attributes))
     return " ".join(parts)
@@ -176,7 +172,7 @@ def _compact(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _metric_line(metric: Any) -> str:
+def _metric_line(metric: Metric) -> str:
     kind = metric.WhichOneof("data") or "empty"
     points = len(getattr(metric, kind).data_points) if kind != "empty" else 0
     unit = f" [{metric.unit}]" if metric.unit else ""
@@ -185,20 +181,20 @@ def _metric_line(metric: Any) -> str:
 
 # --- detailed -----------------------------------------------------------------------------------
 
-def _any(value: Any) -> str:
+def _any(value: AnyValue) -> str:
     """An AnyValue the way the collector prints it: ``Str(text)``, ``Int(3)``, ``Map({...})``."""
     kind = value.WhichOneof("value")
     if kind is None:
         return "Empty()"
     label = {"string_value": "Str", "int_value": "Int", "double_value": "Double", "bool_value": "Bool",
              "bytes_value": "Bytes", "array_value": "Slice", "kvlist_value": "Map"}.get(kind, kind)
-    rendered = any_value_to_json(value)
+    rendered = attrs.any_value_to_json(value)
     if kind in ("array_value", "kvlist_value"):
         rendered = _compact(rendered)
     return f"{label}({rendered})"
 
 
-def _attributes(out: list[str], indent: str, attributes: Any) -> None:
+def _attributes(out: list[str], indent: str, attributes: Iterable[KeyValue]) -> None:
     for kv in attributes:
         out.append(f"{indent}-> {kv.key}: {_any(kv.value)}")
 
@@ -207,9 +203,10 @@ def _ts(unix_nano: int) -> str:
     return format_ns(unix_nano) if unix_nano else "-"
 
 
-def render_detailed(signal: Signal, data: Message) -> str:
+def render_detailed(batch: Batch) -> str:
     """Every resource, scope, item, field and attribute, indented."""
     out: list[str] = []
+    signal, data = batch.signal, batch.message
     group = _GROUP[signal]
     for i, res_group in enumerate(getattr(data, f"resource_{group}")):
         out.append(f"ResourceGroup #{i}")
@@ -233,7 +230,7 @@ def render_detailed(signal: Signal, data: Message) -> str:
     return "".join(line + "\n" for line in out)
 
 
-def _detail_span(out: list[str], index: int, span: Any) -> None:
+def _detail_span(out: list[str], index: int, span: Span) -> None:
     out += [
         f"    Span #{index}",
         f"      Trace ID       : {span.trace_id.hex()}",
@@ -259,7 +256,7 @@ def _detail_span(out: list[str], index: int, span: Any) -> None:
         _attributes(out, "        ", link.attributes)
 
 
-def _detail_log(out: list[str], index: int, record: Any) -> None:
+def _detail_log(out: list[str], index: int, record: LogRecord) -> None:
     out += [
         f"    LogRecord #{index}",
         f"      Timestamp      : {_ts(record.time_unix_nano)}",
@@ -275,7 +272,7 @@ def _detail_log(out: list[str], index: int, record: Any) -> None:
     _attributes(out, "        ", record.attributes)
 
 
-def _detail_metric(out: list[str], index: int, metric: Any) -> None:
+def _detail_metric(out: list[str], index: int, metric: Metric) -> None:
     kind = metric.WhichOneof("data")
     out += [
         f"    Metric #{index}",
@@ -305,9 +302,8 @@ def _point_value(kind: str, point: Any) -> str:
     return f"count={point.count} sum={point.sum} {quantiles}".rstrip()
 
 
-FACTORY = Factory(
+FACTORY = ExporterFactory[Config](
     type=TYPE,
-    kind=Kind.EXPORTER,
     signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.LOGS}),
     schema="exporters/debug.schema.json",
     description="Prints what passes through the pipeline to stderr, for a person at a terminal.",

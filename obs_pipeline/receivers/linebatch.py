@@ -25,7 +25,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, LogsData
 
 from obs_pipeline import otlp_json
-from obs_pipeline.signals import Message, Signal, count_items, merge_into, new_message
+from obs_pipeline.signals import Message, Signal, count_items, merge_into
 from obs_pipeline.timestamps import parse_timestamp
 
 FORMATS = ("json", "otlp_json", "text")

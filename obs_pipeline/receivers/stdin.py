@@ -36,8 +36,7 @@ from obs_pipeline.components import (
     ReceiverTraits,
     Settings,
 )
-from obs_pipeline.errors import Problem, RefusedError
-from obs_pipeline.errors import describe_exception
+from obs_pipeline.errors import Problem, RefusedError, describe_exception
 from obs_pipeline.receivers._common import Counters
 from obs_pipeline.receivers.linebatch import FORMATS, LineBatch, MalformedLine, NoPipeline
 from obs_pipeline.signals import Signal, count_items

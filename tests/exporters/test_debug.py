@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from obs_pipeline.batch import Batch
 from obs_pipeline.components import Kind
 from obs_pipeline.exporters import debug
 from obs_pipeline.exporters.debug import FACTORY
 from obs_pipeline.signals import Signal
-from obs_pipeline.testing import RecordingHost, make_settings
+from obs_pipeline.testing import RecordingHost, make_settings, parse_config
 from tests.exporters.builders import CHAT, SPAN, TRACE, logs, traces
 
 
 async def render(verbosity: str, signal: Signal, data: object) -> str:
     """Export ``data`` through a debug exporter writing to a string."""
     stream = io.StringIO()
-    exp = debug.DebugExporter(make_settings("debug", Kind.EXPORTER), FACTORY.parse({"verbosity": verbosity}), stream)
+    exp = debug.DebugExporter(make_settings("debug", Kind.EXPORTER), parse_config(FACTORY, {"verbosity": verbosity}), stream)
     await exp.start(RecordingHost())
-    await exp.export(signal, data)
+    await exp.export(Batch(signal, data))
     await exp.shutdown()
     return stream.getvalue()
 
@@ -128,16 +132,25 @@ class TestDetailed:
 
 class TestComponent:
     def test_empty_body_means_basic(self):
-        """An empty ``debug:`` block is basic verbosity."""
-        assert FACTORY.parse(None) == debug.Config(verbosity="basic", sending_queue={})
+        """An empty ``debug:`` block is basic verbosity, the schema's default and the named constant."""
+        assert parse_config(FACTORY, None) == debug.Config(verbosity="basic")
+        assert debug.Config().verbosity == debug.DEFAULT_VERBOSITY == "basic"
+
+    def test_parse_reads_the_schema_filled_body_without_fallbacks(self):
+        """``parse`` takes what the schema filled in: no default of its own, no delivery blocks."""
+        assert FACTORY.parse({"verbosity": "detailed", "sending_queue": {}}) == debug.Config(verbosity="detailed")
+        with pytest.raises(KeyError, match="verbosity"):
+            FACTORY.parse({})
 
     @pytest.mark.parametrize("verbosity", debug.VERBOSITIES)
     async def test_created_by_the_factory(self, verbosity, capsys):
         """The factory's exporter writes to stderr by default, and shuts down cleanly twice."""
-        exp = FACTORY.create(make_settings("debug", Kind.EXPORTER), FACTORY.parse({"verbosity": verbosity}))
-        await exp.shutdown()
+        unstarted = FACTORY.create(make_settings("debug", Kind.EXPORTER), parse_config(FACTORY, {"verbosity": verbosity}))
+        await unstarted.shutdown()
+        await unstarted.shutdown()
+        exp = FACTORY.create(make_settings("debug", Kind.EXPORTER), parse_config(FACTORY, {"verbosity": verbosity}))
         await exp.start(RecordingHost())
-        await exp.export(Signal.TRACES, traces(CHAT))
+        await exp.export(Batch(Signal.TRACES, traces(CHAT)))
         await exp.shutdown()
         await exp.shutdown()
         assert "chat" in capsys.readouterr().err or verbosity == "basic"
@@ -146,3 +159,13 @@ class TestComponent:
         """The debug exporter takes every signal."""
         assert FACTORY.signals == set(Signal)
         assert FACTORY.schema_path.is_file()
+
+
+def test_debug_does_not_load_the_audit_exporter():
+    """debug reads attributes through obs_pipeline.genai, never through jsonl_audit's internals."""
+    script = ("import sys\nimport obs_pipeline.exporters.debug\n"
+              "print([m for m in sys.modules if m.startswith('obs_pipeline.exporters.jsonl_audit')])")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert done.stdout.strip() == "[]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -23,31 +24,35 @@ import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
+from obs_pipeline.audit.line import KEYS
+from obs_pipeline.batch import Batch
 from obs_pipeline.components import Kind
 from obs_pipeline.errors import PermanentError, RetryableError, StartupError
 from obs_pipeline.exporters import jsonl_audit
 from obs_pipeline.exporters.jsonl_audit import FACTORY, writer
 from obs_pipeline.exporters.jsonl_audit import logs as logs_module
 from obs_pipeline.exporters.jsonl_audit import spans as spans_module
-from obs_pipeline.exporters.jsonl_audit.common import (
+from obs_pipeline.exporters.jsonl_audit.logs import DEFAULT_PRESET, LogPreset, encode_logs
+from obs_pipeline.exporters.jsonl_audit.spans import SpanEncoder, encode_traces
+from obs_pipeline.genai.attributes import (
     N_WANTED,
     WANTED,
     category,
-    format_ns,
     read_wanted,
     resource_context,
     tokens,
 )
-from obs_pipeline.exporters.jsonl_audit.logs import DEFAULT_PRESET, LogPreset, encode_logs
-from obs_pipeline.exporters.jsonl_audit.spans import encode_traces
 from obs_pipeline.signals import Signal
-from obs_pipeline.testing import RecordingHost, make_settings
+from obs_pipeline.testing import RecordingHost, make_settings, parse_config
+from obs_pipeline.timestamps import format_ns
 from tests.exporters.builders import CHAT, SPAN, T0, TRACE, add_attributes, logs, set_value, traces
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
+#: DESIGN §5's order, written out here so that a change to ``audit.line.KEYS`` fails a test.
 KEY_ORDER = ["timestamp", "session_id", "task_id", "event_type", "category", "result", "detail",
              "event_id", "trace_id", "span_id", "service"]
+assert list(KEYS) == KEY_ORDER
 DEV_FULL = Path("/dev/full")
 
 
@@ -69,7 +74,7 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def exporter(path: Path, **cfg: Any) -> jsonl_audit.JsonlAuditExporter:
-    return FACTORY.create(make_settings("jsonl_audit", Kind.EXPORTER), FACTORY.parse({"path": str(path), **cfg}))
+    return FACTORY.create(make_settings("jsonl_audit", Kind.EXPORTER), parse_config(FACTORY, {"path": str(path), **cfg}))
 
 
 async def export_all(path: Path, *batches: tuple[Signal, Any], **cfg: Any) -> None:
@@ -77,7 +82,7 @@ async def export_all(path: Path, *batches: tuple[Signal, Any], **cfg: Any) -> No
     exp = exporter(path, **cfg)
     await exp.start(RecordingHost())
     for signal, data in batches:
-        await exp.export(signal, data)
+        await exp.export(Batch(signal, data))
     await exp.shutdown()
 
 
@@ -355,6 +360,7 @@ class TestFastPathMatchesReference:
                  "tool.name", "gen_ai.prompt", "http.url", "k" * 200, "", "gen_ai.request.temperature"]
         values: list[Any] = ["chat", "execute_tool", "gemini", "anthropic", "", "x" * 300, "ü" * 70, 0, 1, 300,
                              2**35, -5, 0.5, 3.0, True, "42", b"raw", [1, "a"], {"k": "v"}, None]
+        encoder = SpanEncoder()
         for _round in range(3):  # later rounds hit the caches filled by earlier ones
             data = TracesData()
             rs = data.resource_spans.add()
@@ -373,11 +379,12 @@ class TestFastPathMatchesReference:
                 if rnd.random() < 0.2:
                     span.status.code = rnd.choice([1, 2])
                     span.status.message = rnd.choice(["", "boom"])
-            got = [orjson.loads(line) for line in encode_traces(data)]
+            got = [orjson.loads(line) for line in encode_traces(data, encoder=encoder)]
             want = [orjson.loads(orjson.dumps(reference_line(span, rs.resource))) for span in ss.spans]
             for g, w in zip(got, want, strict=True):
                 assert g == w
-            assert encode_traces(data, data.SerializeToString()) == encode_traces(data)
+            from_wire = encode_traces(None, data.SerializeToString(), encoder=encoder)  # the bytes alone
+            assert from_wire == encode_traces(data, encoder=encoder)
             rnd.setstate(rnd_state)
         assert len(WANTED) == N_WANTED
 
@@ -671,8 +678,7 @@ class TestBadValues:
         """The minimal line of a span without ids has the same content id as its normal line would."""
         spec = {"trace_id": b"", "span_id": b"", "name": "x", "status": (Status.STATUS_CODE_OK, "")}
         want = line_of(traces(spec))["event_id"]
-        monkeypatch.setattr(spans_module, "_STATUS_CACHE", {})
-        monkeypatch.setattr(spans_module, "_status", lambda raw: 1 / 0)
+        monkeypatch.setattr(SpanEncoder, "_status", lambda self, raw: 1 / 0)
         line = line_of(traces(spec))
         assert minimal_line(line) == {"session_id": None, "task_id": None, "event_type": "x", "category": "other",
                                       "result": "allow", "detail": {"mapping_error": "ZeroDivisionError"}}
@@ -680,14 +686,17 @@ class TestBadValues:
 
     def test_a_resource_whose_mapping_fails_still_gives_every_span_a_line(self, monkeypatch):
         """If a resource cannot be read, each of its spans gets a minimal line; other resources are normal."""
-        real = spans_module.resource_context
+        real = spans_module.resource_context_of
 
-        def picky(resource: Any) -> Any:
-            if any(kv.key == "poison" for kv in resource.attributes):
+        def picky(attributes: Any) -> Any:
+            attributes = list(attributes)
+            if any(kv.key == "poison" for kv in attributes):
                 raise KeyError("secret")
-            return real(resource)
+            return real(attributes)
 
-        monkeypatch.setattr(spans_module, "resource_context", picky)
+        # From the wire bytes the resource is read from its raw attributes, from a message from the Resource.
+        monkeypatch.setattr(spans_module, "resource_context_of", picky)
+        monkeypatch.setattr(spans_module, "resource_context", lambda resource: picky(resource.attributes))
         data = traces({"name": "a"}, {"name": "b"}, resource={"service.name": "one", "poison": 1})
         second = data.resource_spans.add()
         add_attributes(second.resource.attributes, {"service.name": "two"})
@@ -802,9 +811,9 @@ class TestFile:
         exp = exporter(path)
         with caplog.at_level(logging.WARNING):
             await exp.start(RecordingHost())
-            await exp.export(Signal.TRACES, traces(CHAT))
+            await exp.export(Batch(Signal.TRACES, traces(CHAT)))
             exp.file.close()  # a reopen (after a failure) does not warn again
-            await exp.export(Signal.TRACES, traces(CHAT))
+            await exp.export(Batch(Signal.TRACES, traces(CHAT)))
             await exp.shutdown()
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -852,13 +861,13 @@ class TestFile:
         exp = exporter(DEV_FULL)
         await exp.start(RecordingHost())
         with pytest.raises(RetryableError) as info:
-            await exp.export(Signal.TRACES, traces(CHAT))
+            await exp.export(Batch(Signal.TRACES, traces(CHAT)))
         assert str(info.value) == "jsonl_audit: cannot write /dev/full: No space left on device"
         assert isinstance(info.value.__cause__, OSError)
         assert info.value.__cause__.errno == errno.ENOSPC
         assert not exp.file.is_open  # reopened on the next attempt
         with pytest.raises(RetryableError):
-            await exp.export(Signal.TRACES, traces(CHAT))
+            await exp.export(Batch(Signal.TRACES, traces(CHAT)))
         await exp.shutdown()
 
     async def test_recovers_after_the_path_comes_back(self, tmp_path):
@@ -866,14 +875,14 @@ class TestFile:
         path = tmp_path / "audit.jsonl"
         exp = exporter(path)
         await exp.start(RecordingHost())
-        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
         exp.file.close()  # as after a failed write
         path.rename(tmp_path / "moved.jsonl")
         path.mkdir()
         with pytest.raises(RetryableError, match="Is a directory"):
-            await exp.export(Signal.TRACES, traces({"name": "two"}))
+            await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
         path.rmdir()
-        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
         await exp.shutdown()
         assert [x["event_type"] for x in read_lines(path)] == ["two"]
 
@@ -910,11 +919,11 @@ class TestPathChangesWhileRunning:
         path = tmp_path / "audit.jsonl"
         exp = exporter(path)
         await exp.start(RecordingHost())
-        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
         path.unlink()
         with caplog.at_level(logging.WARNING):
-            await exp.export(Signal.TRACES, traces(CHAT))
-            await exp.export(Signal.LOGS, logs({"body": "three"}))
+            await exp.export(Batch(Signal.TRACES, traces(CHAT)))
+            await exp.export(Batch(Signal.LOGS, logs({"body": "three"})))
         await exp.shutdown()
         assert [x["event_type"] for x in read_lines(path)] == ["chat", "log"]
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -928,10 +937,10 @@ class TestPathChangesWhileRunning:
         rotated = tmp_path / "audit.jsonl.1"
         exp = exporter(path)
         await exp.start(RecordingHost())
-        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
         path.rename(rotated)
-        await exp.export(Signal.TRACES, traces({"name": "two"}))
-        await exp.export(Signal.TRACES, traces({"name": "three"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "three"})))
         await exp.shutdown()
         assert [x["event_type"] for x in read_lines(rotated)] == ["one"]
         assert [x["event_type"] for x in read_lines(path)] == ["two", "three"]
@@ -942,10 +951,10 @@ class TestPathChangesWhileRunning:
         path = tmp_path / "audit.jsonl"
         exp = exporter(path)
         await exp.start(RecordingHost())
-        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
         path.rename(tmp_path / "audit.jsonl.1")
         path.touch(mode=0o600)
-        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
         await exp.shutdown()
         assert [x["event_type"] for x in read_lines(path)] == ["two"]
 
@@ -954,10 +963,10 @@ class TestPathChangesWhileRunning:
         path = tmp_path / "audit.jsonl"
         exp = exporter(path)
         await exp.start(RecordingHost())
-        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
         path.write_bytes(b"")
         with caplog.at_level(logging.WARNING):
-            await exp.export(Signal.TRACES, traces({"name": "two"}))
+            await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
         await exp.shutdown()
         assert path.read_bytes().startswith(b'{"timestamp"')
         assert [x["event_type"] for x in read_lines(path)] == ["two"]
@@ -968,14 +977,14 @@ class TestPathChangesWhileRunning:
         path = tmp_path / "audit.jsonl"
         exp = exporter(path)
         await exp.start(RecordingHost())
-        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
         path.rename(tmp_path / "moved.jsonl")
         path.mkdir()
         for _attempt in range(2):
             with pytest.raises(RetryableError, match=f"cannot write {path}: Is a directory"):
-                await exp.export(Signal.TRACES, traces({"name": "two"}))
+                await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
         path.rmdir()
-        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
         await exp.shutdown()
         assert [x["event_type"] for x in read_lines(path)] == ["two"]
         assert [x["event_type"] for x in read_lines(tmp_path / "moved.jsonl")] == ["one"]
@@ -985,9 +994,9 @@ class TestPathChangesWhileRunning:
         path = tmp_path / "logs" / "audit.jsonl"
         exp = exporter(path)
         await exp.start(RecordingHost())
-        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
         shutil.rmtree(tmp_path / "logs")
-        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
         await exp.shutdown()
         assert [x["event_type"] for x in read_lines(path)] == ["two"]
         assert stat.S_IMODE((tmp_path / "logs").stat().st_mode) == 0o700
@@ -1092,7 +1101,7 @@ class TestFifo:
         await exp.start(RecordingHost())
         reader.start()
         task = asyncio.create_task(ticker())
-        await exp.export(Signal.TRACES, many_spans(3000))
+        await exp.export(Batch(Signal.TRACES, many_spans(3000)))
         task.cancel()
         await exp.shutdown()
         data = reader.finish()
@@ -1119,13 +1128,13 @@ class TestFifo:
         batch = many_spans(1000)
         started = time.monotonic()
         with pytest.raises(RetryableError, match=r"the FIFO is full: its reader took nothing for 0\.2 s"):
-            await exp.export(Signal.TRACES, batch)
+            await exp.export(Batch(Signal.TRACES, batch))
         assert 0.2 <= time.monotonic() - started < 2
         assert ticks >= 5
         task.cancel()
         assert exp.file.is_open  # the reader is still there: closing would end its input
         reader.start()
-        await exp.export(Signal.TRACES, batch)
+        await exp.export(Batch(Signal.TRACES, batch))
         await exp.shutdown()
         raw = reader.finish().splitlines()
         parsed = []
@@ -1141,15 +1150,15 @@ class TestFifo:
         first = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         exp = exporter(path)
         await exp.start(RecordingHost())
-        await exp.export(Signal.TRACES, traces({"name": "one"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
         assert orjson.loads(os.read(first, 65536))["event_type"] == "one"
         os.close(first)
         with pytest.raises(RetryableError, match="Broken pipe"):
-            await exp.export(Signal.TRACES, traces({"name": "two"}))
+            await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
         with pytest.raises(RetryableError, match="no process is reading the FIFO"):
-            await exp.export(Signal.TRACES, traces({"name": "two"}))
+            await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
         second = FifoReader(path)
-        await exp.export(Signal.TRACES, traces({"name": "two"}))
+        await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
         await exp.shutdown()
         assert [orjson.loads(x)["event_type"] for x in second.finish().splitlines()] == ["two"]
 
@@ -1170,6 +1179,7 @@ class TestDevices:
         """``path: /dev/stdout`` writes the lines to the process's standard output, a terminal or a pipe."""
         script = textwrap.dedent("""
             import asyncio
+            from obs_pipeline.batch import Batch
             from obs_pipeline.signals import Signal
             from obs_pipeline.testing import RecordingHost
             from tests.exporters.builders import traces
@@ -1179,7 +1189,7 @@ class TestDevices:
                 exp = exporter("/dev/stdout")
                 await exp.start(RecordingHost())
                 for name in ("one", "two"):
-                    await exp.export(Signal.TRACES, traces({"name": name}))
+                    await exp.export(Batch(Signal.TRACES, traces({"name": name})))
                 await exp.shutdown()
 
             asyncio.run(main())
@@ -1214,19 +1224,19 @@ class TestCheck:
     def test_good_path_has_no_problem(self, tmp_path):
         """A path whose directories can be created is fine, and checking creates nothing."""
         path = tmp_path / "x" / "y" / "audit.jsonl"
-        assert FACTORY.check(FACTORY.parse({"path": str(path)})) == []
+        assert FACTORY.check(parse_config(FACTORY, {"path": str(path)})) == []
         assert not (tmp_path / "x").exists()
 
     def test_directory_is_a_problem(self, tmp_path):
         """A directory as the path is reported on the ``path`` key."""
-        (problem,) = FACTORY.check(FACTORY.parse({"path": str(tmp_path)}))
+        (problem,) = FACTORY.check(parse_config(FACTORY, {"path": str(tmp_path)}))
         assert problem.path == "path"
         assert problem.message == f"cannot write: {tmp_path} is a directory"
 
     def test_file_in_the_way_is_a_problem(self, tmp_path):
         """An ancestor that is a file makes the path unusable."""
         (tmp_path / "file.txt").write_text("")
-        (problem,) = FACTORY.check(FACTORY.parse({"path": str(tmp_path / "file.txt" / "a" / "audit.jsonl")}))
+        (problem,) = FACTORY.check(parse_config(FACTORY, {"path": str(tmp_path / "file.txt" / "a" / "audit.jsonl")}))
         assert problem.message == f"cannot write: {tmp_path / 'file.txt'} is not a directory"
 
     def test_read_only_directory_is_a_problem(self, tmp_path):
@@ -1235,26 +1245,33 @@ class TestCheck:
         locked.mkdir(mode=0o500)
         if os.geteuid() == 0:
             locked = Path("/proc/1")
-        (problem,) = FACTORY.check(FACTORY.parse({"path": str(locked / "audit.jsonl")}))
+        (problem,) = FACTORY.check(parse_config(FACTORY, {"path": str(locked / "audit.jsonl")}))
         assert "not writable" in problem.message
 
 
 class TestComponent:
     def test_parse_fills_defaults(self):
-        """An exporter with only a path has fsync off and empty helper blocks."""
-        cfg = FACTORY.parse({"path": "a.jsonl"})
-        assert cfg == jsonl_audit.Config(path="a.jsonl", fsync=False, sending_queue={}, retry_on_failure={})
+        """An exporter with only a path has fsync off (the schema's default)."""
+        assert parse_config(FACTORY, {"path": "a.jsonl"}) == jsonl_audit.Config(path="a.jsonl", fsync=False)
 
     def test_schema_defaults_match_config(self):
-        """The schema's documented default for fsync is the dataclass default."""
+        """The schema's documented default for fsync is the dataclass default and the named constant."""
         schema = orjson.loads(FACTORY.schema_path.read_bytes())
         assert schema["properties"]["fsync"]["default"] is jsonl_audit.Config(path="x").fsync
+        assert jsonl_audit.Config(path="x").fsync is jsonl_audit.DEFAULT_FSYNC
 
-    def test_parse_keeps_helper_blocks(self):
-        """sending_queue and retry_on_failure are kept for the exporter helper."""
-        cfg = FACTORY.parse({"path": "a", "fsync": True, "sending_queue": {"queue_size": 10},
-                             "retry_on_failure": {"enabled": False}})
-        assert (cfg.fsync, cfg.sending_queue, cfg.retry_on_failure) == (True, {"queue_size": 10}, {"enabled": False})
+    def test_parse_reads_the_schema_filled_body_without_fallbacks(self):
+        """``parse`` takes what the schema filled in; a body without the defaults is a bug, not a default."""
+        assert FACTORY.parse({"path": "a", "fsync": True}) == jsonl_audit.Config(path="a", fsync=True)
+        with pytest.raises(KeyError, match="fsync"):
+            FACTORY.parse({"path": "a"})
+
+    def test_delivery_blocks_are_the_engines(self):
+        """timeout, sending_queue and retry_on_failure are not the exporter's config: the engine reads them."""
+        cfg = parse_config(FACTORY, {"path": "a", "fsync": True, "sending_queue": {"queue_size": 10},
+                              "retry_on_failure": {"enabled": False}, "timeout": "5s"})
+        assert cfg == jsonl_audit.Config(path="a", fsync=True)
+        assert [f.name for f in dataclasses.fields(jsonl_audit.Config)] == ["path", "fsync"]
 
     def test_factory_declaration(self):
         """The factory takes traces and logs and points at its schema."""
@@ -1269,12 +1286,14 @@ class TestComponent:
         await exp.shutdown()
         await exp.shutdown()
         assert not (tmp_path / "audit.jsonl").exists()
+        exp = exporter(tmp_path / "audit.jsonl")
         await exp.start(RecordingHost())
         await exp.shutdown()
         await exp.shutdown()
+        assert not exp.file.is_open
 
     async def test_metrics_are_refused(self, tmp_path):
         """Metrics are not audit events: a permanent error."""
         exp = exporter(tmp_path / "audit.jsonl")
         with pytest.raises(PermanentError):
-            await exp.export(Signal.METRICS, MetricsData())
+            await exp.export(Batch(Signal.METRICS, MetricsData()))

@@ -23,7 +23,13 @@ from obs_pipeline.components import LifecycleError
 from obs_pipeline.errors import StartupError
 from obs_pipeline.receivers.otlp import FACTORY, OtlpReceiver
 from obs_pipeline.signals import Signal
-from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_settings, parse_config
+from obs_pipeline.testing import (
+    CapturingConsumer,
+    RecordingHost,
+    RefusingConsumer,
+    make_settings,
+    parse_config,
+)
 from tests.receivers.conftest import sample
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

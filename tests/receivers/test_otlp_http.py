@@ -24,7 +24,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from obs_pipeline.errors import StartupError
 from obs_pipeline.receivers.otlp import FACTORY
 from obs_pipeline.signals import Signal
-from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_settings, parse_config
+from obs_pipeline.testing import (
+    CapturingConsumer,
+    RecordingHost,
+    RefusingConsumer,
+    make_settings,
+    parse_config,
+)
 from tests.receivers.conftest import sample
 
 FIXTURE_LINES = Path("/work/shared/fixtures/otlp_traces.jsonl").read_bytes().splitlines()

@@ -13,7 +13,13 @@ import pytest
 from obs_pipeline.receivers.linebatch import parse_timestamp
 from obs_pipeline.receivers.stdin import FACTORY, StdinReceiver
 from obs_pipeline.signals import Signal
-from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_settings, parse_config
+from obs_pipeline.testing import (
+    CapturingConsumer,
+    RecordingHost,
+    RefusingConsumer,
+    make_settings,
+    parse_config,
+)
 from tests.receivers.conftest import sample
 
 FIXTURES = Path("/work/shared/fixtures")

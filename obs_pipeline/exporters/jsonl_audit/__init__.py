@@ -1,15 +1,18 @@
 """``jsonl_audit``: the audit log, one JSON line per span and log record (DESIGN §5).
 
-Layout: :mod:`.spans` and :mod:`.logs` turn a batch into lines (:mod:`.common` holds what they
-share, :mod:`.view` the raw-attribute view the span path reads), :mod:`.writer` appends them to
-the file. This module holds the config, the exporter and the factory.
+Layout: :mod:`.spans` and :mod:`.logs` turn a batch into lines (the line itself is
+:mod:`obs_pipeline.audit.line`, the attribute readers :mod:`obs_pipeline.genai.attributes`,
+:mod:`.view` the raw-attribute view the span path reads), :mod:`.writer` appends them to the
+file. This module holds the config, the exporter and the factory.
 
 Errors: the file is opened at ``start`` (a clear :class:`StartupError` naming the path and the OS
 reason, "no process is reading the FIFO" for a FIFO without a reader); a failed write or fsync
 (disk full, I/O error, the path replaced by a directory, a FIFO whose reader is gone or stuck) is
-a :class:`RetryableError`: the file is reopened on the next attempt, and the exporter helper's
-bounded retries and queue give backpressure instead of silently losing audit records. A retried
-batch may repeat lines that were written before the failure; ``event_id`` lets readers dedupe.
+a :class:`RetryableError` (mapped by :func:`obs_pipeline.exporters._helper.map_errors`; a
+broken pipe too, since the path is reopened and a FIFO may have a new reader by then): the file
+is reopened on the next attempt, and the engine's bounded retries and queue give backpressure
+instead of silently losing audit records. A retried batch may repeat lines that were written
+before the failure; ``event_id`` lets readers dedupe (:mod:`obs_pipeline.audit.reader`).
 A file deleted or renamed while running is reopened at its path before the next batch.
 
 A record the mapping cannot handle never costs its batch: it gets a minimal line with
@@ -20,16 +23,24 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from obs_pipeline.components import Exporter, Factory, Host, Kind, Settings
-from obs_pipeline.errors import PermanentError, Problem, RetryableError, StartupError
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.logs.v1.logs_pb2 import LogsData
+
+from obs_pipeline.audit.hook import NO_HOOK, LineHook
+from obs_pipeline.batch import Batch
+from obs_pipeline.components import Exporter, ExporterFactory, Host, PartialSuccess, Settings
+from obs_pipeline.errors import PermanentError, Problem, StartupError
+from obs_pipeline.exporters._helper import map_errors
 from obs_pipeline.exporters.jsonl_audit.logs import DEFAULT_PRESET, LogPreset, encode_logs
-from obs_pipeline.exporters.jsonl_audit.spans import iter_encode_traces
-from obs_pipeline.exporters.jsonl_audit.writer import AuditFile, check_path
-from obs_pipeline.signals import Message, Signal
+from obs_pipeline.exporters.jsonl_audit.spans import SpanEncoder
+from obs_pipeline.exporters.jsonl_audit.writer import AuditFile, check_path, frame
+from obs_pipeline.signals import Signal
+
+__all__ = ["FACTORY", "TYPE", "Config", "JsonlAuditExporter", "check", "parse"]
 
 TYPE = "jsonl_audit"
 DEFAULT_FSYNC = False
@@ -37,23 +48,19 @@ DEFAULT_FSYNC = False
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """The ``jsonl_audit`` exporter's settings (``schemas/exporters/jsonl_audit.schema.json``)."""
+    """The ``jsonl_audit`` exporter's settings (``schemas/exporters/jsonl_audit.schema.json``).
+
+    ``timeout``, ``retry_on_failure`` and ``sending_queue`` are the engine's
+    (:class:`~obs_pipeline.delivery.DeliverySettings`), not the exporter's.
+    """
 
     path: str  # the audit file; opened for append, created 0600, parent directories created 0700
     fsync: bool = DEFAULT_FSYNC  # fdatasync after every batch
-    sending_queue: dict[str, Any] = field(default_factory=dict)  # used by the exporter helper
-    retry_on_failure: dict[str, Any] = field(default_factory=dict)  # used by the exporter helper
 
 
-def parse(raw: dict[str, Any] | None) -> Config:
-    """The validated config body (schema defaults filled in) -> :class:`Config`."""
-    body = raw or {}
-    return Config(
-        path=body["path"],
-        fsync=bool(body.get("fsync", DEFAULT_FSYNC)),
-        sending_queue=dict(body.get("sending_queue") or {}),
-        retry_on_failure=dict(body.get("retry_on_failure") or {}),
-    )
+def parse(raw: dict[str, Any]) -> Config:
+    """The validated config body, schema defaults filled in -> :class:`Config`."""
+    return Config(path=raw["path"], fsync=raw["fsync"])
 
 
 def check(cfg: Config) -> list[Problem]:
@@ -65,59 +72,66 @@ def check(cfg: Config) -> list[Problem]:
 class JsonlAuditExporter(Exporter):
     """Appends audit lines for spans and log records to one file."""
 
-    def __init__(self, settings: Settings, cfg: Config, preset: LogPreset = DEFAULT_PRESET) -> None:
+    def __init__(self, settings: Settings, cfg: Config, preset: LogPreset = DEFAULT_PRESET,
+                 hook: LineHook = NO_HOOK) -> None:
         super().__init__(settings)
         self.cfg = cfg
         self.preset = preset
+        self.hook = hook  # applied to each line before it is written (the coming hash chain)
         self.file = AuditFile(cfg.path, self.log)
+        self.encoder = SpanEncoder()  # its value caches live as long as the exporter
 
-    async def start(self, host: Host) -> None:
+    async def on_start(self, host: Host) -> None:
         """Open the file now, so an unusable path stops the pipeline before it accepts data."""
         try:
             self.file.open()
         except OSError as exc:
             raise StartupError(f"{self.id}: cannot open {self.file.path} for append: {_reason(exc)}") from exc
 
-    async def export(self, signal: Signal, data: Message) -> None:
-        """Map ``data`` to lines and append them with one write (then fsync if configured)."""
-        await self.export_wire(signal, data, None)
+    async def export(self, batch: Batch) -> PartialSuccess | None:
+        """Map ``batch`` to lines and append them with one write (then fsync if configured).
 
-    async def export_wire(self, signal: Signal, data: Message, wire: bytes | None) -> None:
-        """As :meth:`export`, reading spans from ``wire`` when given (no re-serialization).
-
-        A large batch is encoded in chunks with a pause for the event loop between them, so
+        Spans are read from the batch's wire bytes when it has them (no OTLP parse). A large
+        batch is encoded in chunks of spans with a pause for the event loop between them, so
         receivers keep answering while it is written.
+
+        Raises:
+            PermanentError: metrics, or bytes that are not valid OTLP.
+            RetryableError: the write or the fsync failed.
         """
         errors: list[BaseException] = []
-        if signal is Signal.TRACES:
-            lines: list[bytes] = []
-            for chunk in iter_encode_traces(data, wire, errors=errors):
-                lines += chunk
-                await asyncio.sleep(0)
-        elif signal is Signal.LOGS:
-            lines = encode_logs(data, self.preset, errors)
-        else:
-            raise PermanentError(f"{self.id}: takes traces and logs, not {signal.value}")
+        try:
+            lines = await self._encode(batch, errors)
+        except DecodeError as exc:
+            raise PermanentError(f"{self.id}: the batch is not valid OTLP {batch.signal.value}") from exc
         if errors:
-            self._warn_mapping_errors(signal, len(lines), errors)
+            self._warn_mapping_errors(batch.signal, len(lines), errors)
             errors.clear()  # their tracebacks hold the encoder's frame: let it go now
         if not lines:
-            return
-        lines.append(b"")
-        payload = b"\n".join(lines)
-        try:
+            return None
+        payload = frame(lines, self.hook)
+        with map_errors(f"{self.id}: cannot write {self.file.path}", reopens=True):
             await self.file.append(payload)
-        except OSError as exc:
-            raise RetryableError(f"{self.id}: cannot write {self.file.path}: {_reason(exc)}") from exc
         if self.cfg.fsync:
-            try:
+            with map_errors(f"{self.id}: cannot fsync {self.file.path}", reopens=True):
                 # A disk flush takes milliseconds: keep it off the event loop.
                 await asyncio.to_thread(self.file.sync)
-            except OSError as exc:
-                raise RetryableError(f"{self.id}: cannot fsync {self.file.path}: {_reason(exc)}") from exc
+        return None
 
-    async def shutdown(self) -> None:
-        """Close the file (every write is already in the kernel). Idempotent; safe without start."""
+    async def _encode(self, batch: Batch, errors: list[BaseException]) -> list[bytes]:
+        if batch.signal is Signal.TRACES:
+            lines: list[bytes] = []
+            for chunk in self.encoder.iter_encode(batch, errors):
+                lines += chunk
+                await asyncio.sleep(0)
+            return lines
+        message = batch.message if batch.signal is Signal.LOGS else None
+        if isinstance(message, LogsData):
+            return encode_logs(message, self.preset, errors)
+        raise PermanentError(f"{self.id}: takes traces and logs, not {batch.signal.value}")
+
+    async def on_shutdown(self) -> None:
+        """Close the file (every write is already in the kernel)."""
         self.file.close()
 
     def _warn_mapping_errors(self, signal: Signal, total: int, errors: list[BaseException]) -> None:
@@ -132,19 +146,18 @@ class JsonlAuditExporter(Exporter):
             where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}"
         noun = "spans" if signal is Signal.TRACES else "log records"
         self.log.warning(
-            "%s: %d of %d %s could not be fully mapped (%s%s); written as minimal lines with detail.mapping_error",
-            self.id, len(errors), total, noun, ", ".join(names), where,
+            "%d of %d %s could not be fully mapped (%s%s); written as minimal lines with detail.mapping_error",
+            len(errors), total, noun, ", ".join(names), where,
         )
 
 
 def _reason(exc: OSError) -> str:
     """The OS reason without the path (we print the path ourselves): ``Permission denied``."""
-    return exc.strerror or str(exc)
+    return exc.strerror or type(exc).__name__
 
 
-FACTORY = Factory(
+FACTORY = ExporterFactory[Config](
     type=TYPE,
-    kind=Kind.EXPORTER,
     signals=frozenset({Signal.TRACES, Signal.LOGS}),
     schema="exporters/jsonl_audit.schema.json",
     description="Appends one audit line (JSON) per span and log record to a file.",
@@ -152,5 +165,3 @@ FACTORY = Factory(
     create=JsonlAuditExporter,
     check=check,
 )
-
-__all__ = ["FACTORY", "TYPE", "Config", "JsonlAuditExporter", "check", "parse"]

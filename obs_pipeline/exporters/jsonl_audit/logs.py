@@ -25,10 +25,11 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, LogsData
 
 from obs_pipeline import genai
-from obs_pipeline.exporters.jsonl_audit.common import (
+from obs_pipeline.audit import line as audit
+from obs_pipeline.genai.attributes import (
     AGENT,
     ERROR_TYPE,
     OPERATION,
@@ -38,16 +39,18 @@ from obs_pipeline.exporters.jsonl_audit.common import (
     SESSION,
     TASK,
     TOOL,
+    ResourceContext,
+    Value,
     any_value_to_json,
     category,
-    content_id,
-    format_ns,
     read_wanted,
     resource_context,
     tokens,
 )
-from obs_pipeline.timestamps import parse_timestamp
+from obs_pipeline.timestamps import format_ns, parse_timestamp
 
+#: The event type of a record that names none (no event name, no operation).
+EVENT_TYPE = "log"
 SEVERITY_ERROR = 17  # SeverityNumber.SEVERITY_NUMBER_ERROR: ERROR and above mean result "error"
 _ERROR_TEXTS = frozenset({"ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "ALERT", "EMERGENCY", "EMERG"})
 
@@ -126,7 +129,8 @@ DEFAULT_PRESET = LogPreset(
 )
 
 
-def encode_logs(data: Any, preset: LogPreset = DEFAULT_PRESET, errors: list[BaseException] | None = None) -> list[bytes]:
+def encode_logs(data: LogsData, preset: LogPreset = DEFAULT_PRESET,
+                errors: list[BaseException] | None = None) -> list[bytes]:
     """One serialized audit line (no newline) per log record of a ``LogsData``, in order.
 
     Every record gets exactly one line: one whose mapping raises (or whose resource cannot be
@@ -154,39 +158,28 @@ def encode_logs(data: Any, preset: LogPreset = DEFAULT_PRESET, errors: list[Base
     return out
 
 
-def error_line(record: Any, service: str | None, exc: BaseException) -> bytes:
+def error_line(record: LogRecord, service: str | None, exc: BaseException) -> bytes:
     """The minimal line of a log record whose mapping raised ``exc``, so no record is silently lost.
 
     Only what cannot fail: the record's time, its severity's result, its ids and the resource's
-    service; ``detail.mapping_error`` names the exception's class, never a value (the message
-    could quote one).
+    service.
     """
     try:
         result = _result(record)
     except Exception:  # the severity is what we are unsure of
-        result = "allow"
+        result = audit.ALLOW
     try:
         event_id = _record_id(record)
     except Exception:
-        event_id = content_id("log", record)
-    return orjson.dumps({
-        "timestamp": _record_time(record),
-        "session_id": None,
-        "task_id": None,
-        "event_type": "log",
-        "category": "other",
-        "result": result,
-        "detail": {"mapping_error": type(exc).__name__},
-        "event_id": event_id,
-        "trace_id": record.trace_id.hex() or None,
-        "span_id": record.span_id.hex() or None,
-        "service": service,
-    })
+        event_id = audit.content_id("log", record)
+    return orjson.dumps(audit.error_line(
+        timestamp=_record_time(record), event_type=EVENT_TYPE, result=result, error=exc, event_id=event_id,
+        trace_id=record.trace_id.hex() or None, span_id=record.span_id.hex() or None, service=service,
+    ))
 
 
-def log_line(record: Any, resource: tuple[str | None, str | None, str | None],
-             preset: LogPreset = DEFAULT_PRESET) -> dict[str, Any]:
-    """The audit line (as a dict in key order) of one ``LogRecord``."""
+def log_line(record: LogRecord, resource: ResourceContext, preset: LogPreset = DEFAULT_PRESET) -> audit.AuditLine:
+    """The audit line of one ``LogRecord``."""
     service, res_session, res_task = resource
     vals = read_wanted(record.attributes)
     lifted: dict[str, Any] = {}
@@ -206,34 +199,37 @@ def log_line(record: Any, resource: tuple[str | None, str | None, str | None],
     if timestamp is None:  # the body's time is not a time: keep it, use the record's
         detail.setdefault("source_timestamp", lifted["timestamp"])
         timestamp = _record_time(record)
-    trace_id = record.trace_id.hex() or _text(lifted.get("trace_id"))
-    span_id = record.span_id.hex() or _text(lifted.get("span_id"))
-    return {
-        "timestamp": timestamp,
-        "session_id": _text(lifted.get("session_id")) or vals[SESSION] or res_session,
-        "task_id": _text(lifted.get("task_id")) or vals[TASK] or res_task,
-        "event_type": _event_type(record, lifted, vals),
-        "category": lifted.get("category") or category(vals),
-        "result": lifted.get("result") or _result(record),
-        "detail": detail,
-        "event_id": _text(lifted.get("event_id")) or _record_id(record),
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "service": service or _text(lifted.get("service")),
-    }
+    return audit.build(
+        timestamp=timestamp,
+        session_id=_text(lifted.get("session_id")) or _str(vals[SESSION]) or res_session,
+        task_id=_text(lifted.get("task_id")) or _str(vals[TASK]) or res_task,
+        event_type=_event_type(record, lifted, vals),
+        category=lifted.get("category") or category(vals),
+        result=lifted.get("result") or _result(record),
+        detail=detail,
+        event_id=_text(lifted.get("event_id")) or _record_id(record),
+        trace_id=record.trace_id.hex() or _text(lifted.get("trace_id")),
+        span_id=record.span_id.hex() or _text(lifted.get("span_id")),
+        service=service or _text(lifted.get("service")),
+    )
 
 
-def _record_id(record: Any) -> str:
+def _str(value: Value) -> str | None:
+    """A string slot's value (string slots never hold an int; this says so to the type checker)."""
+    return value if isinstance(value, str) else None
+
+
+def _record_id(record: LogRecord) -> str:
     """A content hash of the record without its observed time, so a re-read line keeps its id.
 
     Not ``<trace>:<span>``: several log records can share one span.
     """
     if not record.observed_time_unix_nano:
-        return content_id("log", record)
+        return audit.content_id("log", record)
     clone = LogRecord()
     clone.CopyFrom(record)
     clone.observed_time_unix_nano = 0
-    return content_id("log", clone)
+    return audit.content_id("log", clone)
 
 
 def _text(value: Any) -> str | None:
@@ -243,7 +239,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
-def _detail(own: Any, rest: dict[str, Any], message: Any, vals: list[Any]) -> dict[str, Any]:
+def _detail(own: Any, rest: dict[str, Any], message: Any, vals: list[Value]) -> dict[str, Any]:
     """The body's own ``detail``, then its other keys, then the message and GenAI attributes."""
     if isinstance(own, dict):
         detail = dict(own)
@@ -264,26 +260,26 @@ def _detail(own: Any, rest: dict[str, Any], message: Any, vals: list[Any]) -> di
     return detail
 
 
-def _event_type(record: Any, lifted: dict[str, Any], vals: list[Any]) -> str:
+def _event_type(record: LogRecord, lifted: dict[str, Any], vals: list[Value]) -> str:
     """``LogRecord.event_name``, else the ``event.name`` attribute, the body's, the operation, ``log``."""
     if record.event_name:
         return record.event_name
     for kv in record.attributes:
         if kv.key == genai.EVENT_NAME and kv.value.string_value:
             return kv.value.string_value
-    return _text(lifted.get("event_type")) or vals[OPERATION] or "log"
+    return _text(lifted.get("event_type")) or _str(vals[OPERATION]) or EVENT_TYPE
 
 
-def _result(record: Any) -> str:
+def _result(record: LogRecord) -> str:
     """``error`` for severity ERROR and above (number, or text when the number is unset), else ``allow``."""
     if record.severity_number >= SEVERITY_ERROR:
-        return "error"
+        return audit.ERROR
     if not record.severity_number and record.severity_text.upper() in _ERROR_TEXTS:
-        return "error"
-    return "allow"
+        return audit.ERROR
+    return audit.ALLOW
 
 
-def _timestamp(lifted: Any, record: Any) -> str | None:
+def _timestamp(lifted: Any, record: LogRecord) -> str | None:
     """The body's timestamp normalized to RFC 3339 UTC (None if it is not a time), else the record's."""
     if lifted is None:
         return _record_time(record)
@@ -294,8 +290,6 @@ def _timestamp(lifted: Any, record: Any) -> str | None:
     return format_ns(ns) if ns is not None else None
 
 
-def _record_time(record: Any) -> str:
+def _record_time(record: LogRecord) -> str:
     """The record's time, else its observed time, else now (a line always has a time)."""
     return format_ns(record.time_unix_nano or record.observed_time_unix_nano or time.time_ns())
-
-

@@ -10,7 +10,7 @@ batch, so a large batch never needs one large transient buffer) and parses it ag
 view messages,
 whose ``attributes`` field (same field number as in OTLP) is ``repeated bytes``: each element is
 one serialized ``KeyValue``, a plain ``bytes`` object made in C. Those bytes are a perfect cache
-key: :mod:`mapping` remembers, per distinct ``KeyValue``, which audit slot it fills and with what
+key: :mod:`.spans` remembers, per distinct ``KeyValue``, which audit slot it fills and with what
 value, so a repeated attribute costs one dict lookup instead of several protobuf accesses.
 ``status`` and ``events`` stay raw too; they are decoded only for the few spans that need them.
 

@@ -32,6 +32,8 @@ import os
 import stat
 from pathlib import Path
 
+from obs_pipeline.audit.hook import LineHook, seal_all
+
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -50,7 +52,7 @@ def _sync(fd: int) -> None:
 class AuditFile:
     """One append-only JSONL file. Not thread-safe: the exporter calls it from the event loop."""
 
-    def __init__(self, path: str | Path, log: logging.Logger) -> None:
+    def __init__(self, path: str | Path, log: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
         self.path = Path(os.path.expanduser(path))
         self.log = log
         self._fd: int | None = None
@@ -243,6 +245,16 @@ class AuditFile:
                 "audit file %s has mode %04o, looser than %04o; leaving it as it is",
                 self.path, stat.S_IMODE(mode), FILE_MODE,
             )
+
+
+def frame(lines: list[bytes], hook: LineHook) -> bytes:
+    """The payload of one batch: each line through ``hook`` (the hash chain's seam), newline-terminated.
+
+    ``lines`` is the caller's to give away: it may be extended (one join, no copy of the payload).
+    """
+    sealed = seal_all(hook, lines)
+    sealed.append(b"")
+    return b"\n".join(sealed)
 
 
 def _is_fifo(path: Path) -> bool:

@@ -1,34 +1,48 @@
-"""What span and log mapping share: the attribute slots, value readers, timestamps and ids.
+"""Reading GenAI attributes one way: slots, value readers, and the fields derived from them.
 
-The audit line (DESIGN §5) has a fixed key order: ``timestamp, session_id, task_id, event_type,
-category, result, detail, event_id, trace_id, span_id, service``; ``detail`` holds only keys that
-have values (``model``, ``provider``, ``tokens``, ``tool``, ``agent``, ``duration_ms``,
-``message``, ``error_type``, plus a log's own detail fields).
+The names and aliases live in :mod:`obs_pipeline.genai`; here they become *slots*: a precomputed
+``dict[str, int]`` from every canonical name and alias to a position in a small list, so reading
+a record's attributes is one dict lookup per attribute and no per-attribute objects. Every
+component that reads GenAI data from ``KeyValue`` attributes (the audit line, debug, and next
+cost, budgets, redaction, a Prometheus exporter) reads it through :func:`read_wanted`, so an
+alias, a token count sent as a string or a renamed provider value is understood the same way
+everywhere.
 
-The GenAI attribute names come from :mod:`obs_pipeline.genai`; here they become *slots*: a
-precomputed ``dict[str, int]`` from every canonical name and alias to a position in a small list,
-so reading a record's attributes is one dict lookup per attribute and no per-attribute objects.
+Precedence: the canonical name wins over any alias, whatever their order in the record.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import time
 from base64 import b64encode
 from collections.abc import Iterable
 from typing import Any
 
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
 from obs_pipeline import genai
 
-STATUS_CODE_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+__all__ = [
+    "AGENT", "CACHE_READ", "CACHE_WRITE", "ERROR_TYPE", "IN", "INT64_MAX", "INT64_MIN", "INT_SLOTS", "N_INT",
+    "N_WANTED", "OI_KIND", "OPERATION", "OUT", "PROVIDER", "REASONING", "REQUEST_MODEL", "RESPONSE_MODEL",
+    "SESSION", "SLOTS", "TASK", "TL_KIND", "TOOL", "WANTED", "ResourceContext", "Value", "any_value_to_json",
+    "category", "int_fallback", "normalize", "read_value", "read_wanted", "resource_context",
+    "resource_context_of", "str_fallback", "tokens",
+]
+
 #: The range of an OTLP ``int_value``; a token count outside it is not a count (and orjson
 #: refuses integers beyond 64 bits).
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
-#: Attributes the audit line reads, in slot order. Integer-valued ones come first, so a slot
-#: number alone says which accessor reads it.
+#: What a slot holds: a token count, a string, or None when the record does not carry it.
+Value = int | str | None
+#: ``(service.name, session id, task id)`` of a resource.
+ResourceContext = tuple[str | None, str | None, str | None]
+
+#: Attributes read into slots, in slot order. Integer-valued ones come first, so a slot number
+#: alone says which accessor reads it.
 WANTED: tuple[str, ...] = (
     genai.USAGE_INPUT_TOKENS,
     genai.USAGE_OUTPUT_TOKENS,
@@ -64,7 +78,7 @@ def _build_slots() -> dict[str, int]:
     return slots
 
 
-#: Every attribute name the audit line reads, canonical or alias, with its slot.
+#: Every attribute name read into a slot, canonical or alias, with its slot.
 SLOTS: dict[str, int] = _build_slots()
 #: Slots (canonical and alias) whose value is an integer.
 INT_SLOTS = frozenset(s for s in SLOTS.values() if s % N_WANTED < N_INT)
@@ -72,10 +86,10 @@ INT_SLOTS = frozenset(s for s in SLOTS.values() if s % N_WANTED < N_INT)
 
 # --- values -------------------------------------------------------------------------------------
 
-def any_value_to_json(value: Any) -> Any:
+def any_value_to_json(value: AnyValue) -> Any:
     """An ``AnyValue`` as plain JSON data: kvlist -> dict, array -> list, bytes -> base64 text.
 
-    For log bodies and the debug exporter; never called per span attribute on the hot path.
+    For log bodies and the debug exporter; never called per span attribute on a hot path.
     """
     kind = value.WhichOneof("value")
     if kind == "string_value":
@@ -91,7 +105,7 @@ def any_value_to_json(value: Any) -> Any:
     return getattr(value, kind)
 
 
-def str_fallback(value: Any) -> str | None:
+def str_fallback(value: AnyValue) -> str | None:
     """A scalar where a string was expected (an integer session id): its text, else None."""
     kind = value.WhichOneof("value")
     if kind in ("int_value", "double_value", "bool_value"):
@@ -99,7 +113,7 @@ def str_fallback(value: Any) -> str | None:
     return None
 
 
-def int_fallback(value: Any) -> int | None:
+def int_fallback(value: AnyValue) -> int | None:
     """A token count sent as a double or a numeric string (some SDKs do): an int, else None.
 
     Never raises: what is not a finite number in the int64 range (``inf``, ``NaN``, ``"1e999"``,
@@ -139,19 +153,20 @@ def normalize(slot: int, value: str | None) -> str | None:
     return value
 
 
-def read_value(slot: int, value: Any) -> Any:
+def read_value(slot: int, value: AnyValue) -> Value:
     """The value of an ``AnyValue`` for ``slot`` (canonical slot number): an int or a string."""
     if slot < N_INT:
         return value.int_value or int_fallback(value)
     return normalize(slot, value.string_value or str_fallback(value))
 
 
-def read_wanted(attributes: Iterable[Any]) -> list[Any]:
-    """The wanted values of ``attributes`` (``KeyValue`` objects) by slot; canonical beats alias.
+def read_wanted(attributes: Iterable[KeyValue]) -> list[Value]:
+    """The values of ``attributes`` by slot (None where absent); canonical beats alias.
 
-    For resources and log records. The span hot path has its own byte-level version.
+    For resources, log records and debug. The audit span path has its own byte-level version
+    that must agree with this one (a test compares them on random spans).
     """
-    vals: list[Any] = [None] * N_WANTED
+    vals: list[Value] = [None] * N_WANTED
     get = SLOTS.get
     for kv in attributes:
         slot = get(kv.key)
@@ -165,63 +180,37 @@ def read_wanted(attributes: Iterable[Any]) -> list[Any]:
     return vals
 
 
-def tokens(vals: list[Any]) -> dict[str, int] | None:
-    """The ``detail.tokens`` object from slot values: only the counts that were reported."""
-    found = {name: vals[slot] for name, slot in _TOKEN_SLOTS if vals[slot] is not None}
-    return found or None
-
-
 _TOKEN_SLOTS = (("input", IN), ("output", OUT), ("cache_read", CACHE_READ), ("cache_write", CACHE_WRITE),
                 ("reasoning", REASONING))
 
 
-def category(vals: list[Any]) -> str:
+def tokens(vals: list[Value]) -> dict[str, int] | None:
+    """The ``tokens`` object (``{"input": 10, "output": 3}``): only the counts that were reported."""
+    found = {name: count for name, slot in _TOKEN_SLOTS if isinstance(count := vals[slot], int)}
+    return found or None
+
+
+def category(vals: list[Value]) -> str:
     """The audit category from the operation name, else the OpenInference/OpenLLMetry span kind."""
-    return genai.category(vals[OPERATION], vals[OI_KIND] or vals[TL_KIND])
-
-
-# --- timestamps and ids -------------------------------------------------------------------------
-
-SECOND_PREFIX: dict[int, str] = {}
-#: ``"000"`` .. ``"999"``: two lookups format microseconds faster than ``:06d``.
-THREE_DIGITS: tuple[str, ...] = tuple(f"{i:03d}" for i in range(1000))
-
-
-def second_prefix(second: int) -> str:
-    """``YYYY-MM-DDTHH:MM:SS`` of a Unix second, cached: a batch's records share few seconds."""
-    text = SECOND_PREFIX.get(second)
-    if text is None:
-        if len(SECOND_PREFIX) > 4096:
-            SECOND_PREFIX.clear()
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        SECOND_PREFIX[second] = text
-    return text
-
-
-def format_ns(unix_nano: int) -> str:
-    """RFC 3339 UTC with microseconds and ``Z``: ``2026-03-17T10:30:45.123456Z``."""
-    second, nanos = divmod(unix_nano, 1_000_000_000)
-    return f"{second_prefix(second)}.{nanos // 1000:06d}Z"
-
-
-def content_id(kind: str, message: Any) -> str:
-    """A stable id for a record without usable ids: ``<kind>:`` + 16 hex of its SHA-256.
-
-    The same record (same serialized content) always gets the same id, so a replayed or retried
-    record can be deduplicated downstream.
-    """
-    digest = hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
-    return f"{kind}:{digest[:16]}"
+    operation, kind = vals[OPERATION], vals[OI_KIND] or vals[TL_KIND]
+    return genai.category(operation if isinstance(operation, str) else None, kind if isinstance(kind, str) else None)
 
 
 # --- resources ----------------------------------------------------------------------------------
 
-def resource_context(resource: Any) -> tuple[str | None, str | None, str | None]:
-    """``(service.name, session id, task id)`` of a resource: computed once per resource group."""
+def resource_context_of(attributes: Iterable[KeyValue]) -> ResourceContext:
+    """``(service.name, session id, task id)`` from a resource's attributes."""
+    attributes = list(attributes)
     service = None
-    for kv in resource.attributes:
+    for kv in attributes:
         if kv.key == genai.SERVICE_NAME:
             service = kv.value.string_value or None
             break
-    vals = read_wanted(resource.attributes)
-    return service, vals[SESSION], vals[TASK]
+    vals = read_wanted(attributes)
+    session, task = vals[SESSION], vals[TASK]
+    return service, session if isinstance(session, str) else None, task if isinstance(task, str) else None
+
+
+def resource_context(resource: Resource) -> ResourceContext:
+    """:func:`resource_context_of` a ``Resource``: computed once per resource group."""
+    return resource_context_of(resource.attributes)

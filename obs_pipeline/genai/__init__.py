@@ -8,8 +8,10 @@ Every component that reads GenAI data (the audit exporter, cost, redaction, budg
 names through this module so that an alias learnt once is understood everywhere.
 
 Everything here is plain data plus a few tiny functions, so hot paths can precompute their own
-lookup tables from it (the audit mapper turns :data:`ALIASES` into a ``dict[str, slot]``) instead
-of calling a function per attribute.
+lookup tables from it instead of calling a function per attribute. :mod:`.attributes` is that
+table, shared: the attribute *slots* and the readers of ``KeyValue`` attributes (audit, debug,
+and next cost, budgets, redaction and a Prometheus exporter) all use, so they agree on what a
+span's model or token count is.
 
 Precedence rule used by all readers: the canonical name wins over any alias; among aliases of one
 canonical name the order is unspecified (they are alternative spellings of the same value).
@@ -19,6 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+
+# The audit categories are the audit line's vocabulary; the tables below map GenAI values onto them.
+from obs_pipeline.audit.line import AGENT, LLM, OTHER, SECURITY, TOOL
+from obs_pipeline.audit.line import CATEGORIES as CATEGORIES
 
 # --- Canonical attribute names (the latest GenAI conventions, genai.md §1.3) ----------------------
 
@@ -153,8 +159,6 @@ OPERATION_VALUE_ALIASES: Mapping[str, str] = MappingProxyType({
 
 # --- Audit categories ---------------------------------------------------------------------------
 
-LLM, TOOL, AGENT, SECURITY, BUDGET, CONFIG, OTHER = "llm", "tool", "agent", "security", "budget", "config", "other"
-CATEGORIES = (LLM, TOOL, AGENT, SECURITY, BUDGET, CONFIG, OTHER)
 
 #: ``gen_ai.operation.name`` -> audit category (DESIGN §5). Retrieval and memory operations read
 #: or write the agent's knowledge as part of its own reasoning loop: they are ``agent`` events,

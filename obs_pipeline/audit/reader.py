@@ -1,0 +1,76 @@
+"""Reading an audit file back: for ``audit verify``, ``replay`` and the bench's delivery check.
+
+The writer guarantees at most one broken line per crash (``exporters/jsonl_audit/writer.py``):
+each batch is one ``write()``, and a file that does not end with a newline gets one before the
+next batch. So a reader skips what does not parse, and says where, instead of giving up on the
+file: a partial last line (no newline, cut mid-object) and an unparsable or non-object line are
+reported as a :class:`BadLine` with its 1-based line number. Blank lines are skipped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import orjson
+
+__all__ = ["BadLine", "Entry", "iter_entries", "read_entries"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One parsed audit line."""
+
+    number: int  # 1-based line number in the file
+    record: dict[str, Any]  # the line's object, keys in file order
+    raw: bytes  # the line's exact bytes, without the newline (what a hash chain covers)
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A line that is not an audit line. Never carries the line's text: it may hold telemetry."""
+
+    number: int  # 1-based line number in the file
+    reason: str  # "partial last line", "not JSON", "not a JSON object"
+    size: int  # its length in bytes
+
+    def __str__(self) -> str:
+        return f"line {self.number}: {self.reason} ({self.size} bytes); skipped"
+
+
+def iter_entries(lines: Iterable[bytes], on_bad: Callable[[BadLine], None] | None = None) -> Iterator[Entry]:
+    """The audit lines of ``lines`` (each with its newline, as a binary file yields them), in order.
+
+    Args:
+        lines: a binary file or any iterable of byte lines.
+        on_bad: called with each line that is skipped; None skips them without a word.
+    """
+    for number, line in enumerate(lines, 1):
+        complete = line.endswith(b"\n")
+        raw = line[:-1] if complete else line
+        if not raw.strip():
+            continue
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            if on_bad is not None:
+                on_bad(BadLine(number, "not JSON" if complete else "partial last line", len(raw)))
+            continue
+        if not isinstance(record, dict):
+            if on_bad is not None:
+                on_bad(BadLine(number, "not a JSON object", len(raw)))
+            continue
+        yield Entry(number, record, raw)
+
+
+def read_entries(path: str | os.PathLike[str], on_bad: Callable[[BadLine], None] | None = None) -> Iterator[Entry]:
+    """:func:`iter_entries` of the file at ``path``, read as it is iterated (memory stays one line).
+
+    Raises:
+        OSError: the file cannot be opened or read.
+    """
+    stream: BinaryIO
+    with open(path, "rb") as stream:  # noqa: PTH123 - os.PathLike or str, as given
+        yield from iter_entries(stream, on_bad)
