@@ -5,10 +5,13 @@ true, the message's wire bytes. Receivers make batches from the request bytes th
 ``batch`` processor joins parts by their bytes instead of deep-copying messages; an exporter that
 writes bytes or reads a raw view skips re-serializing.
 
-Stale bytes are impossible by construction: :meth:`Batch.mutable` is the only way to get a
-message one may change, and it drops the bytes first. :attr:`Batch.message` is for reading; a
-compliance test runs every registered processor and checks that what comes out has no bytes or
-bytes equal to its message's serialization.
+Stale bytes cannot come from the API: :meth:`Batch.mutable` is the only accessor for a message
+one may change, and it drops the bytes and the item count first; from then on the batch never
+caches either again (whoever holds the message may still be changing it), so neither can go
+stale. :attr:`Batch.message` is for reading. Python cannot freeze a protobuf message, so a
+processor that wrote through :attr:`Batch.message` would still keep old bytes: a compliance test
+runs every registered processor and checks that what comes out has no bytes or bytes equal to
+its message's serialization.
 
 A batch made from bytes alone parses them on first use, so a path that only needs the bytes
 (``batch`` → ``jsonl_audit``) never pays for a parse it does not need.
@@ -38,7 +41,7 @@ class Batch:
         ValueError: neither ``message`` nor ``wire`` was given.
     """
 
-    __slots__ = ("_items", "_message", "_wire", "signal")
+    __slots__ = ("_items", "_message", "_mutated", "_wire", "signal")
 
     def __init__(
         self, signal: Signal, message: Message | None = None, *, wire: bytes | None = None, items: int | None = None,
@@ -49,6 +52,7 @@ class Batch:
         self._message = message
         self._wire = wire
         self._items = items
+        self._mutated = False
 
     @classmethod
     def from_wire(cls, signal: Signal, wire: bytes, items: int | None = None) -> Batch:
@@ -79,22 +83,34 @@ class Batch:
     @property
     def items(self) -> int:
         """Spans, metric data points or log records: the unit of every item counter."""
-        if self._items is None:
-            self._items = count_items(self.signal, self.message)
-        return self._items
+        if self._items is not None:
+            return self._items
+        items = count_items(self.signal, self.message)
+        if not self._mutated:
+            self._items = items
+        return items
+
+    @property
+    def mutated(self) -> bool:
+        """Whether :meth:`mutable` was called: the batch then caches neither bytes nor count."""
+        return self._mutated
 
     def mutable(self) -> Message:
         """The message, to change in place. Its wire bytes and item count are dropped first."""
         message = self.message
         self._wire = None
         self._items = None
+        self._mutated = True
         return message
 
     def serialized(self) -> bytes:
-        """The wire bytes, serializing (and remembering) them when they are not known."""
-        if self._wire is None:
-            self._wire = self.message.SerializeToString()
-        return self._wire
+        """The wire bytes, serializing them when they are not known (and remembering them unless mutated)."""
+        if self._wire is not None:
+            return self._wire
+        wire = self.message.SerializeToString()
+        if not self._mutated:
+            self._wire = wire
+        return wire
 
     def copy(self) -> Batch:
         """An independent batch with equal content, for a pipeline that mutates a shared batch.
@@ -106,6 +122,14 @@ class Batch:
             assert self._wire is not None
             return Batch(self.signal, None, wire=self._wire, items=self._items)
         return Batch(self.signal, copy(self._message), wire=self._wire, items=self._items)
+
+    def settled(self) -> Batch:
+        """Return a batch that may cache again: itself, or after :meth:`mutable` a fresh one around its message.
+
+        For the stage that changed the message, once it is done changing it (the function
+        processor calls this on a function's result).
+        """
+        return Batch(self.signal, self.message) if self._mutated else self
 
     def split(self, max_items: int) -> list[Batch]:
         """Batches of at most ``max_items`` items each (``[self]`` when it is small enough).

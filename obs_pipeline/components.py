@@ -143,8 +143,9 @@ class Component:
 
     Subclasses override :meth:`on_start` and :meth:`on_shutdown`; :meth:`start` and
     :meth:`shutdown` enforce the order, undo a failed start, and make shutdown idempotent and safe
-    without start. Background work is started with :meth:`spawn`, which supervises it: a task
-    that dies with an exception is reported to the host as a fatal error.
+    without start (a shutdown that arrives while starting waits for the start to finish).
+    Background work is started with :meth:`spawn`, which supervises it: a task that dies with an
+    exception sets :attr:`failed` and is reported to the host as a fatal error.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -153,7 +154,10 @@ class Component:
         self.log = settings.logger
         self.state = State.CREATED
         self.host: Host | None = None
+        #: The error of a supervised task that died; the component refuses data from then on.
+        self.failed: BaseException | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._start_finished = asyncio.Event()
 
     @typing.final
     async def start(self, host: Host) -> None:
@@ -169,29 +173,35 @@ class Component:
         try:
             await self.on_start(host)
         except BaseException:
-            self.state = State.STOPPING
-            try:
-                await self.on_shutdown()
-            except Exception as exc:
-                self.log.error("undoing a failed start also failed: %s", type(exc).__name__)
-            finally:
-                self._cancel_tasks()
-                self.state = State.STOPPED
+            await self._stop(undoing_start=True)
             raise
+        finally:
+            self._start_finished.set()
         self.state = State.RUNNING
 
     @typing.final
     async def shutdown(self) -> None:
         """Stop accepting, flush, cancel own tasks. Idempotent; safe without ``start``."""
+        if self.state is State.STARTING:
+            await self._start_finished.wait()
         if self.state in (State.STOPPING, State.STOPPED):
             return
-        was = self.state
+        if self.state is State.CREATED:
+            self.state = State.STOPPED
+            return
+        await self._stop(undoing_start=False)
+
+    async def _stop(self, *, undoing_start: bool) -> None:
         self.state = State.STOPPING
         try:
-            if was is not State.CREATED:
-                await self.on_shutdown()
+            await self.on_shutdown()
+        except Exception as exc:
+            if not undoing_start:
+                raise
+            self.log.error("undoing a failed start also failed: %s", describe_exception(exc))
         finally:
-            self._cancel_tasks()
+            for task in list(self._tasks):
+                task.cancel()
             self.state = State.STOPPED
 
     async def on_start(self, host: Host) -> None:
@@ -203,10 +213,16 @@ class Component:
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` as a supervised background task of this component.
 
-        If it raises (anything but cancellation), the error is logged and reported to the host
-        as fatal, so the pipeline stops and drains instead of accepting data nobody will handle.
-        Tasks still running after :meth:`on_shutdown` are cancelled.
+        If it raises (anything but cancellation), the error is logged, kept in :attr:`failed` and
+        reported to the host as fatal, so the pipeline stops and drains instead of accepting data
+        nobody will handle. Tasks still running after :meth:`on_shutdown` are cancelled.
+
+        Raises:
+            LifecycleError: the component is not starting or running.
         """
+        if self.state not in (State.STARTING, State.RUNNING, State.STOPPING):
+            coro.close()
+            raise LifecycleError(f"{self.settings.kind.singular} {self.id}: cannot spawn {name!r} when {self.state.value}")
         task = asyncio.create_task(coro, name=f"{self.settings.kind.singular} {self.id}: {name}")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -219,17 +235,10 @@ class Component:
         error = task.exception()
         if error is None:
             return
-        self.on_task_failed(error)
+        self.failed = self.failed or error
         self.log.error("background task %r died: %s", task.get_name(), describe_exception(error))
         if self.host is not None:
             self.host.report_fatal(self.id, error)
-
-    def on_task_failed(self, error: BaseException) -> None:
-        """A supervised task died with ``error``; refuse new data from now on (override to do so)."""
-
-    def _cancel_tasks(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
 
 
 class Receiver(Component):

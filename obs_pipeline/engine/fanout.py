@@ -9,7 +9,8 @@ none: room is reserved in every queue first, then (with the reservations held) e
 is persisted and each direct exporter (``sending_queue.enabled: false``) sends; only when all of
 that succeeded are the reservations committed. Any failure releases them all, so the sender's
 retry never puts a batch into a queue twice. This is what makes the receiver's acknowledgement
-mean "accepted by every exporter".
+mean "accepted by every exporter". (Direct exporters cannot be reserved: if the second of two
+fails after the first delivered, the retry repeats the batch at the first.)
 """
 
 from __future__ import annotations
@@ -65,10 +66,12 @@ class PipelinesFanout:
         self._mutating = [c for c, mutates in entries if mutates]
 
     async def consume(self, batch: Batch) -> None:
-        """Deliver to every pipeline; if any refuses, raise after trying all of them.
+        """Deliver to every pipeline; if any fails, raise after trying all of them.
 
-        A pipeline that accepted keeps the batch, so the sender's retry may duplicate it there
-        (at-least-once; audit lines carry a stable ``event_id`` for deduplication).
+        One pipeline's failure never keeps the batch from the others. A refusal wins over other
+        errors, so the sender retries and the refusing pipeline still gets the batch; a pipeline
+        that accepted keeps it, so the retry may duplicate it there (at-least-once; audit lines
+        carry a stable ``event_id`` for deduplication).
         """
         # Copies are made before any pipeline runs, so no copy can see another's mutation.
         share_original = bool(self._mutating) and not self._read_only
@@ -76,13 +79,18 @@ class PipelinesFanout:
         if share_original:
             copies.append(batch)
         refusal: RefusedError | None = None
+        failure: Exception | None = None
         for consumer, part in [*((c, batch) for c in self._read_only), *zip(self._mutating, copies, strict=True)]:
             try:
                 await consumer.consume(part)
             except RefusedError as exc:
                 refusal = refusal or exc
+            except Exception as exc:  # a processor or a direct exporter failed: the others still get it
+                failure = failure or exc
         if refusal is not None:
             raise refusal
+        if failure is not None:
+            raise failure
 
 
 def single_or_fanout(entries: Sequence[tuple[Consumer, bool]]) -> Consumer:

@@ -13,7 +13,6 @@ all under one ``shutdown_timeout`` deadline. Stopping keeps going past failures.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from obs_pipeline.components import (
 )
 from obs_pipeline.engine.fanout import ExportersFanout, single_or_fanout
 from obs_pipeline.engine.queue import QueuedExporter
-from obs_pipeline.errors import Problem, StartupError
+from obs_pipeline.errors import Problem, StartupError, describe_exception
 from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.logs import component_logger
 from obs_pipeline.telemetry.metrics import SelfMetrics
@@ -42,7 +41,6 @@ from obs_pipeline.telemetry.metrics import SelfMetrics
 if TYPE_CHECKING:
     from obs_pipeline.config import ComponentConfig, PipelineConfig
 
-log = logging.getLogger("obs_pipeline.pipeline")
 
 
 @dataclass
@@ -139,7 +137,7 @@ class Graph:
                 try:
                     await component.start(host)
                 except Exception as exc:
-                    await self.shutdown(time.monotonic() + 5.0)
+                    await self.shutdown(time.monotonic() + self.config.shutdown_timeout)
                     if isinstance(exc, StartupError):
                         raise
                     name = getattr(component, "id", "?")
@@ -181,10 +179,9 @@ async def _bounded(awaitable: Any, deadline: float, component: Component) -> Non
     try:
         await asyncio.wait_for(awaitable, timeout=max(0.01, deadline - time.monotonic()))
     except TimeoutError:
-        log.error("%s %s: shutdown did not finish by the deadline", component.settings.kind.singular, component.id)
+        component.log.error("shutdown did not finish by the deadline")
     except Exception as exc:
-        log.error("%s %s: shutdown failed: %s: %s", component.settings.kind.singular, component.id,
-                  type(exc).__name__, exc)
+        component.log.error("shutdown failed: %s", describe_exception(exc))
 
 
 __all__ = ["Graph", "dry_run"]

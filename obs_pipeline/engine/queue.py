@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import deque
 from typing import Any
@@ -32,9 +31,7 @@ from obs_pipeline.errors import PermanentError, RefusedError, RetryableError, de
 from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 
-log = logging.getLogger("obs_pipeline.exporter")
-
-FAILURE_REASONS = ("permanent_error", "rejected", "retries_exhausted", "retries_disabled", "shutdown")
+FAILURE_REASONS = ("permanent_error", "rejected", "retries_exhausted", "retries_disabled", "shutdown", "internal_error")
 QUEUE_FULL_RETRY_AFTER = 1.0
 
 __all__ = ["QueuedExporter", "Reservation"]
@@ -86,8 +83,10 @@ class QueuedExporter:
         self._workers: list[asyncio.Task[None]] = []
         self._stop_deadline: float | None = None
         self._closing = False
+        self._drained = False  # the consumers are gone: nothing committed from now on is delivered
         self._closed = asyncio.Event()
         self._started = False
+        self.log = exporter.log
         self._sent = {s: metrics.exporter_sent.labels(exporter=self.id, signal=s.value) for s in Signal}
         self._metrics = metrics
         # Every failure series exists from the start at 0, so "alert if it grows" rules work at once.
@@ -117,10 +116,12 @@ class QueuedExporter:
         """Hold room for a batch of ``items``.
 
         Raises:
-            RefusedError: the queue is full or shutting down (retryable for the sender).
+            RefusedError: the queue is full, shutting down, or its exporter failed (retryable for the sender).
         """
         if self._closing:
             raise RefusedError("shutting_down")
+        if self.exporter.failed is not None:  # a queue consumer died: nothing would deliver it
+            raise RefusedError("exporter_failed")
         if not self.has_room(items):
             raise RefusedError("queue_full", retry_after=QUEUE_FULL_RETRY_AFTER)
         self._reserved += items
@@ -128,6 +129,11 @@ class QueuedExporter:
 
     def _commit(self, reservation: Reservation, batch: Batch) -> None:
         self._reserved -= reservation.items
+        if self._drained:  # shutdown overtook a reservation held across an await: count, never lose silently
+            self._failed(batch.signal, "shutdown").inc(batch.items)
+            self.log.error("%d %s arrived after the queue was drained and were not delivered", batch.items,
+                           batch.signal.value)
+            return
         self._queue.append(batch)
         self._items += batch.items
         self._queue_gauge.set(self._items)
@@ -149,6 +155,8 @@ class QueuedExporter:
         """
         if self._closing:
             raise RefusedError("shutting_down")
+        if self.exporter.failed is not None:
+            raise RefusedError("exporter_failed")
         await self._deliver(batch, synchronous=True)
 
     async def start(self, host: Host) -> None:
@@ -172,12 +180,13 @@ class QueuedExporter:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        self._drained = True
         self._count_undelivered()
         if self._started:
             try:
                 await asyncio.wait_for(self.exporter.shutdown(), timeout=max(0.5, deadline - time.monotonic()))
             except (TimeoutError, Exception) as exc:
-                log.error("exporter %s: shutdown failed: %s", self.id, type(exc).__name__)
+                self.log.error("shutdown failed: %s", _describe(exc))
 
     def _count_undelivered(self) -> None:
         lost = self._items
@@ -187,8 +196,7 @@ class QueuedExporter:
         self._items = 0
         self._queue_gauge.set(0)
         if lost:
-            log.error("exporter %s: %d items were still queued at the shutdown deadline and were not delivered",
-                      self.id, lost)
+            self.log.error("%d items were still queued at the shutdown deadline and were not delivered", lost)
 
     def _failed(self, signal: Signal, reason: str) -> Any:
         return self._metrics.exporter_failed.labels(exporter=self.id, signal=signal.value, reason=reason)
@@ -206,6 +214,9 @@ class QueuedExporter:
                 await self._deliver(batch)
             except asyncio.CancelledError:
                 self._failed(batch.signal, "shutdown").inc(batch.items)
+                raise
+            except Exception:  # a bug in the helper itself: count the batch; the supervisor reports it
+                self._failed(batch.signal, "internal_error").inc(batch.items)
                 raise
             finally:
                 self._items -= batch.items
@@ -240,7 +251,7 @@ class QueuedExporter:
                 reason = self._give_up_reason(started, delay)
                 what = _describe(exc)
                 if reason is None:
-                    log.warning("exporter %s: export failed, retrying in %.1fs: %s", self.id, delay, what)
+                    self.log.warning("export failed, retrying in %.1fs: %s", delay, what)
                     reason = await self._wait_to_retry(delay)
                 if reason:
                     if synchronous:
@@ -257,8 +268,8 @@ class QueuedExporter:
         if result is not None and result.rejected > 0:
             rejected = min(result.rejected, batch.items)
             self._failed(batch.signal, "rejected").inc(rejected)
-            log.warning("exporter %s: the destination rejected %d of %d %s%s", self.id, rejected, batch.items,
-                        batch.signal.value, f": {result.message}" if result.message else "")
+            self.log.warning("the destination rejected %d of %d %s%s", rejected, batch.items, batch.signal.value,
+                             f": {result.message}" if result.message else "")
         self._sent[batch.signal].inc(batch.items - rejected)
         self._send_duration.observe(time.monotonic() - started)
 
@@ -286,7 +297,7 @@ class QueuedExporter:
 
     def _fail(self, batch: Batch, reason: str, exc: BaseException) -> None:
         self._failed(batch.signal, reason).inc(batch.items)
-        log.error("exporter %s: dropped %d %s (%s): %s", self.id, batch.items, batch.signal.value, reason, _describe(exc))
+        self.log.error("gave up on %d %s (failed: %s): %s", batch.items, batch.signal.value, reason, _describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from obs_pipeline.engine.graph import Graph
-from obs_pipeline.errors import StartupError
+from obs_pipeline.errors import StartupError, describe_exception
 from obs_pipeline.exitcodes import ExitCode
 from obs_pipeline.telemetry.metrics import LOSS_REASONS, SelfMetrics
 from obs_pipeline.telemetry.server import TelemetryServer
@@ -37,7 +37,7 @@ class RunHost:
 
     def report_fatal(self, component: str, error: BaseException) -> None:
         """Stop the pipeline because ``component`` cannot go on."""
-        log.error("%s: fatal error, shutting down: %s", component, error)
+        log.error("%s: fatal error, shutting down: %s", component, describe_exception(error))
         self.fatal = component
         self.stop.set()
 

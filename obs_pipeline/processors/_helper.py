@@ -9,10 +9,11 @@ Two forms, after the collector's ``processorhelper`` and Vector's "prefer functi
   non-retryable :class:`~obs_pipeline.errors.ProcessingError` (retrying would fail the same way).
 * :class:`BufferingProcessor`: accepted batches wait in a bounded buffer that one supervised
   background task flushes (``batch`` today; tail sampling and the disk queue next). Accepting into
-  the buffer is acceptance: the buffer never drops what it took. While it is over capacity new
-  data is refused with a retryable error (backpressure); a refused flush is retried; shutdown
-  flushes everything. If the flusher dies, the host is told (fatal) and new data is refused, so
-  nothing is acknowledged that nobody will deliver.
+  the buffer is acceptance. While it is over capacity new data is refused with a retryable error
+  (backpressure); a refused flush is retried until it is taken, never dropped; shutdown flushes
+  everything. Only a failure after it that retrying cannot fix (a later processor raising) or the
+  shutdown deadline loses a batch, and both are counted. If the flusher dies, the host is told
+  (fatal) and new data is refused, so nothing is acknowledged that nobody will deliver.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ ProcessFunction = Callable[[Batch], Batch | None]
 
 #: Seconds between flush attempts while the next stage refuses.
 REFUSED_RETRY_DELAY = 0.05
+#: Refused batches whose results a function processor remembers for their retry.
+REMEMBERED_REFUSALS = 64
 #: Retry hint given to senders while a buffer is over capacity.
 OVER_CAPACITY_RETRY_AFTER = 0.5
 
@@ -75,6 +78,8 @@ class FunctionProcessor(Processor):
         super().__init__(settings, next_consumer)
         self._process = process
         self._drop_reason = drop_reason
+        # id(refused input) -> (that input, its result): a retry of the same batch reuses the result.
+        self._refused: dict[int, tuple[Batch, Batch]] = {}
         self.counters = ProcessorCounters(settings)
         self.counters.dropped(drop_reason, 0)
         self.counters.dropped("processing_error", 0)
@@ -82,28 +87,45 @@ class FunctionProcessor(Processor):
     async def consume(self, batch: Batch) -> None:
         """Run the function, count, and hand the result on.
 
+        A batch the next stage refused comes back: a buffering stage before this one retries the
+        very same batch. Its result is remembered (for the last :data:`REMEMBERED_REFUSALS`
+        refusals), so the retry neither runs the function on its own output nor counts the batch
+        again. A sender's retry is a new batch and is processed and counted as a new arrival.
+
         Raises:
             RefusedError: the processor is shutting down, or the next stage refused.
             ProcessingError: the function raised; the batch was not passed on.
         """
         if self.state in (State.STOPPING, State.STOPPED):
             raise RefusedError("shutting_down")
+        remembered = self._refused.pop(id(batch), None)
+        out = remembered[1] if remembered is not None and remembered[0] is batch else self._run(batch)
+        if out is None:
+            return
+        try:
+            await self.next.consume(out)
+        except RefusedError:
+            if len(self._refused) >= REMEMBERED_REFUSALS:
+                del self._refused[next(iter(self._refused))]
+            self._refused[id(batch)] = (batch, out)
+            raise
+        self.counters.outgoing.inc(out.items)
+
+    def _run(self, batch: Batch) -> Batch | None:
+        """The function's result (None: nothing to hand on), with incoming and dropped counted."""
         items = batch.items
         self.counters.incoming.inc(items)
         try:
             out = self._process(batch)
         except Exception as exc:
             self.counters.dropped("processing_error", items)
-            self.log.warning("failed on a batch of %d items: %s", items,
-                             describe_exception(exc))
+            self.log.warning("failed on a batch of %d items: %s", items, describe_exception(exc))
             raise ProcessingError(f"{self.id}: failed on the batch ({type(exc).__name__})") from exc
+        out = out.settled() if out is not None else None
         kept = 0 if out is None else out.items
         if kept < items:
             self.counters.dropped(self._drop_reason, items - kept)
-        if out is None or kept == 0:
-            return
-        await self.next.consume(out)
-        self.counters.outgoing.inc(kept)
+        return out if kept else None
 
 
 class BufferingProcessor(Processor):
@@ -123,11 +145,11 @@ class BufferingProcessor(Processor):
         self.capacity = capacity
         self.counters = ProcessorCounters(settings)
         self.counters.dropped("shutdown", 0)
+        self.counters.dropped("downstream_error", 0)
         self._buffered = 0  # items in the buffer
         self._inflight = 0  # items taken from the buffer and not yet accepted downstream
         self._kick = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
-        self._failed = False
 
     # -- what subclasses implement ----------------------------------------------------------
 
@@ -157,10 +179,6 @@ class BufferingProcessor(Processor):
         """Start the flusher, supervised: if it dies the host hears of it."""
         self._flusher = self.spawn(self._flush_loop(), "flusher")
 
-    def on_task_failed(self, error: BaseException) -> None:
-        """The flusher died: refuse from now on, so nothing is accepted that nobody will flush."""
-        self._failed = True
-
     async def consume(self, batch: Batch) -> None:
         """Take ``batch`` into the buffer (accepted), or refuse it while over capacity.
 
@@ -169,7 +187,7 @@ class BufferingProcessor(Processor):
         """
         if self.state is not State.RUNNING:
             raise RefusedError("shutting_down")
-        if self._failed:
+        if self.failed is not None:  # the flusher died: accept nothing that nobody would flush
             raise RefusedError("processor_failed")
         items = batch.items
         if items == 0:

@@ -73,10 +73,9 @@ class BatchProcessor(BufferingProcessor):
         super().__init__(settings, next_consumer,
                          capacity=max(cfg.send_batch_size, cfg.send_batch_max_size) * BUFFER_BATCHES)
         self.cfg = cfg
-        # Serialized parts and their item counts: bytes take half the memory of messages, and
-        # joining them is how batches merge.
-        self._parts: deque[tuple[bytes, int]] = deque()
-        self._first_at = 0.0
+        # Serialized parts, their item counts and arrival times: bytes take half the memory of
+        # messages, and joining them is how batches merge.
+        self._parts: deque[tuple[bytes, int, float]] = deque()
 
     async def on_start(self, host: Host) -> None:
         """Start the flusher (none with ``timeout: 0s``: batches pass straight through)."""
@@ -84,7 +83,12 @@ class BatchProcessor(BufferingProcessor):
             await super().on_start(host)
 
     async def consume(self, batch: Batch) -> None:
-        """Buffer ``batch`` (accepted), or refuse it while the buffer is over capacity."""
+        """Buffer ``batch`` (accepted), or refuse it while the buffer is over capacity.
+
+        With ``timeout: 0s`` the batch goes straight on, split at ``send_batch_max_size``. If the
+        next stage refuses a later part after taking an earlier one, the sender's retry repeats
+        the earlier part (at-least-once, as a receiver feeding several pipelines is).
+        """
         if self.cfg.timeout > 0:
             await super().consume(batch)
             return
@@ -92,22 +96,25 @@ class BatchProcessor(BufferingProcessor):
             raise RefusedError("shutting_down")
         for part in batch.split(self.cfg.send_batch_max_size):
             await self.next.consume(part)
+            self.counters.incoming.inc(part.items)
+            self.counters.outgoing.inc(part.items)
 
     def add(self, batch: Batch) -> None:
         """Keep the batch's bytes (serializing it only when a receiver did not pass them)."""
-        if not self._parts:
-            self._first_at = time.monotonic()
-        self._parts.append((batch.serialized(), batch.items))
+        self._parts.append((batch.serialized(), batch.items, time.monotonic()))
 
     def should_kick(self, batch: Batch) -> bool:
-        """Wake the flusher when a batch is full, or to start the timer of a new one."""
-        return len(self._parts) == 1 or self._buffered + batch.items >= self.cfg.send_batch_size
+        """Wake the flusher when a batch is full, or to start the timer of a new one.
+
+        Called after ``batch`` was added and counted in the buffer.
+        """
+        return len(self._parts) == 1 or self._buffered >= self.cfg.send_batch_size
 
     def ready(self, now: float, *, draining: bool) -> float | None:
         """Now when full or draining, else when the oldest part has waited ``timeout``."""
         if draining or self._buffered >= self.cfg.send_batch_size:
             return 0.0
-        return max(0.0, self._first_at + self.cfg.timeout - now)
+        return max(0.0, self._parts[0][2] + self.cfg.timeout - now)
 
     def take(self) -> list[Batch]:
         """Up to one batch's worth of parts, merged by joining their bytes, split if over the cap."""
@@ -115,11 +122,9 @@ class BatchProcessor(BufferingProcessor):
         taken: list[bytes] = []
         items = 0
         while self._parts and (not taken or items < limit):
-            part, part_items = self._parts.popleft()
+            part, part_items, _arrived = self._parts.popleft()
             taken.append(part)
             items += part_items
-        if self._parts:
-            self._first_at = time.monotonic()
         wire = taken[0] if len(taken) == 1 else b"".join(taken)
         return Batch.from_wire(self.signal, wire, items=items).split(self.cfg.send_batch_max_size)
 

@@ -118,3 +118,48 @@ class TestReserveCommit:
         assert q.pending_items() == 3
         assert q.has_room(2)
         assert not q.has_room(3)
+
+
+class TestPipelinesFanoutFailures:
+    async def test_a_failing_pipeline_does_not_keep_the_batch_from_the_others(self):
+        """A processor error in the first pipeline: the second still gets the batch, then the error is raised."""
+        from obs_pipeline.errors import ProcessingError  # noqa: PLC0415
+
+        class Failing:
+            async def consume(self, batch: Batch) -> None:
+                raise ProcessingError("redaction: failed on the batch (KeyError)")
+
+        ok = Recorder()
+        with pytest.raises(ProcessingError):
+            await PipelinesFanout([(Failing(), False), (ok, False)]).consume(Batch(Signal.TRACES, traces(2)))
+        assert len(ok.seen) == 1
+
+    async def test_a_refusal_wins_over_other_errors_so_the_sender_retries(self):
+        """One pipeline refuses, one fails: the sender is told to retry, so the refusing one gets it later."""
+        from obs_pipeline.errors import ProcessingError  # noqa: PLC0415
+
+        class Failing:
+            async def consume(self, batch: Batch) -> None:
+                raise ProcessingError("x")
+
+        with pytest.raises(RefusedError):
+            await PipelinesFanout([(Failing(), False), (Recorder(refuse=True), False)]).consume(
+                Batch(Signal.TRACES, traces(1)))
+
+
+class TestLateCommit:
+    async def test_a_batch_committed_after_the_drain_is_counted_not_silently_lost(self):
+        """A reservation held across shutdown: its batch is counted as failed(shutdown), never vanishes."""
+        import time  # noqa: PLC0415
+
+        from obs_pipeline.testing import RecordingHost  # noqa: PLC0415
+
+        metrics = SelfMetrics()
+        q = queued(RecordingExporter("late", metrics), metrics, QueueSettings(queue_size=10), RetrySettings())
+        await q.start(RecordingHost())
+        held = q.reserve(3)
+        await q.shutdown(time.monotonic() + 1)
+        held.commit(Batch(Signal.TRACES, traces(3)))
+        assert q.pending_items() == 0
+        assert metrics.registry.get_sample_value("obs_pipeline_exporter_failed_items_total", {
+            "exporter": "late", "signal": "traces", "reason": "shutdown"}) == 3

@@ -10,6 +10,7 @@ import pytest
 from obs_pipeline.batch import Batch
 from obs_pipeline.components import PartialSuccess
 from obs_pipeline.delivery import QueueSettings, RetrySettings
+from obs_pipeline.errors import RefusedError
 from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 from obs_pipeline.testing import RecordingHost
@@ -249,4 +250,9 @@ class TestOutcomes:
         put(q, traces(1))
         await _wait_for(lambda: bool(host.fatal))
         assert host.fatal[0][0] == "recorder"
+        assert _sample(metrics, "obs_pipeline_exporter_failed_items_total", exporter="recorder", signal="traces",
+                       reason="internal_error") == 1
+        with pytest.raises(RefusedError) as info:
+            q.reserve(1)
+        assert info.value.reason == "exporter_failed", "nothing is accepted that no consumer would deliver"
         await q.shutdown(time.monotonic() + 1)

@@ -18,7 +18,7 @@ from obs_pipeline.processors._helper import FunctionProcessor
 from obs_pipeline.processors.batch import BatchProcessor, Config
 from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
-from obs_pipeline.testing import CapturingConsumer, RecordingHost, make_processor_settings
+from obs_pipeline.testing import CapturingConsumer, RecordingHost, RefusingConsumer, make_processor_settings
 from tests.enginekit import traces
 
 
@@ -105,6 +105,25 @@ class TestFunctionProcessor:
             await proc.consume(Batch(Signal.TRACES, traces(1)))
 
 
+class TestCountingOnRefusal:
+    async def test_a_refused_batch_is_counted_once_when_it_finally_goes_through(self):
+        """The next stage refuses twice, then takes it: incoming/outgoing/dropped move once, not three times."""
+        metrics = SelfMetrics()
+        sink = RefusingConsumer(times=2, retry_after=0.01)
+        proc = FunctionProcessor(make_processor_settings("p", metrics=metrics), sink, _keep_even_spans,
+                                 drop_reason="sampled")
+        await proc.start(RecordingHost())
+        batch = Batch(Signal.TRACES, traces(4))
+        for _ in range(2):
+            with pytest.raises(RefusedError):
+                await proc.consume(batch)
+        await proc.consume(batch)  # the same batch again: its remembered result goes on, the function does not rerun
+        assert sink.items == 2
+        assert _sample(metrics, "obs_pipeline_processor_incoming_items_total") == 4
+        assert _sample(metrics, "obs_pipeline_processor_outgoing_items_total") == 2
+        assert _sample(metrics, "obs_pipeline_processor_dropped_items_total", reason="sampled") == 2
+
+
 class TestSupervision:
     async def test_a_dying_flusher_is_reported_and_nothing_more_is_accepted(self):
         """The batch flusher dies: the host hears a fatal error and new data is refused, not silently lost."""
@@ -153,6 +172,31 @@ class TestLifecycle:
         await proc.shutdown()
         await proc.shutdown()
         assert proc.state is State.STOPPED
+
+    async def test_a_shutdown_during_start_waits_for_the_start(self):
+        """shutdown() while on_start is still running waits, then stops: no RUNNING component left behind."""
+        gate = asyncio.Event()
+
+        class SlowStart(FunctionProcessor):
+            async def on_start(self, host):
+                await gate.wait()
+
+        proc = SlowStart(make_processor_settings("p"), CapturingConsumer(), lambda b: b, drop_reason="x")
+        starting = asyncio.ensure_future(proc.start(RecordingHost()))
+        await asyncio.sleep(0)
+        stopping = asyncio.ensure_future(proc.shutdown())
+        await asyncio.sleep(0.01)
+        assert not stopping.done()
+        gate.set()
+        await starting
+        await stopping
+        assert proc.state is State.STOPPED
+
+    async def test_spawn_outside_the_lifecycle_is_refused(self):
+        """A task spawned by a component that never started would run unsupervised: it is refused."""
+        proc = FunctionProcessor(make_processor_settings("p"), CapturingConsumer(), lambda b: b, drop_reason="x")
+        with pytest.raises(LifecycleError):
+            proc.spawn(asyncio.sleep(1), "orphan")
 
     async def test_a_failed_start_undoes_itself(self):
         """on_start raises after spawning a task: the task is cancelled and the component is stopped."""
