@@ -1,12 +1,4 @@
-"""The component contract and the registry of component types.
-
-A component type is one module that exposes ``FACTORY``, a :class:`ReceiverFactory`,
-:class:`ProcessorFactory` or :class:`ExporterFactory` typed over its ``Config``: its type name,
-supported signals, schema file, a ``parse`` from the validated config dict to its ``Config``,
-and a ``create`` with one signature per kind. Adding a type means one module, one schema file and one
-line in ``_BUILTIN`` (third parties: an ``obs_pipeline.components`` entry point named
-``<kind>.<type>`` whose value is ``module:FACTORY``). Modules are imported only when a config
-uses them, so grpc or aiohttp load only when needed.
+"""The component contract: IDs, kinds, settings, consumers, and the lifecycle every component keeps.
 
 Lifecycle (after the OTel Collector's ``component.Component``), enforced by :class:`Component`:
 
@@ -21,29 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import importlib
 import re
 import typing
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from obs_pipeline.batch import Batch
 from obs_pipeline.errors import describe_exception
 from obs_pipeline.signals import Signal
 
-ConfigT = TypeVar("ConfigT")
-
 if TYPE_CHECKING:
-    from obs_pipeline.errors import Problem
     from obs_pipeline.telemetry.logs import ComponentLogger
     from obs_pipeline.telemetry.metrics import SelfMetrics
 
-SCHEMA_DIR = Path(__file__).parent / "schemas"
 TYPE_PATTERN = re.compile(r"^[a-zA-Z][0-9a-zA-Z_]{0,62}$")
-ENTRY_POINT_GROUP = "obs_pipeline.components"
 
 
 class Kind(enum.StrEnum):
@@ -300,198 +285,19 @@ class Exporter(Component):
         raise NotImplementedError
 
 
-def _no_problems(_cfg: object) -> list[Problem]:
-    return []
-
-
-def _no_endpoints(_cfg: object) -> list[tuple[str, str]]:
-    return []
-
-
-@dataclass(frozen=True)
-class Produces:
-    """What a receiver makes of its input with a given config: ``ReceiverTraits.produces`` returns it.
-
-    The graph pass compares it with the signals of the pipelines that list the receiver.
-
-    Attributes:
-        signals: every signal it can produce. If none of its pipelines takes any of them, nothing
-            it reads can go anywhere: an error.
-        because: the setting that narrows its output, as it reads after the receiver's ID in a
-            message (``with format text``); empty when there is nothing to name.
-        usual: the signals ordinary input becomes, when that is fewer than ``signals`` (empty:
-            no such distinction). If none of its pipelines takes any of them, most input will be
-            skipped: a warning.
-        usual_input: that ordinary input, for the warning (``plain JSON lines``).
-    """
-
-    signals: frozenset[Signal]
-    because: str = ""
-    usual: frozenset[Signal] = frozenset()
-    usual_input: str = "most input"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReceiverTraits:
-    """What only some receivers are: finite, exclusive, narrowed by their config.
-
-    Attributes:
-        finite: it ends by itself (stdin), which lets ``run`` exit when all receivers have.
-        exclusive_use: non-empty for a type of which at most one component may be used by the
-            pipelines of one process, because it owns a process-wide resource: what it does with
-            it, as it reads after the component's ID in a message (``reads standard input``).
-            The graph pass rejects every reference to a second ID of the type.
-        produces: the signals a parsed config can produce, as a :class:`Produces` or a bare
-            ``frozenset``; None means any of the factory's ``signals``. The graph pass rejects a
-            receiver none of whose pipelines takes any of them.
-    """
-
-    finite: bool = False
-    exclusive_use: str = ""
-    produces: Callable[[Any], Produces | frozenset[Signal]] | None = None
-
-    @property
-    def exclusive(self) -> bool:
-        """Whether at most one component of the type may be used per process."""
-        return bool(self.exclusive_use)
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Factory(Generic[ConfigT]):
-    """What every component type declares.
-
-    Attributes:
-        type: the config type name (``otlp``).
-        signals: the signals it supports; the graph pass rejects others.
-        schema: its JSON Schema file, relative to ``obs_pipeline/schemas`` (or absolute).
-        description: one line for ``docs/`` and ``obs-pipeline schema``.
-        parse: the validated config dict (schema defaults filled in) -> the typed ``Config``.
-            The schema is the one source of defaults: ``parse`` reads every key, never a fallback.
-        check: cross-field and environment checks on a parsed config (paths usable, limits
-            consistent); problems carry paths relative to the component's body.
-        endpoints: ``(relative path, "host:port")`` pairs it will listen on, for the port-clash check.
-    """
-
-    kind: ClassVar[Kind]
-    type: str
-    signals: frozenset[Signal]
-    schema: str
-    description: str
-    parse: Callable[[dict[str, Any]], ConfigT]
-    check: Callable[[ConfigT], list[Problem]] = _no_problems
-    endpoints: Callable[[ConfigT], list[tuple[str, str]]] = _no_endpoints
-
-    @property
-    def schema_path(self) -> Path:
-        """Absolute path of the schema file."""
-        path = Path(self.schema)
-        return path if path.is_absolute() else SCHEMA_DIR / path
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReceiverFactory(_Factory[ConfigT]):
-    """A receiver type: ``create(settings, cfg, consumers)``."""
-
-    kind: ClassVar[Kind] = Kind.RECEIVER
-    create: Callable[[Settings, ConfigT, Mapping[Signal, Consumer]], Receiver]
-    traits: ReceiverTraits = ReceiverTraits()
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProcessorFactory(_Factory[ConfigT]):
-    """A processor type: ``create(settings, cfg, next_consumer)``.
-
-    ``mutates_data``: it changes batches in place, so a batch that several pipelines share is
-    copied for its pipeline. (Wire bytes need no such flag: :meth:`Batch.mutable` drops them.)
-    """
-
-    kind: ClassVar[Kind] = Kind.PROCESSOR
-    create: Callable[[ProcessorSettings, ConfigT, Consumer], Processor]
-    mutates_data: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExporterFactory(_Factory[ConfigT]):
-    """An exporter type: ``create(settings, cfg)``; the engine adds queue, retries and timeout.
-
-    ``delivery``: the exporter takes the shared ``timeout``, ``retry_on_failure`` and
-    ``sending_queue`` settings (its schema references them); the config layer builds them into
-    one :class:`~obs_pipeline.delivery.DeliverySettings`.
-    """
-
-    kind: ClassVar[Kind] = Kind.EXPORTER
-    create: Callable[[Settings, ConfigT], Exporter]
-
-
-Factory = ReceiverFactory[Any] | ProcessorFactory[Any] | ExporterFactory[Any]
-_FACTORY_TYPES = (ReceiverFactory, ProcessorFactory, ExporterFactory)
-
-
-_BUILTIN: dict[tuple[Kind, str], str] = {
-    (Kind.RECEIVER, "otlp"): "obs_pipeline.receivers.otlp:FACTORY",
-    (Kind.RECEIVER, "stdin"): "obs_pipeline.receivers.stdin:FACTORY",
-    (Kind.PROCESSOR, "batch"): "obs_pipeline.processors.batch:FACTORY",
-    (Kind.EXPORTER, "jsonl_audit"): "obs_pipeline.exporters.jsonl_audit:FACTORY",
-    (Kind.EXPORTER, "debug"): "obs_pipeline.exporters.debug:FACTORY",
-}
-
-
-def _registry() -> dict[tuple[Kind, str], str]:
-    """Built-in types plus third-party entry points (``<kind>.<type>`` = ``module:FACTORY``)."""
-    table = dict(_BUILTIN)
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        kind_word, _, type_ = ep.name.partition(".")
-        for kind in Kind:
-            if kind_word in (kind.value, kind.singular):
-                table.setdefault((kind, type_), ep.value)
-    return table
-
-
-def known_types(kind: Kind) -> list[str]:
-    """Sorted type names of ``kind``, for "unknown type" messages and the composed schema."""
-    return sorted(t for k, t in _registry() if k is kind)
-
-
-def get_factory(kind: Kind, type_: str) -> Factory:
-    """Import and return the factory of ``type_``.
-
-    Raises:
-        KeyError: no such type of that kind.
-    """
-    target = _registry()[(kind, type_)]
-    module_name, _, attr = target.partition(":")
-    factory = getattr(importlib.import_module(module_name), attr or "FACTORY")
-    if not isinstance(factory, _FACTORY_TYPES) or factory.kind is not kind:
-        raise TypeError(f"{target} is not an obs_pipeline.components.{_FACTORY_NAME[kind]}")
-    return factory
-
-
-_FACTORY_NAME = {Kind.RECEIVER: "ReceiverFactory", Kind.PROCESSOR: "ProcessorFactory", Kind.EXPORTER: "ExporterFactory"}
-
-# The public names; tests/test_public_api.py pins this list.
 __all__ = [
-    "ENTRY_POINT_GROUP",
-    "SCHEMA_DIR",
     "TYPE_PATTERN",
     "Component",
     "ComponentID",
     "Consumer",
     "Exporter",
-    "ExporterFactory",
-    "Factory",
     "Host",
     "Kind",
     "LifecycleError",
     "PartialSuccess",
     "Processor",
-    "ProcessorFactory",
     "ProcessorSettings",
-    "Produces",
     "Receiver",
-    "ReceiverFactory",
-    "ReceiverTraits",
     "Settings",
     "State",
-    "get_factory",
-    "known_types",
 ]
