@@ -14,7 +14,7 @@
         └── PermanentError     dropped at once and counted (``permanent_error``)
 
 Runtime errors never crash the process: bad input is reported to its sender and counted. Only
-``cli.py`` calls ``sys.exit``. Messages never contain telemetry values or secrets.
+``obs_pipeline.commands`` calls ``sys.exit``. Messages never contain telemetry values or secrets.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The typed result of loading a config: what ``pipeline.py`` and ``run.py`` build from.
+"""The typed result of loading a config: what the engine (``engine/graph.py``, ``engine/run.py``) builds from.
 
 Everything here has passed both validation passes, so consumers need no further checks.
 """

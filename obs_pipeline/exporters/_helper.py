@@ -4,8 +4,9 @@ Modelled on httpx's ``map_httpcore_exceptions``: a context manager around the tr
 that maps each exception it knows to the most specific
 :class:`~obs_pipeline.errors.RetryableError` or :class:`~obs_pipeline.errors.PermanentError`
 and raises it ``from`` the original; an exception it does not know passes unchanged (the engine
-retries those like retryable ones, as the collector does). The rules are the OTLP spec's
-(``reference/collectors.md`` §5 item 2, copied exactly):
+retries those like retryable ones, as the collector does). The gRPC and HTTP rows are the OTLP
+specification's retryable codes and statuses; the ``OSError`` rows are ours, for local
+destinations (files, pipes):
 
 =============================================  ==========================================
 ``OSError`` EPIPE / ECONNRESET (closed pipe)   permanent: nobody will read it again, unless
