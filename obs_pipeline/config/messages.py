@@ -149,7 +149,8 @@ def describe(error: ValidationError, ctx: MessageContext) -> Iterator[Finding]:
                 yield (*path, key), ctx.unknown_key(path, key, schema), True
         return
     if keyword == "required" and isinstance(instance, dict):
-        for key in error.validator_value:
+        required: list[str] = error.validator_value  # type: ignore[assignment]  # a list for "required"
+        for key in required:
             if key not in instance:
                 yield path, f'missing required key "{key}"', True
         return
@@ -166,7 +167,8 @@ def describe(error: ValidationError, ctx: MessageContext) -> Iterator[Finding]:
 
 def _simple(error: ValidationError, path: JsonPath, ctx: MessageContext) -> str:
     """The message for a single-keyword failure."""
-    keyword, limit, instance = error.validator, error.validator_value, error.instance
+    keyword, instance = error.validator, error.instance
+    limit: Any = error.validator_value  # its type depends on the keyword
     schema = error.schema if isinstance(error.schema, dict) else {}
     shown = ctx.show(path, instance, schema)
     if keyword == "type":

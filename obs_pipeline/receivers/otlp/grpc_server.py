@@ -41,7 +41,7 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 # Requests in flight at shutdown get this long to be answered before they are cancelled.
 SHUTDOWN_GRACE_SECONDS = 10.0
 
-Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+Handler = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]
 
 
 class GrpcServer(TransportServer):
@@ -94,7 +94,7 @@ class GrpcServer(TransportServer):
         log = self.log
         malformed_message = f"request body is not a valid OTLP {signal.value} export request"
 
-        async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def export(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
             try:
                 data = from_string(request)
             except (DecodeError, RecursionError) as exc:
