@@ -141,6 +141,9 @@ class Component:
         self.host: Host | None = None
         #: The error of a supervised task that died; the component refuses data from then on.
         self.failed: BaseException | None = None
+        #: When :meth:`shutdown` must be done (``time.monotonic()``), if the caller said; for
+        #: ``on_shutdown`` to share out, such as the grace a receiver gives requests in flight.
+        self.shutdown_deadline: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._start_finished = asyncio.Event()
 
@@ -165,8 +168,13 @@ class Component:
         self.state = State.RUNNING
 
     @typing.final
-    async def shutdown(self) -> None:
-        """Stop accepting, flush, cancel own tasks. Idempotent; safe without ``start``."""
+    async def shutdown(self, deadline: float | None = None) -> None:
+        """Stop accepting, flush, cancel own tasks. Idempotent; safe without ``start``.
+
+        Args:
+            deadline: when it must be done (``time.monotonic()``); the caller also enforces it.
+        """
+        self.shutdown_deadline = deadline
         if self.state is State.STARTING:
             await self._start_finished.wait()
         if self.state in (State.STOPPING, State.STOPPED):

@@ -41,6 +41,9 @@ from obs_pipeline.telemetry.metrics import SelfMetrics
 if TYPE_CHECKING:
     from obs_pipeline.config import ComponentConfig, PipelineConfig
 
+#: The part of ``shutdown_timeout`` that receivers may spend answering requests in flight.
+RECEIVERS_SHARE = 0.5
+
 
 
 @dataclass
@@ -147,13 +150,16 @@ class Graph:
     async def shutdown(self, deadline: float) -> None:
         """Stop receivers, flush processors, drain exporters; never raises; honours ``deadline``."""
         started = set(map(id, self._started))
+        # Receivers give requests in flight their real answer, but only within their share of
+        # the time, so processors and exporters keep the rest to flush what was acknowledged.
+        receivers_deadline = time.monotonic() + max(0.0, deadline - time.monotonic()) * RECEIVERS_SHARE
         for receiver in self.receivers.values():
             if id(receiver) in started:
-                await _bounded(receiver.shutdown(), deadline, receiver)
+                await _bounded(receiver.shutdown(receivers_deadline), receivers_deadline, receiver)
         for built in self.pipelines:
             for processor in built.processors:
                 if id(processor) in started:
-                    await _bounded(processor.shutdown(), deadline, processor)
+                    await _bounded(processor.shutdown(deadline), deadline, processor)
         for exporter in self.exporters.values():
             if id(exporter) in started:
                 await exporter.shutdown(deadline)

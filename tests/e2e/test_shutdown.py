@@ -110,3 +110,28 @@ class TestForcedShutdown:
         assert "received SIGTERM again" in err
         assert f"{SPANS_PER_REQUEST} items still buffered or queued are abandoned" in err
         assert "Traceback" not in err
+
+
+class TestUploadInFlight:
+    def test_a_post_still_uploading_at_sigterm_gets_its_answer_and_is_written(self, pipeline_factory):
+        """Raw socket: half a body, SIGTERM, the other half: the client gets 200 and the spans are in the audit."""
+        import socket  # noqa: PLC0415
+
+        pipe: PipelineProcess = pipeline_factory()
+        pipe.start()
+        body, ids = _request(7, 1)
+        with socket.create_connection(("127.0.0.1", pipe.http_port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                         + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+            time.sleep(0.3)
+            assert pipe.proc is not None
+            pipe.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            sock.sendall(body[len(body) // 2:])
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+        began = time.monotonic()
+        assert pipe.wait(timeout=30) == 0, pipe.stderr()
+        assert time.monotonic() - began < 5, "the drain did not sit out a fixed grace period"
+        written = {line["event_id"] for line in pipe.audit_lines()}
+        assert set(ids) <= written

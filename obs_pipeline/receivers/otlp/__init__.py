@@ -13,6 +13,7 @@ so an HTTP-only pipeline never loads grpc.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ HTTP_DEFAULT_ENDPOINT = "127.0.0.1:4318"
 GRPC_DEFAULT_MAX_RECV_MSG_SIZE = 4 * 2**20  # the schema's 4MiB
 HTTP_DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 2**20  # the schema's 20MiB
 GRPC_MAX_MESSAGE_LIMIT = 2**31 - 1  # grpc's option is a C int
+#: Seconds requests in flight get at shutdown when the caller gives no deadline.
+DEFAULT_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -133,11 +136,16 @@ class OtlpReceiver(Receiver):
                 self.log.info("OTLP/%s listening on %s for %s", name, where, signals)
 
     async def on_shutdown(self) -> None:
-        """Stop accepting; requests in flight still get their real answer."""
+        """Stop accepting; requests in flight still get their real answer, until the deadline.
+
+        Without a deadline (a test, an embedding) they get :data:`DEFAULT_GRACE` seconds.
+        """
         servers = [s for s in (self._grpc, self._http) if s is not None]
         self._grpc = self._http = None
+        deadline = self.shutdown_deadline
+        grace = DEFAULT_GRACE if deadline is None else max(0.0, deadline - time.monotonic())
         if servers:
-            await asyncio.gather(*(s.stop() for s in servers))
+            await asyncio.gather(*(s.stop(grace) for s in servers))
 
 
 def create(settings: Settings, cfg: Config, consumers: Mapping[Signal, Consumer]) -> OtlpReceiver:

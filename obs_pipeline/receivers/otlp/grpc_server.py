@@ -38,8 +38,6 @@ SERVICES = {
 # An empty Export*ServiceResponse serializes to no bytes at all: full success, no partial_success.
 _EMPTY_RESPONSE = b""
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
-# Requests in flight at shutdown get this long to be answered before they are cancelled.
-SHUTDOWN_GRACE_SECONDS = 10.0
 
 Handler = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]
 
@@ -80,11 +78,11 @@ class GrpcServer(TransportServer):
         self._server = server
         return int(bound)
 
-    async def stop(self) -> None:
-        """Stop taking calls; calls in flight get up to ``SHUTDOWN_GRACE_SECONDS`` to finish."""
+    async def stop(self, grace: float) -> None:
+        """Stop taking calls; calls in flight get up to ``grace`` seconds to finish."""
         server, self._server = self._server, None
         if server is not None:
-            await server.stop(SHUTDOWN_GRACE_SECONDS)
+            await server.stop(grace)
 
     def _handler(self, signal: Signal, consumer: Consumer) -> Handler:
         """The ``Export`` handler of one signal, with its lookups bound once."""

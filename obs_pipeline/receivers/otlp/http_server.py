@@ -13,10 +13,12 @@ coding; 404/405 from the router. Messages never echo the payload.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from google.protobuf.message import DecodeError
@@ -27,6 +29,7 @@ from obs_pipeline.errors import StartupError
 from obs_pipeline.receivers._common import (
     INVALID_ARGUMENT,
     RESOURCE_EXHAUSTED,
+    UNAVAILABLE,
     TransportServer,
     bind_failure_reason,
     outcome_of,
@@ -42,8 +45,9 @@ if TYPE_CHECKING:
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 CHUNK = 64 * 1024
-# Requests in flight at shutdown get this long to be answered before they are cancelled.
-SHUTDOWN_GRACE_SECONDS = 10.0
+# After the grace for requests in flight, what is left (idle keep-alive connections, or requests
+# the grace did not cover) gets this long before aiohttp cancels it.
+_CLEANUP_SECONDS = 0.5
 # A compressed body may be a little larger than its content; past this it cannot be honest.
 _COMPRESSED_SLACK = 1.25
 
@@ -138,6 +142,9 @@ class HttpServer(TransportServer):
     cfg: HttpConfig
     transport = "http"
     _runner: web.AppRunner | None = None
+    _closing = False
+    _inflight = 0
+    _idle: asyncio.Event | None = None
 
     async def start(self) -> int:
         """Bind and start serving; return the bound port (useful with port 0).
@@ -146,14 +153,17 @@ class HttpServer(TransportServer):
             StartupError: the endpoint cannot be bound.
         """
         host, port = parse_endpoint(self.cfg.endpoint)
-        app = web.Application()  # bodies are read by read_body(), which enforces the limit
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # Bodies are read by read_body(), which enforces the limit.
+        app = web.Application(middlewares=[self._in_flight_middleware()])
         for signal in Signal:
             consumer = self.consumers.get(signal)
             handler = self._handler(signal, consumer) if consumer is not None else self._no_pipeline(signal)
             app.router.add_post(f"/v1/{signal.value}", handler)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, auto_decompress=False,
-            shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+            shutdown_timeout=_CLEANUP_SECONDS,
         )
         await runner.setup()
         try:
@@ -170,11 +180,48 @@ class HttpServer(TransportServer):
         addresses = runner.addresses
         return int(addresses[0][1]) if addresses else port
 
-    async def stop(self) -> None:
-        """Close the listener; requests in flight get up to ``SHUTDOWN_GRACE_SECONDS`` to finish."""
+    async def stop(self, grace: float) -> None:
+        """Close the listener; requests in flight get up to ``grace`` seconds to be answered.
+
+        aiohttp's own cleanup stops reading from every connection at once, so a request whose
+        body is still uploading would never finish and its sender would get no answer. So the
+        listener is closed first, requests in flight (counted by a middleware) are waited for
+        while their connections still read, new requests on kept-alive connections are answered
+        503 (retryable), and only then does aiohttp close what is left.
+        """
         runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        if runner is None:
+            return
+        self._closing = True
+        for site in list(runner.sites):
+            await site.stop()
+        if self._idle is not None and not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
+            if self._inflight:
+                self.log.warning("%d OTLP/HTTP requests still in flight after the %.1fs grace are cut off",
+                                 self._inflight, grace)
+        await runner.cleanup()
+
+    def _in_flight_middleware(self) -> Any:
+        """Count requests in flight; once stopping, answer new ones 503 so the sender retries elsewhere or later."""
+
+        @web.middleware
+        async def track(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if self._closing:
+                return _error(503, UNAVAILABLE, "shutting down, retry later", request.content_type.lower() == JSON,
+                              retry_after=1.0, headers={"Retry-After": "1", "Connection": "close"})
+            assert self._idle is not None
+            self._inflight += 1
+            self._idle.clear()
+            try:
+                return await handler(request)
+            finally:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._idle.set()
+
+        return track
 
     def _no_pipeline(self, signal: Signal) -> Handler:
         async def handler(_request: web.Request) -> web.StreamResponse:
