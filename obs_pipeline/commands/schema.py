@@ -26,7 +26,8 @@ def schema(docs_dir: Path | None) -> None:
             for path in write_component_docs(docs_dir):
                 click.echo(str(path))
             return
-        click.echo(json.dumps(compose_schema(), indent=2, ensure_ascii=False))
+        # Editors read the file before ${env:...} substitution: typed fields accept references too.
+        click.echo(json.dumps(compose_schema(env_references=True), indent=2, ensure_ascii=False))
     except (SchemaError, OSError) as exc:
         click.echo(f"obs-pipeline schema: {exc}", err=True)
         sys.exit(ExitCode.FAILED)

@@ -81,15 +81,52 @@ def check_graph(findings: Findings, declared: Mapping[Kind, Mapping[ComponentID,
     used = {(ref.component.kind, ref.component.id) for ref in references}
     _check_exclusive(findings, references)
     _check_outputs(findings, references)
-    pipelines_ok = isinstance(pipelines, dict) and not findings.has_error_under(("service", "pipelines"))
+    _check_unused(findings, declared, pipelines)
+    _check_ports(findings, [c for k, components in declared.items() for cid, c in components.items() if (k, cid) in used])
+
+
+def _check_unused(findings: Findings, declared: Mapping[Kind, Mapping[ComponentID, Declared]], pipelines: Any) -> None:
+    """Warn about every component that no pipeline names, whatever errors the file has elsewhere.
+
+    A component counts as used when any pipeline names it, even a pipeline or list the other
+    checks rejected (``trace:`` for ``traces:``, a list of the wrong shape), and when a list of
+    another kind names it while no component of that kind has the ID (``receivers: [batch]``,
+    reported with "there is a processor"): the fix of that error uses it, so warning about it
+    too would be a second message for one mistake; so would it for a component whose type is
+    unknown. Without a readable ``service.pipelines`` nothing can be said, and nothing is.
+    """
+    if not isinstance(pipelines, dict):
+        return
+    named: dict[Kind, set[ComponentID]] = {kind: set() for kind in Kind}
+    for spec in pipelines.values():
+        for list_name, kind in _LIST_KIND.items():
+            # a pipeline that is not a mapping: whatever it names might be meant for any of its lists
+            for text in _strings(spec.get(list_name) if isinstance(spec, dict) else spec):
+                try:
+                    cid = ComponentID.parse(text)
+                except ValueError:
+                    continue
+                for_kinds = [kind] if cid in declared[kind] else list(Kind)
+                for each in for_kinds:
+                    named[each].add(cid)
     for kind, components in declared.items():
         for cid, component in components.items():
-            if pipelines_ok and (kind, cid) not in used and not findings.has_error_under(component.path):
+            if cid not in named[kind] and component.factory is not None:  # an unknown type is reported already
                 findings.add(
                     component.path, f"{kind.singular} {_q(cid)} is not used by any pipeline, so it will not run",
                     key=True, severity="warning",
                 )
-    _check_ports(findings, [c for k, components in declared.items() for cid, c in components.items() if (k, cid) in used])
+
+
+def _strings(node: Any) -> list[str]:
+    """Every string inside ``node``: a list's IDs, or those of a value of the wrong shape."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in _strings(value)]
+    return []
 
 
 def _q(cid: ComponentID | str) -> str:
@@ -121,7 +158,8 @@ def _check_list(
             continue  # the whole section is missing or not a mapping: the schema pass said so
         if component is None:
             elsewhere = [k.singular for k in Kind if k is not kind and cid in declared[k]]
-            hint = f" (there is a {elsewhere[0]} {_q(cid)})" if elsewhere else ""
+            article = "an" if elsewhere and elsewhere[0][0] in "aeiou" else "a"
+            hint = f" (there is {article} {elsewhere[0]} {_q(cid)})" if elsewhere else ""
             findings.add(item_path, f"references {kind.singular} {_q(cid)} which is not configured{hint}")
             continue
         factory = component.factory

@@ -31,6 +31,7 @@ from obs_pipeline.signals import Signal
 from obs_pipeline.units import parse_duration
 
 MIN_HIDDEN = 4  # shorter environment values ("1", "on") are too common to scrub from messages
+LOG_LEVEL_ALIASES = {"warn": "warning"}  # collector configs write WARN (zap's name); Python's is warning
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -294,6 +295,12 @@ def _check_service(findings: Findings) -> float | None:
         return None
 
 
+def log_level(written: str) -> str:
+    """A level the schema accepted (``INFO``, ``Warn``), as :class:`TelemetryConfig` holds it (``info``, ``warning``)."""
+    level = written.lower()
+    return LOG_LEVEL_ALIASES.get(level, level)
+
+
 def _build(
     source: Path, doc: Document, declared: dict[Kind, dict[ComponentID, Declared]], shutdown_timeout: float,
     warnings: tuple[Problem, ...],
@@ -325,7 +332,7 @@ def _build(
         exporters=components[Kind.EXPORTER],
         pipelines=pipelines,
         telemetry=TelemetryConfig(
-            log_level=telemetry["logs"]["level"],
+            log_level=log_level(telemetry["logs"]["level"]),
             log_format=telemetry["logs"]["format"],
             metrics_endpoint=telemetry["metrics"]["endpoint"] if telemetry["metrics"]["enabled"] else None,
             health_endpoint=telemetry["health"]["endpoint"] if telemetry["health"]["enabled"] else None,

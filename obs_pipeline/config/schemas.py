@@ -1,7 +1,11 @@
 """Compose ``pipeline.schema.json`` and every component schema into one self-contained document.
 
 Editors (yaml-language-server) and ``validate`` use the same composed document, so what an
-editor flags is what ``validate`` reports. Component schemas are found through the registry
+editor flags is what ``validate`` reports. One difference follows from where each one looks:
+``validate`` checks values after ``${env:...}`` substitution, an editor sees the file as written,
+so the copy ``obs-pipeline schema`` prints (``env_references=True``) also accepts a reference in
+every typed field (a port, a duration, a boolean, an endpoint); see :func:`with_env_references`.
+Component schemas are found through the registry
 (``known_types`` + the factory's ``schema_path``), so third-party components join automatically.
 Each referenced file is copied under ``$defs`` (``receiver.otlp``, ``common``) with its ``$id``
 removed and every ``$ref`` rewritten to a pointer inside the bundle; the ``referencing`` registry,
@@ -19,16 +23,39 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
+from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from obs_pipeline.components import SCHEMA_DIR, Kind, get_factory, known_types
+from obs_pipeline.config.schemawalk import SchemaWalker
 from obs_pipeline.errors import ObsPipelineError
 
 PIPELINE_SCHEMA = SCHEMA_DIR / "pipeline.schema.json"
 NAME_SUFFIX = r"/[^\s/]+"  # the "/name" part of a component ID in the composed schema
 log = logging.getLogger(__name__)
+
+#: ``${env:NAME}``, ``${NAME}``, with an optional ``:-default``: what ``config/envsubst.py`` expands.
+ENV_REFERENCE = r"\$\{(env:)?[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"
+#: ``$defs`` names of the two reference schemas in an editor schema.
+ENV_DEFS = {
+    "env_reference": {
+        "type": "string",
+        "pattern": ENV_REFERENCE,
+        "description": "A text with an ${env:NAME} reference: obs-pipeline validate checks the value after substitution.",
+    },
+    "env_value": {
+        "type": "string",
+        "pattern": f"^{ENV_REFERENCE}$",
+        "description": "An ${env:NAME} reference as the whole value, read as YAML after substitution "
+                       "(8080 a number, true a boolean): obs-pipeline validate checks that value.",
+    },
+}
+#: Keywords that describe a value rather than constrain it: they stay on a wrapped leaf itself.
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "deprecated", "$comment", "markdownDescription"})
+_VALUES = frozenset({"default", "examples", "enum", "const"})  # keywords whose values are instances, not schemas
+_SAMPLE_REFERENCE = "${env:NAME}"
 
 Selection = Mapping[Kind, Mapping[str, Path | None]]  # kind -> type -> schema file (None: accept anything)
 
@@ -93,11 +120,13 @@ def full_selection() -> dict[Kind, dict[str, Path | None]]:
     return selection
 
 
-def compose_schema(selection: Selection | None = None) -> dict[str, Any]:
+def compose_schema(selection: Selection | None = None, *, env_references: bool = False) -> dict[str, Any]:
     """The whole pipeline schema as one self-contained Draft 2020-12 document.
 
     Args:
         selection: the component types to include (default: every registered type).
+        env_references: the editors' copy: a typed field also accepts ``${env:...}``
+            (:func:`with_env_references`). ``validate`` uses the plain one, after substitution.
 
     Raises:
         SchemaError: a schema file is broken or a reference does not resolve.
@@ -135,7 +164,63 @@ def compose_schema(selection: Selection | None = None) -> dict[str, Any]:
         section = bundle["properties"][kind.value]
         section["properties"] = dict(refs)
         section["patternProperties"] = {f"^{re.escape(t)}{NAME_SUFFIX}$": ref for t, ref in refs.items()}
-    return bundle
+    return with_env_references(bundle) if env_references else bundle
+
+
+def with_env_references(bundle: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``bundle`` in which every typed leaf also accepts an ``${env:...}`` reference.
+
+    A leaf is the schema of a value that is neither a mapping nor a list (those cannot come from
+    the environment: substitution never injects structure). One that a reference already passes
+    (a plain string) is left alone. Otherwise it becomes ``anyOf: [<the leaf>, <a reference>]``,
+    with its description and default kept on the outside for editors to show: a field that
+    accepts text accepts any text with a reference in it (``${env:HOST}:4317``), one that does not
+    (an integer, a boolean) only a whole-value reference (``${env:PORT}``), as substitution types
+    only those. Keys are never substituted, so unknown keys are still errors.
+    """
+    defs = bundle.get("$defs", {})
+    clash = set(ENV_DEFS) & set(defs)
+    if clash:
+        raise SchemaError(f"$defs names reserved for ${{env:...}} references are taken: {', '.join(sorted(clash))}")
+    walker = SchemaWalker(bundle)
+    out: dict[str, Any] = _with_references(copy.deepcopy(bundle), walker, defs)
+    out.setdefault("$defs", {}).update(copy.deepcopy(ENV_DEFS))
+    return out
+
+
+def _with_references(node: Any, walker: SchemaWalker, defs: Mapping[str, Any]) -> Any:
+    """``node`` with every value schema inside it that is a typed leaf wrapped (in place)."""
+    if isinstance(node, list):
+        return [_with_references(item, walker, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    for key, value in node.items():
+        if key in _VALUES or key.startswith("x-"):
+            continue  # instance data (a default mapping may well have a key named "items"), not schemas
+        if key in ("properties", "patternProperties") and isinstance(value, dict):
+            for name, sub in value.items():
+                value[name] = _leaf_or_walk(sub, walker, defs)
+        elif key in ("additionalProperties", "items") and isinstance(value, dict):
+            node[key] = _leaf_or_walk(value, walker, defs)
+        elif key == "prefixItems" and isinstance(value, list):
+            node[key] = [_leaf_or_walk(sub, walker, defs) for sub in value]
+        else:
+            node[key] = _with_references(value, walker, defs)
+    return node
+
+
+def _leaf_or_walk(schema: Any, walker: SchemaWalker, defs: Mapping[str, Any]) -> Any:
+    if not isinstance(schema, dict):
+        return schema
+    types = walker.types(schema)
+    if not types or types & {"object", "array"}:
+        return _with_references(schema, walker, defs)
+    if Draft202012Validator({**schema, "$defs": defs}).is_valid(_SAMPLE_REFERENCE):
+        return schema
+    outer = {k: v for k, v in schema.items() if k in _ANNOTATIONS or k.startswith("x-")}
+    inner = {k: v for k, v in schema.items() if k not in outer}
+    reference = "#/$defs/env_reference" if "string" in types else "#/$defs/env_value"
+    return {**outer, "anyOf": [inner, {"$ref": reference}]}
 
 
 def _refs(node: Any) -> Iterator[str]:

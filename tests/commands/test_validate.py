@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
@@ -20,6 +21,36 @@ TESTDATA = Path(__file__).parents[1] / "config" / "testdata"
 VALID = TESTDATA / "valid" / "minimal.yaml"
 INVALID = TESTDATA / "invalid" / "several_problems.yaml"
 REPO = Path(__file__).parents[2]
+
+
+ENV_TYPED = """
+receivers:
+  otlp:
+    protocols: {grpc: {endpoint: "${env:GRPC}", max_recv_msg_size: "${env:MAX}"}, http: {endpoint: "${env:HOST}:4318"}}
+processors:
+  batch: {send_batch_size: "${env:BATCH}", timeout: "${env:FLUSH}"}
+exporters:
+  jsonl_audit: {path: "${env:AUDIT}", fsync: "${env:FSYNC}", retry_on_failure: {multiplier: "${env:MULT}"}}
+  debug: {verbosity: "${env:VERBOSITY}"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [batch], exporters: ["${env:EXPORTER}", debug]}
+  shutdown_timeout: "${env:GRACE}"
+  telemetry:
+    logs: {level: "${env:LEVEL}"}
+    metrics: {enabled: "${env:METRICS_ON}", endpoint: "127.0.0.1:${env:METRICS_PORT:-0}"}
+"""
+ENV_TYPED_VALUES = {
+    "GRPC": "127.0.0.1:0", "MAX": "8MiB", "HOST": "127.0.0.1", "BATCH": "512", "FLUSH": "1s", "AUDIT": "a.jsonl",
+    "FSYNC": "true", "MULT": "2", "VERBOSITY": "normal", "EXPORTER": "jsonl_audit", "GRACE": "5s", "LEVEL": "debug",
+    "METRICS_ON": "false",
+}
+
+
+def _run_env(paths: list[Path], environ: dict[str, str]) -> tuple[int, str]:
+    out = io.StringIO()
+    code = validate_files(paths, out=out, environ=environ)
+    return code, out.getvalue()
 
 
 def _run(paths: list[Path], output_format: str = "text") -> tuple[int, str]:
@@ -53,6 +84,30 @@ class TestValidateFiles:
             f'{path}:9:3: warning: processors.batch: processor "batch" is not used by any pipeline, so it will not run',
             f"{path}: valid (1 warning)",
         ]
+
+    def test_warnings_are_printed_next_to_errors(self, tmp_path: Path):
+        """An error in a pipeline does not hide an unused component: both lines, and the summary counts both."""
+        path = tmp_path / "p.yaml"
+        path.write_text(VALID.read_text().replace("exporters: [debug]", "exporters: [debug, jsonl_audit]") + "processors:\n  batch:\n")
+        code, text = _run([path])
+        assert code == 1
+        assert text.splitlines() == [
+            f'{path}:7:51: service.pipelines.logs.exporters[1]: references exporter "jsonl_audit" which is not configured',
+            f'{path}:9:3: warning: processors.batch: processor "batch" is not used by any pipeline, so it will not run',
+            f"{path}: 1 problem, 1 warning",
+        ]
+        _, report = _run([path], "json")
+        assert [p["severity"] for p in json.loads(report)["files"][0]["problems"]] == ["error", "warning"]
+
+    def test_a_broken_pipeline_still_uses_what_it_names(self, tmp_path: Path):
+        """Components named by a pipeline the schema rejected are not also reported unused (one mistake, one message)."""
+        path = tmp_path / "p.yaml"
+        path.write_text(VALID.read_text().replace("logs: {", "log: {") + "processors:\n  batch:\n")
+        code, text = _run([path])
+        assert code == 1
+        assert [line.split(": ", 2)[1] for line in text.splitlines()[:-1]] == ["service.pipelines.log", "warning"]
+        assert 'processor "batch" is not used' in text
+        assert text.splitlines()[-1] == f"{path}: 1 problem, 1 warning"
 
     def test_one_invalid_file_fails_the_run(self, tmp_path: Path):
         """Several files: exit 1 if any is invalid, including one that does not exist."""
@@ -105,6 +160,22 @@ class TestCli:
         schema = json.loads(result.stdout)
         Draft202012Validator.check_schema(schema)
         assert "exporter.prom" in schema["$defs"]
+
+    def test_schema_accepts_env_references_where_validate_does(self, tmp_path: Path):
+        """Editors see the file before substitution: ${env:...} passes in typed fields, typos still fail."""
+        result = CliRunner().invoke(main, ["schema"])
+        validator = Draft202012Validator(json.loads(result.stdout))
+        path = tmp_path / "p.yaml"
+        path.write_text(ENV_TYPED)
+        config = yaml.safe_load(ENV_TYPED)
+        assert [e.message for e in validator.iter_errors(config)] == []
+        assert _run_env([path], ENV_TYPED_VALUES) == (0, f"{path}: valid\n")  # and validate agrees
+        assert not validator.is_valid(yaml.safe_load(ENV_TYPED.replace("send_batch_size", "send_batch_sise")))
+        assert not validator.is_valid(yaml.safe_load(ENV_TYPED.replace("${env:BATCH}", "many")))
+        assert not validator.is_valid(yaml.safe_load(ENV_TYPED.replace("${env:BATCH}", "2${env:BATCH}")))
+        # a reference cannot become a mapping (substitution never injects structure): still an error
+        protocols = ENV_TYPED.splitlines()[3]
+        assert not validator.is_valid(yaml.safe_load(ENV_TYPED.replace(protocols, '    protocols: "${env:PROTOCOLS}"')))
 
     def test_schema_docs(self, tmp_path: Path):
         """`schema --docs DIR` writes the pages and lists them."""

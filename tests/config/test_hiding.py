@@ -138,7 +138,7 @@ class TestEnvironmentValues:
         _, problems = check_config(_write(tmp_path, text), {"AP": "audit"})
         assert _messages(problems) == [
             ("error", "service.pipelines.logs.processors[0]",
-             'references processor "jsonl_audit" which is not configured (there is a exporter "jsonl_audit")'),
+             'references processor "jsonl_audit" which is not configured (there is an exporter "jsonl_audit")'),
         ]
         _, problems = check_config(_write(tmp_path, text.replace("processors: [jsonl_audit], ", "")), {"AP": "audit"})
         assert _messages(problems) == [

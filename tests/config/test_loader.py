@@ -319,3 +319,40 @@ service:
         """Only exporters are delivered to."""
         config = load_config(TESTDATA / "valid" / "everything.yaml", {})
         assert all(c.delivery is None for c in [*config.receivers.values(), *config.processors.values()])
+
+
+LOG_LEVEL_CONFIG = """
+receivers: {stdin: }
+exporters: {debug: }
+service:
+  pipelines:
+    logs: {receivers: [stdin], exporters: [debug]}
+  telemetry:
+    logs:
+      level: %s
+"""
+
+
+@pytest.mark.usefixtures("fake_registry")
+class TestLogLevel:
+    @pytest.mark.parametrize(("written", "level"), [
+        ("info", "info"), ("INFO", "info"), ("Info", "info"), ("DEBUG", "debug"), ("Error", "error"),
+        ("warning", "warning"), ("WARNING", "warning"), ("warn", "warning"), ("WARN", "warning"),
+    ])
+    def test_any_case_and_warn_as_collector_configs_write_them(self, tmp_path: Path, written: str, level: str):
+        """telemetry.logs.level is case-insensitive, warn means warning, and the typed config holds lowercase."""
+        config = load_config(_write(tmp_path, LOG_LEVEL_CONFIG % written), {})
+        assert config.telemetry.log_level == level
+
+    def test_from_the_environment(self, tmp_path: Path):
+        """A level that comes from ${env:...} is normalized the same way."""
+        config = load_config(_write(tmp_path, LOG_LEVEL_CONFIG % "${env:LEVEL}"), {"LEVEL": "WARN"})
+        assert config.telemetry.log_level == "warning"
+
+    @pytest.mark.parametrize("written", ["loud", "inf", "'info '", "1"])
+    def test_other_values_are_one_clear_error(self, tmp_path: Path, written: str):
+        """Anything else is still an error at the value, naming the accepted levels."""
+        _, problems = check_config(_write(tmp_path, LOG_LEVEL_CONFIG % written), {})
+        (problem,) = problems
+        assert (problem.severity, problem.path, problem.line) == ("error", "service.telemetry.logs.level", 9)
+        assert "debug, info, warning" in problem.message

@@ -138,3 +138,24 @@ class TestComposeSchema:
         for section, key in [("exporters", "jsonl"), ("processors", "batch/"), ("receivers", "stdin/a b")]:
             assert not validator.is_valid({**base, section: {key: None}})
         assert not validator.is_valid({**base, "service": {"pipelines": {"trace": base["service"]["pipelines"]["logs"]}}})
+
+    def test_only_the_editors_copy_accepts_env_references(self):
+        """env_references=True (what `schema` prints) takes ${env:...} in typed fields; validate's copy does not.
+
+        validate checks values after substitution, so its copy must still reject a literal
+        reference (``$${env:N}`` is the text ``${env:N}``, not a number).
+        """
+        editor = compose_schema(env_references=True)
+        Draft202012Validator.check_schema(editor)
+        text = json.dumps(editor)
+        assert all(ref.startswith("#/") for ref in (p.split('"', 1)[0] for p in text.split('"$ref": "')[1:]))
+        config = {"receivers": {"stdin": {"max_batch_lines": "${env:N}", "max_line_size": "${env:KIB}KiB"}},
+                  "exporters": {"debug": {"verbosity": "${VERBOSITY:-basic}"}, "prom": {"endpoint": "${env:HOST}:9464"}},
+                  "service": {"pipelines": {"logs": {"receivers": ["stdin"], "exporters": ["debug"]}},
+                              "telemetry": {"health": {"enabled": "${env:HEALTH}"}}}}
+        assert list(Draft202012Validator(editor).iter_errors(config)) == []
+        assert not Draft202012Validator(compose_schema()).is_valid(config)
+        # descriptions and defaults stay where editors show them
+        lines = editor["$defs"]["receiver.stdin"]["properties"]["max_batch_lines"]
+        assert (lines["default"], "description" in lines) == (1000, True)
+        assert not Draft202012Validator(editor).is_valid({**config, "receivers": {"stdin": {"max_batch_lines": "x${env:N}"}}})
