@@ -64,6 +64,11 @@ _TOP_KEYS: tuple[tuple[str, Signal], ...] = (
 )
 _HEX = {16: re.compile(r"[0-9a-fA-F]{32}"), 8: re.compile(r"[0-9a-fA-F]{16}")}
 _FIELD_IN_ERROR = re.compile(r"Failed to parse (\w+) field")
+#: protobuf's nesting limit (the root message is level 0): deeper OTLP/JSON is refused, since no
+#: protobuf parser could read the message back. The error names where, in a few path steps.
+MAX_DEPTH = 100
+JSON_MAX_DEPTH = 1024  # orjson's limit of arrays and objects nested in the JSON text itself
+_PATH_STEPS_SHOWN = 5
 
 
 class _IdError(ValueError):
@@ -147,13 +152,32 @@ def from_dict(signal: Signal, obj: Any) -> Message:
         raise ValueError(f"invalid OTLP/JSON {signal}: {''.join(exc.path)} {exc.reason}") from None
     try:
         message: Message = message_class(signal)()
-        json_format.ParseDict(converted, message, ignore_unknown_fields=True)
+        json_format.ParseDict(converted, message, ignore_unknown_fields=True, max_recursion_depth=MAX_DEPTH + 1)
     except (json_format.ParseError, ValueError, TypeError) as exc:
+        where_deep = _too_deep_at(converted) if "Message too deep" in str(exc) else None
+        if where_deep is not None:
+            raise ValueError(f"invalid OTLP/JSON {signal}: nesting deeper than {MAX_DEPTH} levels at "
+                             f"{where_deep}") from None
         # ParseError texts quote the offending value; keep only the field path.
         fields = _FIELD_IN_ERROR.findall(str(exc))
         where = f" at {'.'.join(fields)}" if fields else ""
         raise ValueError(f"invalid OTLP/JSON {signal}: a value has the wrong type{where}") from None
     return message
+
+
+def _too_deep_at(obj: dict[str, Any]) -> str | None:
+    """Where the first object nested past :data:`MAX_DEPTH` is: its first few path steps, then ``…``."""
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(obj, 0, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, depth, (*path[:-1], f"{path[-1]}[{i}]")) for i, item in reversed(list(enumerate(node))))
+        elif isinstance(node, dict):
+            if depth > MAX_DEPTH:
+                shown = ".".join(path[:_PATH_STEPS_SHOWN])
+                return shown + ("…" if len(path) > _PATH_STEPS_SHOWN else "")
+            stack.extend((value, depth + 1, (*path, key)) for key, value in reversed(node.items()))
+    return None
 
 
 def decode(signal: Signal, raw: bytes | bytearray | memoryview | str | dict[str, Any]) -> Message:
@@ -167,6 +191,8 @@ def decode(signal: Signal, raw: bytes | bytearray | memoryview | str | dict[str,
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise ValueError(f"not valid JSON: nesting deeper than {JSON_MAX_DEPTH} levels") from None
         raise ValueError(f"not valid JSON (at character {exc.pos})") from None
     return from_dict(signal, obj)
 

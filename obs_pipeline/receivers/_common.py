@@ -71,6 +71,13 @@ class Counters:
         """Count requests or lines that could not be decoded (their item count is unknown)."""
         self._malformed.inc(requests)
 
+    def repaired(self, signal: Signal, repairs: Mapping[str, int]) -> None:
+        """Count values repaired instead of refused, by reason (``{"invalid_utf8": 2}``); rare, so not cached."""
+        for reason, count in repairs.items():
+            self._metrics.receiver_repaired_values.labels(
+                receiver=self._receiver, transport=self._transport, signal=signal.value, reason=reason,
+            ).inc(count)
+
 
 @dataclass(frozen=True)
 class Outcome:

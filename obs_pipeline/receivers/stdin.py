@@ -11,6 +11,12 @@ delay (capped at 1 s) and nothing more is read meanwhile, so nothing is dropped.
 lines are counted, reported with their line number (never their content) and skipped. At end
 of input the last batch is handed on and the host is told (``receiver_finished``), so ``run``
 exits when stdin was its only input.
+
+Every record made from a line gets the attribute ``log.record.uid``: 32 hex digits derived from
+``stdin``, the time the receiver started (ns) and the line number (blank and skipped lines
+count), so identical lines and separate runs over the same input get different ids, and a given
+(run, line) always the same one. Values converted while decoding (see
+:mod:`~obs_pipeline.receivers.linebatch`) are counted in ``obs_pipeline_receiver_repaired_values``.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ LOGGED_LINE_WARNINGS = 20  # after this many per run, bad lines are only counted
 DEFAULT_FORMAT = "json"  # the schema's defaults, for a Config built without the config layer
 DEFAULT_MAX_LINE_SIZE = 2**20  # 1MiB
 DEFAULT_MAX_BATCH_LINES = 1000
+SOURCE = "stdin"  # the source in each record's log.record.uid (linebatch.record_uid)
 _EOF = object()
 
 
@@ -144,10 +151,12 @@ class StdinReceiver(Receiver):
         self._malformed_total = 0
         self._pending_malformed = 0
         self._pending_no_pipeline: dict[Signal, int] = {}
+        self.started_ns = 0  # when reading started: with the line number, it makes each record's uid
 
     async def on_start(self, host: Host) -> None:
         """Start the reader thread and the batching task (supervised); returns at once."""
         self._host = host
+        self.started_ns = time.time_ns()
         self._queue = asyncio.Queue()  # bounded by ``_slots``
         stream = self.stream if self.stream is not None else getattr(sys.stdin, "buffer", None)
         thread = threading.Thread(
@@ -267,7 +276,7 @@ class StdinReceiver(Receiver):
             if not line.strip():
                 continue
             try:
-                batch.add(line, observed)
+                batch.add(line, observed, lineno)
             except MalformedLine as exc:
                 self._bad_line(lineno, exc.reason)
             except NoPipeline as exc:
@@ -278,7 +287,7 @@ class StdinReceiver(Receiver):
         return batch
 
     def _new_batch(self) -> LineBatch:
-        return LineBatch(self.cfg.format, self.consumers.keys())
+        return LineBatch(self.cfg.format, self.consumers.keys(), source=SOURCE, run_ns=self.started_ns)
 
     def _bad_line(self, lineno: int, reason: str) -> None:
         self._pending_malformed += 1
@@ -307,6 +316,9 @@ class StdinReceiver(Receiver):
         for signal, items in self._pending_no_pipeline.items():
             self.counters.refused(signal, "no_pipeline", items)
         self._pending_no_pipeline.clear()
+        for signal, repairs in batch.repairs.items():
+            self.counters.repaired(signal, repairs)
+        batch.repairs.clear()
         return self._new_batch() if batch.messages else batch
 
     async def _deliver(self, signal: Signal, message: Any, items: int) -> None:

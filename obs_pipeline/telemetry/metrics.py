@@ -30,14 +30,20 @@ class SelfMetrics:
         )
         self.receiver_refused = Counter(
             "obs_pipeline_receiver_refused_items",
-            "Items a receiver did not pass on, by reason (malformed, queue_full, shutting_down, no_pipeline, "
-            "internal_error, export_failed).",
+            "Items a receiver did not pass on, by reason (queue_full, shutting_down, processor_failed, exporter_failed, "
+            "internal_error, export_failed, processing_error; stdin: malformed, no_pipeline).",
             ["receiver", "transport", "signal", "reason"], registry=r,
         )
         self.receiver_malformed_requests = Counter(
             "obs_pipeline_receiver_malformed_requests",
             "Requests or lines that could not be decoded at all (their item count is unknown).",
             ["receiver", "transport"], registry=r,
+        )
+        self.receiver_repaired_values = Counter(
+            "obs_pipeline_receiver_repaired_values",
+            "Values a receiver repaired instead of refusing their request or line, by reason (invalid_utf8, "
+            "too_deep; JSON lines: lone_surrogate, non_finite_number, big_integer, nested_as_json).",
+            ["receiver", "transport", "signal", "reason"], registry=r,
         )
         self.processor_incoming = Counter(
             "obs_pipeline_processor_incoming_items",
@@ -61,7 +67,8 @@ class SelfMetrics:
         )
         self.exporter_failed = Counter(
             "obs_pipeline_exporter_failed_items",
-            "Items an exporter gave up on, by reason (permanent_error, rejected, retries_exhausted, retries_disabled, shutdown).",
+            "Items an exporter gave up on, by reason (permanent_error, rejected, retries_exhausted, retries_disabled, shutdown, "
+            "internal_error).",
             ["exporter", "signal", "reason"], registry=r,
         )
         self.exporter_queue_size = Gauge(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogsData
 
 from obs_pipeline.receivers.linebatch import parse_timestamp
 from obs_pipeline.receivers.stdin import FACTORY, StdinReceiver
@@ -366,3 +367,243 @@ class TestTimestamps:
     def test_parse_timestamp(self, value, expected):
         """ISO-8601 (naive = UTC) and epoch seconds/ms become nanoseconds; anything else is None."""
         assert parse_timestamp(value) == expected
+
+
+def attribute(record, key: str):
+    """A record attribute back to Python, or None when absent."""
+    for kv in record.attributes:
+        if kv.key == key:
+            return as_python(kv.value)
+    return None
+
+
+REPAIRED = "obs_pipeline.decoding.repaired"
+
+
+def repaired(metrics, reason: str, signal: str = "logs") -> float:
+    return sample(metrics, "receiver_repaired_values", receiver="stdin", transport="stdin", signal=signal,
+                  reason=reason)
+
+
+def malformed(metrics) -> float:
+    return sample(metrics, "receiver_malformed_requests", receiver="stdin", transport="stdin")
+
+
+class TestJsonAsAgentsWriteIt:
+    async def test_utf8_bom_on_the_first_line(self, metrics):
+        """A file saved with a BOM: the first line reads like the others, and nothing is marked."""
+        consumer = CapturingConsumer()
+        await feed(b"\xef\xbb\xbf" + lines({"n": 1}, {"n": 2}), {Signal.LOGS: consumer}, metrics)
+        assert [as_python(r.body) for r in records(consumer)] == [{"n": 1}, {"n": 2}]
+        assert attribute(records(consumer)[0], REPAIRED) is None
+        assert malformed(metrics) == 0
+
+    async def test_bom_before_otlp_json_and_text(self, metrics):
+        """The BOM is dropped in every format."""
+        traces, logs = CapturingConsumer(), CapturingConsumer()
+        await feed(b"\xef\xbb\xbf" + OTLP_LINES.splitlines()[0] + b"\n", {Signal.TRACES: traces}, metrics,
+                   format="otlp_json")
+        await feed(b"\xef\xbb\xbfhello\n", {Signal.LOGS: logs}, metrics, format="text")
+        assert traces.items == 4
+        assert records(logs)[0].body.string_value == "hello"
+
+    async def test_lone_surrogate_becomes_replacement_character(self, metrics):
+        """A string cut mid-emoji by a JavaScript agent (a lone surrogate escape) is kept, with U+FFFD, and marked."""
+        data = (b'{"msg": "cut \\ud83d", "ok": "\\ud83d\\ude00", "\\udc00key": 1}\n'
+                + lines({"n": 2}))
+        consumer = CapturingConsumer()
+        await feed(data, {Signal.LOGS: consumer}, metrics)
+        first, second = records(consumer)
+        assert as_python(first.body) == {"msg": "cut \ufffd", "ok": "\U0001f600", "\ufffdkey": 1}
+        assert attribute(first, REPAIRED) == ["lone_surrogate"]
+        assert attribute(second, REPAIRED) is None
+        assert repaired(metrics, "lone_surrogate") == 2
+        assert malformed(metrics) == 0
+
+    async def test_numbers_beyond_double_become_their_literal_text(self, metrics):
+        """1e400, -1e400 and Python's NaN/Infinity become the strings they were written as."""
+        data = b'{"big": 1e400, "neg": -1E400, "nan": NaN, "inf": -Infinity, "fine": 1.5}\n'
+        consumer = CapturingConsumer()
+        await feed(data, {Signal.LOGS: consumer}, metrics)
+        (record,) = records(consumer)
+        assert as_python(record.body) == {"big": "1e400", "neg": "-1E400", "nan": "NaN", "inf": "-Infinity",
+                                          "fine": 1.5}
+        assert attribute(record, REPAIRED) == ["non_finite_number"]
+        assert repaired(metrics, "non_finite_number") == 4
+
+    async def test_integers_beyond_64_bits_keep_every_digit(self, metrics):
+        """orjson would turn these into lossy doubles; they become their decimal strings, and are marked."""
+        data = (b'{"id": 123456789012345678901234567890, "low": -9223372036854775809, '
+                b'"u64": 18446744073709551615, "ns": 1773743445123456789, "small": -5}\n')
+        consumer = CapturingConsumer()
+        await feed(data, {Signal.LOGS: consumer}, metrics)
+        (record,) = records(consumer)
+        body = as_python(record.body)
+        assert body == {"id": "123456789012345678901234567890", "low": "-9223372036854775809",
+                        "u64": "18446744073709551615", "ns": 1773743445123456789, "small": -5}
+        assert attribute(record, REPAIRED) == ["big_integer"]
+        assert repaired(metrics, "big_integer") == 3
+
+    async def test_a_huge_integer_literal(self, metrics):
+        """An integer of 5,000 digits (past Python's int parsing limit) is kept as its text."""
+        digits = "7" * 5000
+        consumer = CapturingConsumer()
+        await feed(b'{"n": ' + digits.encode() + b"}\n", {Signal.LOGS: consumer}, metrics)
+        (record,) = records(consumer)
+        assert as_python(record.body) == {"n": digits}
+        assert attribute(record, REPAIRED) == ["big_integer"]
+
+    async def test_several_conversions_are_listed_once_each(self, metrics):
+        """The mark lists each kind of conversion once, sorted."""
+        data = b'{"a": 1e999, "b": "\\ud800", "c": 99999999999999999999999, "d": "\\udfff"}\n'
+        consumer = CapturingConsumer()
+        await feed(data, {Signal.LOGS: consumer}, metrics)
+        (record,) = records(consumer)
+        assert attribute(record, REPAIRED) == ["big_integer", "lone_surrogate", "non_finite_number"]
+
+    async def test_body_nesting_past_max_body_depth_is_kept_as_json_text(self, metrics):
+        """Past MAX_BODY_DEPTH levels the rest of a body is its JSON text; even 300 levels never stop the input."""
+        from obs_pipeline.receivers.linebatch import MAX_BODY_DEPTH  # noqa: PLC0415
+
+        deep = b'{"a": ' + b"[" * 300 + b"]" * 300 + b"}\n"
+        consumer = CapturingConsumer()
+        host = await feed(deep + lines({"n": 2}), {Signal.LOGS: consumer}, metrics)
+        assert host.fatal == []
+        first, second = records(consumer)
+        levels, value = 0, as_python(first.body)["a"]
+        while isinstance(value, list):
+            value, levels = value[0], levels + 1
+        assert levels == MAX_BODY_DEPTH - 1
+        assert value == "[" * (300 - levels) + "]" * (300 - levels)
+        assert attribute(first, REPAIRED) == ["nested_as_json"]
+        assert as_python(second.body) == {"n": 2}
+
+    async def test_what_is_not_json_is_still_malformed(self, metrics, caplog):
+        """The fallback parser does not make broken JSON or raw invalid UTF-8 acceptable."""
+        caplog.set_level(logging.WARNING)
+        data = b'{"a": 1e400\n{"b": "\xff"}\n' + b"[" * 5000 + b"\n" + lines({"n": 1})
+        consumer = CapturingConsumer()
+        await feed(data, {Signal.LOGS: consumer}, metrics)
+        assert [as_python(r.body) for r in records(consumer)] == [{"n": 1}]
+        assert malformed(metrics) == 3
+        assert "line 1 skipped: not valid JSON" in caplog.text
+        assert "line 2 skipped: invalid UTF-8" in caplog.text
+        assert "line 3 skipped" in caplog.text
+
+    async def test_otlp_json_line_with_a_lone_surrogate(self, metrics):
+        """An OTLP/JSON line is repaired the same way before it is decoded (counted, not marked)."""
+        obj = orjson.loads(OTLP_LINES.splitlines()[0])
+        obj["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] = "PLACEHOLDER"
+        line = orjson.dumps(obj).replace(b"PLACEHOLDER", b"agent \\ud83d")
+        consumer = CapturingConsumer()
+        await feed(line + b"\n", {Signal.TRACES: consumer}, metrics)
+        span = consumer.messages[0].resource_spans[0].scope_spans[0].spans[0]
+        assert span.name == "agent \ufffd"
+        assert repaired(metrics, "lone_surrogate", signal="traces") == 1
+
+
+class TestSeverity:
+    @pytest.mark.parametrize(("obj", "text", "number"), [
+        ({"level": "info"}, "info", 9),
+        ({"Level": "ERROR"}, "ERROR", 17),
+        ({"LEVEL": "warn"}, "warn", 13),
+        ({"severity": "Debug"}, "Debug", 5),
+        ({"SEVERITY": "fatal"}, "fatal", 21),
+        ({"lvl": "error"}, "error", 17),
+        ({"Lvl": "trace"}, "trace", 1),
+        ({"levelname": "CRITICAL"}, "CRITICAL", 21),
+        ({"levelName": "WARNING"}, "WARNING", 13),
+        ({"level": "notice", "levelname": "ERROR"}, "notice", 10),  # level comes first
+        ({"level": None, "lvl": "info"}, "info", 9),  # an empty field is skipped
+        ({"severity": 17}, "", 17),
+        ({"status": "error"}, "", 17),
+        ({"Status": "ERROR"}, "", 17),
+        ({"status": "ok"}, "", 0),
+        ({"level": "info", "status": "error"}, "info", 9),  # the source's own level wins
+        ({"level": "E", "status": "error"}, "E", 17),  # an unknown level gives no number: status decides
+    ])
+    async def test_severity_fields(self, metrics, obj, text, number):
+        """level/severity/lvl/levelname in any case set the severity; status "error" means ERROR when it is unset."""
+        consumer = CapturingConsumer()
+        await feed(lines({**obj, "msg": "m"}), {Signal.LOGS: consumer}, metrics)
+        (record,) = records(consumer)
+        assert (record.severity_text, record.severity_number) == (text, number)
+
+    async def test_status_error_is_result_error_in_the_audit_line(self, metrics):
+        """What the audit exporter writes: status "error" and Level ERROR give result error, the rest allow."""
+        from obs_pipeline.exporters.jsonl_audit.logs import encode_logs  # noqa: PLC0415
+
+        consumer = CapturingConsumer()
+        await feed(lines({"msg": "a", "status": "Error"}, {"msg": "b", "Level": "ERROR"}, {"msg": "c", "lvl": "info"}),
+                   {Signal.LOGS: consumer}, metrics)
+        audit = [orjson.loads(line) for line in encode_logs(consumer.messages[0])]
+        assert [line["result"] for line in audit] == ["error", "error", "allow"]
+
+
+class TestRecordIds:
+    async def run_once(self, data: bytes, metrics, **options) -> tuple[StdinReceiver, list]:
+        pipe = Pipe()
+        consumer = CapturingConsumer()
+        receiver, host = make({Signal.LOGS: consumer}, metrics, pipe.reader, **options)
+        await receiver.start(host)
+        try:
+            pipe.write(data)
+            pipe.close()
+            await asyncio.wait_for(host.finished_event.wait(), 5)
+        finally:
+            await receiver.shutdown()
+            pipe.reader.close()
+        return receiver, records(consumer)
+
+    async def test_every_record_gets_a_uid_unique_per_line_and_run(self, metrics):
+        """Identical lines get different ids; the same input read twice gets different ids."""
+        data = lines({"same": 1}, {"same": 1}) + b"\n" + lines({"same": 1})
+        _first_run, first = await self.run_once(data, metrics)
+        _second_run, second = await self.run_once(data, metrics)
+        ids = [attribute(r, "log.record.uid") for r in first]
+        again = [attribute(r, "log.record.uid") for r in second]
+        assert len(set(ids)) == 3
+        assert not set(ids) & set(again)
+        assert all(isinstance(uid, str) and len(uid) == 32 and int(uid, 16) >= 0 for uid in ids + again)
+
+    async def test_uid_is_derived_from_the_run_and_the_line_number(self, metrics):
+        """The id is a pure function of (source, the receiver's start time, the line number): blank and bad lines count."""
+        from obs_pipeline.receivers.linebatch import record_uid  # noqa: PLC0415
+
+        data = lines({"n": 1}) + b"\n{broken\n" + lines({"n": 4})
+        receiver, got = await self.run_once(data, metrics)
+        assert [attribute(r, "log.record.uid") for r in got] == [
+            record_uid("stdin", receiver.started_ns, 1), record_uid("stdin", receiver.started_ns, 4)]
+        assert record_uid("stdin", receiver.started_ns, 4) == record_uid("stdin", receiver.started_ns, 4)
+        assert record_uid("stdin", receiver.started_ns, 4) != record_uid("stdin", receiver.started_ns + 1, 4)
+        assert record_uid("stdin", receiver.started_ns, 4) != record_uid("file", receiver.started_ns, 4)
+
+    async def test_text_lines_get_a_uid_too(self, metrics):
+        _receiver, got = await self.run_once(b"one\ntwo\n", metrics, format="text")
+        assert len({attribute(r, "log.record.uid") for r in got}) == 2
+
+    async def test_audit_event_id_differs_for_identical_lines(self, metrics):
+        """Two identical lines are two audit events (event_id from log.record.uid)."""
+        from obs_pipeline.exporters.jsonl_audit.logs import encode_logs  # noqa: PLC0415
+
+        _receiver, got = await self.run_once(lines({"msg": "retry"}, {"msg": "retry"}), metrics)
+        data = LogsData()
+        data.resource_logs.add().scope_logs.add().log_records.extend(got)
+        event_ids = [orjson.loads(line)["event_id"] for line in encode_logs(data)]
+        assert event_ids[0] != event_ids[1]
+
+    async def test_bad_hex_ids_are_ignored(self, metrics):
+        """trace_id/span_id that are all zeros, the wrong length or not hex leave the record's ids empty."""
+        objs = [
+            {"trace_id": "0" * 32, "span_id": "0" * 16},
+            {"trace_id": "ab" * 15, "span_id": "ab" * 7},
+            {"trace_id": "ab" * 17, "span_id": "ab" * 9},
+            {"traceId": "zz" * 16, "spanId": "zz" * 8},
+            {"trace_id": 12345, "span_id": None},
+            {"trace_id": "AB" * 16, "span_id": "cd" * 8},
+        ]
+        consumer = CapturingConsumer()
+        await feed(lines(*objs), {Signal.LOGS: consumer}, metrics)
+        got = [(r.trace_id.hex(), r.span_id.hex()) for r in records(consumer)]
+        assert got == [("", "")] * 5 + [("ab" * 16, "cd" * 8)]
+        assert as_python(records(consumer)[0].body) == objs[0]  # the fields stay in the body

@@ -7,7 +7,9 @@ hides the cause). The response is the empty Export*ServiceResponse, pre-serializ
 
 Per request the handler does only: ``FromString`` → a :class:`Batch` with the request bytes
 (its item count computed once) → ``consume`` → count. Nothing
-per span runs in Python here. Services of signals no pipeline takes are not registered, so
+per span runs in Python here. Only a request the strict parse refuses is parsed again by
+:mod:`~obs_pipeline.receivers.otlp.lenient`, which repairs invalid UTF-8 and too-deep values
+instead of refusing the batch. Services of signals no pipeline takes are not registered, so
 grpc answers UNIMPLEMENTED for them.
 """
 
@@ -22,6 +24,7 @@ from google.protobuf.message import DecodeError
 from obs_pipeline.batch import Batch
 from obs_pipeline.errors import StartupError
 from obs_pipeline.receivers._common import TransportServer, bind_failure_reason, outcome_of
+from obs_pipeline.receivers.otlp import lenient
 from obs_pipeline.receivers.otlp.status import grpc_trailers
 from obs_pipeline.signals import Signal, message_class
 from obs_pipeline.units import parse_endpoint
@@ -95,12 +98,19 @@ class GrpcServer(TransportServer):
         async def export(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
             try:
                 data = from_string(request)
+                wire = request
             except (DecodeError, RecursionError) as exc:
-                counters.malformed()
-                log.debug("rejected a malformed OTLP/gRPC %s request: %s", signal.value,
-                          type(exc).__name__)
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message)
-            batch = Batch(signal, data, wire=request)
+                try:  # one bad value must not cost the batch: repair it (lenient.py)
+                    repaired = await lenient.decode_async(signal, request)
+                except (DecodeError, RecursionError):
+                    counters.malformed()
+                    log.debug("rejected a malformed OTLP/gRPC %s request: %s", signal.value,
+                              type(exc).__name__)
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message)
+                data, wire = repaired.message, repaired.wire
+                counters.repaired(signal, repaired.repairs)
+                log.debug("repaired an OTLP/gRPC %s request: %s", signal.value, lenient.describe(repaired.repairs))
+            batch = Batch(signal, data, wire=wire)
             items = 0
             try:
                 items = batch.items

@@ -5,6 +5,11 @@ Bodies are ``application/x-protobuf`` or ``application/json`` (OTLP/JSON, hex id
 we inflate in a stream with a cap on the *decompressed* size, so a small gzip bomb is answered
 413 without ever inflating past ``max_request_body_size``.
 
+A protobuf body the strict parse refuses is repaired by :mod:`~obs_pipeline.receivers.otlp.lenient`
+(invalid UTF-8, too-deep values) instead of refused; an OTLP/JSON body over
+``offload.PROCESS_THRESHOLD`` is decoded in a worker process (:mod:`~obs_pipeline.receivers.otlp.offload`),
+so it never stalls the event loop.
+
 Answers follow the OTLP/HTTP spec: 200 with the Export*ServiceResponse encoded like the
 request; 400 (malformed), 413 (too large) and 503 (refused, with ``Retry-After``) with a
 ``google.rpc.Status`` body encoded like the request; 415 for an unknown media type or content
@@ -23,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from google.protobuf.message import DecodeError
 
-from obs_pipeline import otlp_json
 from obs_pipeline.batch import Batch
 from obs_pipeline.errors import StartupError
 from obs_pipeline.receivers._common import (
@@ -34,8 +38,10 @@ from obs_pipeline.receivers._common import (
     bind_failure_reason,
     outcome_of,
 )
+from obs_pipeline.receivers.otlp import lenient
+from obs_pipeline.receivers.otlp.offload import JsonDecoder
 from obs_pipeline.receivers.otlp.status import encode_status, status
-from obs_pipeline.signals import Message, Signal, message_class
+from obs_pipeline.signals import Signal, message_class
 from obs_pipeline.units import parse_endpoint
 
 if TYPE_CHECKING:
@@ -157,6 +163,9 @@ class HttpServer(TransportServer):
         self._idle.set()
         # Bodies are read by read_body(), which enforces the limit.
         app = web.Application(middlewares=[self._in_flight_middleware()])
+        # Big OTLP/JSON bodies are decoded in a worker process (offload.py), stopped by the runner's cleanup.
+        self._json = JsonDecoder(self.log)
+        app.on_cleanup.append(self._json.on_cleanup)
         for signal in Signal:
             consumer = self.consumers.get(signal)
             handler = self._handler(signal, consumer) if consumer is not None else self._no_pipeline(signal)
@@ -236,6 +245,7 @@ class HttpServer(TransportServer):
         counters = self.counters
         limit = self.cfg.max_request_body_size
         log = self.log
+        json_decoder = self._json
 
         async def handle(request: web.Request) -> web.StreamResponse:
             media_type = request.content_type.lower()
@@ -258,15 +268,27 @@ class HttpServer(TransportServer):
                 counters.malformed()
                 log.debug("rejected an OTLP/HTTP %s request: bad %s data", signal.value, encoding)
                 return _error(400, INVALID_ARGUMENT, f"request body is not valid {encoding} data", as_json)
+            repairs: dict[str, int] = {}
+            wire: bytes | None
             try:
-                data: Message = otlp_json.decode(signal, body) if as_json else from_string(body)
+                if as_json:
+                    data, wire = await json_decoder.decode(signal, body)
+                else:
+                    try:
+                        data, wire = from_string(body), body
+                    except (DecodeError, RecursionError):  # one bad value must not cost the batch (lenient.py)
+                        repaired = await lenient.decode_async(signal, body)
+                        data, wire, repairs = repaired.message, repaired.wire, repaired.repairs
             except (DecodeError, ValueError, RecursionError) as exc:
                 counters.malformed()
                 reason = str(exc) if as_json else f"request body is not a valid OTLP {signal.value} export request"
                 log.debug("rejected a malformed OTLP/HTTP %s request: %s", signal.value,
                           type(exc).__name__)
                 return _error(400, INVALID_ARGUMENT, reason, as_json)
-            batch = Batch(signal, data, wire=None if as_json else body)
+            if repairs:
+                counters.repaired(signal, repairs)
+                log.debug("repaired an OTLP/HTTP %s request: %s", signal.value, lenient.describe(repairs))
+            batch = Batch(signal, data, wire=wire)
             items = 0
             try:
                 items = batch.items
