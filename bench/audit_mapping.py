@@ -79,17 +79,19 @@ def parser_ints(encoder: spans.SpanEncoder, payload: bytes) -> list[bytes]:
 def line_dicts(example: dict[str, object]) -> tuple[Callable[[], object], Callable[[], object]]:
     """Two ways to make and serialize one request's line dicts: the builder, and a literal."""
     fields = dict(example)
-    t, s, k, e, c, r, d, i, tr, sp, sv = fields.values()
+    t, s, k, e, c, r, d, i, tr, sp, pa, us, ag, sv = fields.values()
     dumps, build = orjson.dumps, audit.build
 
     def builder() -> object:
         return [dumps(build(timestamp=t, session_id=s, task_id=k, event_type=e, category=c, result=r,  # type: ignore[arg-type]
-                            detail=d, event_id=i, trace_id=tr, span_id=sp, service=sv))  # type: ignore[arg-type]
+                            detail=d, event_id=i, trace_id=tr, span_id=sp, parent_span_id=pa,  # type: ignore[arg-type]
+                            user_id=us, agent=ag, service=sv))  # type: ignore[arg-type]
                 for _ in range(SPANS_PER_REQUEST)]
 
     def literal() -> object:
         return [dumps({"timestamp": t, "session_id": s, "task_id": k, "event_type": e, "category": c, "result": r,
-                       "detail": d, "event_id": i, "trace_id": tr, "span_id": sp, "service": sv})
+                       "detail": d, "event_id": i, "trace_id": tr, "span_id": sp, "parent_span_id": pa,
+                       "user_id": us, "agent": ag, "service": sv})
                 for _ in range(SPANS_PER_REQUEST)]
 
     return builder, literal

@@ -150,10 +150,11 @@ class TestAttributes:
         assert attributes.tokens(vals) == {"input": 34, "output": 12}
 
     def test_resource_context(self):
-        """service.name, and the session and task a resource carries for all its records."""
-        assert attributes.resource_context_of(attrs_of({"service.name": "svc", "session.id": "s", "task.id": "t"})) == (
-            "svc", "s", "t")
-        assert attributes.resource_context_of(attrs_of({})) == (None, None, None)
+        """service.name, and the session, task, user and agent a resource carries for all its records."""
+        assert attributes.resource_context_of(attrs_of({
+            "service.name": "svc", "session.id": "s", "task.id": "t", "enduser.id": "u", "gen_ai.agent.name": "a",
+        })) == ("svc", "s", "t", "u", "a")
+        assert attributes.resource_context_of(attrs_of({})) == (None, None, None, None, None)
 
     async def test_debug_and_the_audit_line_read_the_same_values(self):
         """An old provider value and token counts sent as text look the same in debug and in the audit line."""

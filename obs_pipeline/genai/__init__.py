@@ -53,6 +53,20 @@ TOOL_CALL_ID = "gen_ai.tool.call.id"
 DATA_SOURCE_ID = "gen_ai.data_source.id"
 ERROR_TYPE = "error.type"
 USER_ID = "user.id"
+# The exception conventions: attributes of a log record, or of a span's ``exception`` event.
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_EVENT = "exception"  # the span event's name
+FINISH_REASONS = "gen_ai.response.finish_reasons"  # string[]: why the model stopped, per choice
+LOG_RECORD_UID = "log.record.uid"  # a unique id of the log record (a ULID), set by its source
+
+# Decisions. Neither is in a released convention yet: the tool-call decision is proposed in
+# semantic-conventions-genai PR 535 (the ``gen_ai.tool.call.decision`` event, whose
+# ``gen_ai.tool.call.decision.outcome`` is allow / deny / require_approval); the action enforced
+# after a guardrail in PR 427 (``gen_ai.security.action.type``: allow, block, modify, ...), which
+# followed semantic-conventions PR 3233's ``gen_ai.security.decision.type`` (allow / deny / modify).
+TOOL_CALL_DECISION = "gen_ai.tool.call.decision.outcome"
+GUARDRAIL_ACTION = "gen_ai.security.action.type"
 
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
@@ -97,6 +111,9 @@ CONVERSATION_ID_ALIASES = (
 )
 TASK_ID_ALIASES = ("task.id", "agent.task.id", "traceloop.association.properties.task_id")
 AGENT_NAME_ALIASES = ("agent.name",)  # OpenInference
+# The event's name used as an attribute, as some runtimes write it.
+TOOL_CALL_DECISION_ALIASES = ("gen_ai.tool.call.decision",)
+GUARDRAIL_ACTION_ALIASES = ("gen_ai.security.decision.type",)
 TOOL_NAME_ALIASES = ("tool.name",)  # OpenInference
 USER_ID_ALIASES = ("enduser.id", "langfuse.user.id", "traceloop.association.properties.user_id")
 
@@ -116,6 +133,8 @@ _ALIAS_GROUPS: dict[str, tuple[str, ...]] = {
     AGENT_NAME: AGENT_NAME_ALIASES,
     TOOL_NAME: TOOL_NAME_ALIASES,
     USER_ID: USER_ID_ALIASES,
+    TOOL_CALL_DECISION: TOOL_CALL_DECISION_ALIASES,
+    GUARDRAIL_ACTION: GUARDRAIL_ACTION_ALIASES,
 }
 
 #: Every accepted alias -> its canonical attribute name.
@@ -156,6 +175,12 @@ OPERATION_VALUE_ALIASES: Mapping[str, str] = MappingProxyType({
     "completion": "text_completion",
     "embedding": "embeddings",
 })
+
+#: Decision values (tool-call outcome or guardrail action, lower-cased) that make the audit result
+#: ``deny``. ``require_approval`` is one: the call may not proceed on the agent's own authority;
+#: ``detail.decision`` keeps the value, and a later decision (``allow``) has its own line. Any
+#: other value (``allow``, ``modify``, ``warn``) leaves the result as the status makes it.
+DENY_DECISIONS = frozenset({"deny", "require_approval", "block"})
 
 # --- Audit categories ---------------------------------------------------------------------------
 

@@ -22,12 +22,14 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from obs_pipeline import genai
+from obs_pipeline.audit import line
 
 __all__ = [
-    "AGENT", "CACHE_READ", "CACHE_WRITE", "ERROR_TYPE", "IN", "INT64_MAX", "INT64_MIN", "INT_SLOTS", "N_INT",
-    "N_WANTED", "OI_KIND", "OPERATION", "OUT", "PROVIDER", "REASONING", "REQUEST_MODEL", "RESPONSE_MODEL",
-    "SESSION", "SLOTS", "TASK", "TL_KIND", "TOOL", "WANTED", "ResourceContext", "Value", "any_value_to_json",
-    "category", "int_fallback", "normalize", "read_value", "read_wanted", "resource_context",
+    "AGENT", "CACHE_READ", "CACHE_WRITE", "DECISION", "ERROR_TYPE", "EXCEPTION_MESSAGE", "EXCEPTION_TYPE",
+    "FINISH_REASONS", "GUARDRAIL", "IN", "INT64_MAX", "INT64_MIN", "INT_SLOTS", "N_INT", "N_WANTED", "OI_KIND",
+    "OPERATION", "OUT", "PROVIDER", "REASONING", "REQUEST_MODEL", "RESPONSE_MODEL", "SESSION", "SLOTS", "TASK",
+    "TL_KIND", "TOOL", "TOTAL", "USER", "WANTED", "ResourceContext", "Value", "any_value_to_json", "category",
+    "decision_result", "int_fallback", "normalize", "read_value", "read_wanted", "resource_context",
     "resource_context_of", "str_fallback", "tokens",
 ]
 
@@ -36,10 +38,12 @@ __all__ = [
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
-#: What a slot holds: a token count, a string, or None when the record does not carry it.
-Value = int | str | None
-#: ``(service.name, session id, task id)`` of a resource.
-ResourceContext = tuple[str | None, str | None, str | None]
+#: What a slot holds: a token count, a string (cut to its cap: :class:`~obs_pipeline.audit.line.Cut`),
+#: the finish reasons (a tuple of strings, or a :class:`~obs_pipeline.audit.line.CutList`), or None
+#: when the record does not carry it.
+Value = int | str | tuple[str, ...] | list[str] | None
+#: ``(service.name, session id, task id, user id, agent name)`` of a resource.
+ResourceContext = tuple[str | None, str | None, str | None, str | None, str | None]
 
 #: Attributes read into slots, in slot order. Integer-valued ones come first, so a slot number
 #: alone says which accessor reads it.
@@ -49,6 +53,7 @@ WANTED: tuple[str, ...] = (
     genai.USAGE_CACHE_READ_INPUT_TOKENS,
     genai.USAGE_CACHE_WRITE_INPUT_TOKENS,
     genai.USAGE_REASONING_OUTPUT_TOKENS,
+    genai.USAGE_TOTAL_TOKENS,
     genai.OPERATION_NAME,
     genai.PROVIDER_NAME,
     genai.REQUEST_MODEL,
@@ -60,13 +65,22 @@ WANTED: tuple[str, ...] = (
     genai.ERROR_TYPE,
     genai.OPENINFERENCE_SPAN_KIND,
     genai.TRACELOOP_SPAN_KIND,
+    genai.USER_ID,
+    genai.TOOL_CALL_DECISION,
+    genai.GUARDRAIL_ACTION,
+    genai.EXCEPTION_TYPE,
+    genai.EXCEPTION_MESSAGE,
+    genai.FINISH_REASONS,
 )
 N_WANTED = len(WANTED)
 N_INT = sum(1 for name in WANTED if name in genai.INT_ATTRIBUTES)
 if not all(name in genai.INT_ATTRIBUTES for name in WANTED[:N_INT]):
     raise AssertionError("integer attributes must come first in WANTED")
-(IN, OUT, CACHE_READ, CACHE_WRITE, REASONING, OPERATION, PROVIDER, REQUEST_MODEL, RESPONSE_MODEL,
- SESSION, TASK, AGENT, TOOL, ERROR_TYPE, OI_KIND, TL_KIND) = range(N_WANTED)
+(IN, OUT, CACHE_READ, CACHE_WRITE, REASONING, TOTAL, OPERATION, PROVIDER, REQUEST_MODEL, RESPONSE_MODEL,
+ SESSION, TASK, AGENT, TOOL, ERROR_TYPE, OI_KIND, TL_KIND, USER, DECISION, GUARDRAIL, EXCEPTION_TYPE,
+ EXCEPTION_MESSAGE, FINISH_REASONS) = range(N_WANTED)
+#: Slots whose text is a message, capped at ``TEXT_CHARS``; other strings are names and ids (``NAME_CHARS``).
+_MESSAGE_SLOTS = frozenset({EXCEPTION_MESSAGE})
 
 
 def _build_slots() -> dict[str, int]:
@@ -106,9 +120,12 @@ def any_value_to_json(value: AnyValue) -> Any:
 
 
 def str_fallback(value: AnyValue) -> str | None:
-    """A scalar where a string was expected (an integer session id): its text, else None."""
+    """A number where a string was expected (an integer session id): its decimal text, else None.
+
+    A boolean, an array or a map is no id nor name: None, as if absent.
+    """
     kind = value.WhichOneof("value")
-    if kind in ("int_value", "double_value", "bool_value"):
+    if kind in ("int_value", "double_value"):
         return str(getattr(value, kind))
     return None
 
@@ -153,11 +170,42 @@ def normalize(slot: int, value: str | None) -> str | None:
     return value
 
 
+def _reasons(value: AnyValue) -> tuple[str, ...] | list[str] | None:
+    """``gen_ai.response.finish_reasons``: an array of strings (a single string is one reason).
+
+    Each reason is capped at ``NAME_CHARS``, the list at ``MAX_LIST_ITEMS``; a cut list is a
+    :class:`~obs_pipeline.audit.line.CutList`. Items that are not text (or numbers) are left out.
+    """
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        items = value.array_value.values
+        reasons = [r for r in (v.string_value or str_fallback(v) for v in items) if r]
+    elif kind == "string_value":
+        reasons = [value.string_value]
+    else:
+        return None
+    if not reasons:
+        return None
+    capped = [line.cap(r) for r in reasons[:line.MAX_LIST_ITEMS]]
+    if len(reasons) > line.MAX_LIST_ITEMS or any(isinstance(r, line.Cut) for r in capped):
+        return line.CutList(capped)
+    return tuple(capped)
+
+
 def read_value(slot: int, value: AnyValue) -> Value:
-    """The value of an ``AnyValue`` for ``slot`` (canonical slot number): an int or a string."""
+    """The value of an ``AnyValue`` for ``slot`` (canonical slot number): an int, a string or the reasons.
+
+    Strings are capped (``TEXT_CHARS`` for messages, else ``NAME_CHARS``): a cut one is a
+    :class:`~obs_pipeline.audit.line.Cut`.
+    """
     if slot < N_INT:
         return value.int_value or int_fallback(value)
-    return normalize(slot, value.string_value or str_fallback(value))
+    if slot == FINISH_REASONS:
+        return _reasons(value)
+    text = normalize(slot, value.string_value or str_fallback(value))
+    if text is None:
+        return None
+    return line.cap(text, line.TEXT_CHARS if slot in _MESSAGE_SLOTS else line.NAME_CHARS)
 
 
 def read_wanted(attributes: Iterable[KeyValue]) -> list[Value]:
@@ -185,8 +233,14 @@ _TOKEN_SLOTS = (("input", IN), ("output", OUT), ("cache_read", CACHE_READ), ("ca
 
 
 def tokens(vals: list[Value]) -> dict[str, int] | None:
-    """The ``tokens`` object (``{"input": 10, "output": 3}``): only the counts that were reported."""
+    """The ``tokens`` object (``{"input": 10, "output": 3}``): only the counts that were reported.
+
+    ``total`` (``gen_ai.usage.total_tokens`` and its aliases) appears only when neither input nor
+    output is reported: it is never split into input and output, nor written beside them.
+    """
     found = {name: count for name, slot in _TOKEN_SLOTS if isinstance(count := vals[slot], int)}
+    if "input" not in found and "output" not in found and isinstance(total := vals[TOTAL], int):
+        found["total"] = total
     return found or None
 
 
@@ -196,19 +250,30 @@ def category(vals: list[Value]) -> str:
     return genai.category(operation if isinstance(operation, str) else None, kind if isinstance(kind, str) else None)
 
 
+def decision_result(decision: Value, guardrail: Value) -> str | None:
+    """``deny`` when the tool-call decision or the guardrail action says no (``genai.DENY_DECISIONS``), else None."""
+    for value in (decision, guardrail):
+        if isinstance(value, str) and value.lower() in genai.DENY_DECISIONS:
+            return line.DENY
+    return None
+
+
 # --- resources ----------------------------------------------------------------------------------
 
+def _text(value: Value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def resource_context_of(attributes: Iterable[KeyValue]) -> ResourceContext:
-    """``(service.name, session id, task id)`` from a resource's attributes."""
+    """``(service.name, session id, task id, user id, agent name)`` from a resource's attributes, capped."""
     attributes = list(attributes)
     service = None
     for kv in attributes:
         if kv.key == genai.SERVICE_NAME:
-            service = kv.value.string_value or None
+            service = line.cap(kv.value.string_value) if kv.value.string_value else None
             break
     vals = read_wanted(attributes)
-    session, task = vals[SESSION], vals[TASK]
-    return service, session if isinstance(session, str) else None, task if isinstance(task, str) else None
+    return service, _text(vals[SESSION]), _text(vals[TASK]), _text(vals[USER]), _text(vals[AGENT])
 
 
 def resource_context(resource: Resource) -> ResourceContext:

@@ -25,7 +25,7 @@ def _request(sender: int, seq: int) -> tuple[bytes, list[str]]:
     kv.key, kv.value.string_value = "service.name", "load"
     ss = rs.scope_spans.add()
     ids = []
-    trace_id = (sender << 64 | seq).to_bytes(16, "big")
+    trace_id = ((sender + 1) << 64 | seq).to_bytes(16, "big")  # never all zero: OTLP calls that invalid
     for i in range(SPANS_PER_REQUEST):
         span_id = (seq * SPANS_PER_REQUEST + i + 1).to_bytes(8, "big")
         ss.spans.add(trace_id=trace_id, span_id=span_id, name="chat", start_time_unix_nano=1, end_time_unix_nano=2)

@@ -26,7 +26,7 @@ from tests.exporters.builders import CHAT, T0, add_attributes, logs, traces
 
 #: DESIGN §5, written out independently of the code.
 KEY_ORDER = ["timestamp", "session_id", "task_id", "event_type", "category", "result", "detail",
-             "event_id", "trace_id", "span_id", "service"]
+             "event_id", "trace_id", "span_id", "parent_span_id", "user_id", "agent", "service"]
 
 
 def exporter(path: Path) -> JsonlAuditExporter:

@@ -9,6 +9,8 @@ import errno
 import logging
 import os
 import random
+import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -24,7 +26,7 @@ import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
-from obs_pipeline.audit.line import KEYS
+from obs_pipeline.audit.line import KEYS, Cut, CutList
 from obs_pipeline.batch import Batch
 from obs_pipeline.components import Kind
 from obs_pipeline.errors import PermanentError, RetryableError, StartupError
@@ -51,7 +53,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 #: DESIGN §5's order, written out here so that a change to ``audit.line.KEYS`` fails a test.
 KEY_ORDER = ["timestamp", "session_id", "task_id", "event_type", "category", "result", "detail",
-             "event_id", "trace_id", "span_id", "service"]
+             "event_id", "trace_id", "span_id", "parent_span_id", "user_id", "agent", "service"]
 assert list(KEYS) == KEY_ORDER
 DEV_FULL = Path("/dev/full")
 
@@ -115,6 +117,9 @@ class TestSpanMapping:
             "event_id": f"{TRACE.hex()}:{SPAN.hex()}",
             "trace_id": TRACE.hex(),
             "span_id": SPAN.hex(),
+            "parent_span_id": None,
+            "user_id": None,
+            "agent": None,
             "service": "my-agent",
         }
 
@@ -146,9 +151,10 @@ class TestSpanMapping:
         assert line["detail"] == {"tool": "lookup_order", "duration_ms": 12.5}
 
     def test_invoke_agent_span(self):
-        """An agent span is category agent and names the agent."""
+        """An agent span is category agent and names the agent (top level, not in detail)."""
         line = line_of(traces({"attrs": {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support"}}))
-        assert (line["event_type"], line["category"], line["detail"]["agent"]) == ("invoke_agent", "agent", "support")
+        assert (line["event_type"], line["category"], line["agent"]) == ("invoke_agent", "agent", "support")
+        assert "agent" not in line["detail"]
 
     def test_error_span(self):
         """Status ERROR gives result error, the status message and error.type in detail."""
@@ -310,7 +316,7 @@ class TestAliases:
         """Long wanted values and non-ASCII text come through exactly."""
         session = "sé-" + "ß" * 300
         line = line_of(traces({"attrs": {"gen_ai.conversation.id": session, "gen_ai.agent.name": "агент"}}))
-        assert (line["session_id"], line["detail"]["agent"]) == (session, "агент")
+        assert (line["session_id"], line["agent"]) == (session, "агент")
 
     def test_large_and_negative_token_counts(self):
         """Multi-byte and negative varints decode exactly."""
@@ -320,36 +326,55 @@ class TestAliases:
 
 
 def reference_line(span: Any, resource: Any) -> dict[str, Any]:
-    """The audit line computed the slow, obvious way from the protobuf objects."""
-    service, res_session, res_task = resource_context(resource)
+    """The audit line computed the slow, obvious way from the protobuf objects (spans with valid ids)."""
+    service, res_session, res_task, res_user, res_agent = resource_context(resource)
     vals = read_wanted(span.attributes)
+
+    def val(name: str) -> Any:
+        return vals[WANTED.index(name)]
+
     detail: dict[str, Any] = {}
-    model = vals[WANTED.index("gen_ai.response.model")] or vals[WANTED.index("gen_ai.request.model")]
-    for key, value in (("model", model), ("provider", vals[WANTED.index("gen_ai.provider.name")]),
-                       ("tokens", tokens(vals)), ("tool", vals[WANTED.index("gen_ai.tool.name")]),
-                       ("agent", vals[WANTED.index("gen_ai.agent.name")])):
+    model = val("gen_ai.response.model") or val("gen_ai.request.model")
+    for key, value in (("model", model), ("provider", val("gen_ai.provider.name")),
+                       ("tokens", tokens(vals)), ("tool", val("gen_ai.tool.name"))):
         if value:
             detail[key] = value
     if span.end_time_unix_nano >= span.start_time_unix_nano:
         detail["duration_ms"] = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
     if span.status.message:
         detail["message"] = span.status.message
-    if vals[WANTED.index("error.type")]:
-        detail["error_type"] = vals[WANTED.index("error.type")]
-    op = vals[WANTED.index("gen_ai.operation.name")]
-    return {
+    for key, value in (("error_type", val("error.type") or val("exception.type")),
+                       ("exception_message", val("exception.message")),
+                       ("finish_reasons", val("gen_ai.response.finish_reasons"))):
+        if value:
+            detail[key] = value
+    result = "error" if span.status.code == Status.STATUS_CODE_ERROR else "allow"
+    for key, name in (("decision", "gen_ai.tool.call.decision.outcome"), ("guardrail_action", "gen_ai.security.action.type")):
+        if val(name) is not None:
+            detail[key] = val(name)
+            if val(name).lower() in ("deny", "require_approval", "block"):
+                result = "deny"
+    op = val("gen_ai.operation.name")
+    line = {
         "timestamp": format_ns(span.start_time_unix_nano),
-        "session_id": vals[WANTED.index("gen_ai.conversation.id")] or res_session,
-        "task_id": vals[WANTED.index("gen_ai.task.id")] or res_task,
+        "session_id": val("gen_ai.conversation.id") or res_session,
+        "task_id": val("gen_ai.task.id") or res_task,
         "event_type": op or span.name,
         "category": category(vals),
-        "result": "error" if span.status.code == Status.STATUS_CODE_ERROR else "allow",
+        "result": result,
         "detail": detail,
         "event_id": f"{span.trace_id.hex()}:{span.span_id.hex()}",
         "trace_id": span.trace_id.hex(),
         "span_id": span.span_id.hex(),
+        "parent_span_id": span.parent_span_id.hex() or None,
+        "user_id": val("user.id") or res_user,
+        "agent": val("gen_ai.agent.name") or res_agent,
         "service": service,
     }
+    cut = [k for k, v in [*line.items(), *detail.items()] if isinstance(v, (Cut, CutList))]  # read_wanted's marks
+    if cut:
+        detail["truncated_fields"] = cut
+    return line
 
 
 class TestFastPathMatchesReference:
@@ -357,9 +382,12 @@ class TestFastPathMatchesReference:
         """The byte-level, cached span path gives exactly what the plain protobuf reading gives."""
         rnd = random.Random(1234)
         names = [*WANTED, "session.id", "gen_ai.system", "gen_ai.usage.prompt_tokens", "llm.model_name",
-                 "tool.name", "gen_ai.prompt", "http.url", "k" * 200, "", "gen_ai.request.temperature"]
+                 "tool.name", "gen_ai.prompt", "http.url", "k" * 200, "", "gen_ai.request.temperature",
+                 "llm.usage.total_tokens", "enduser.id", "agent.name", "gen_ai.tool.call.decision",
+                 "gen_ai.security.decision.type"]
         values: list[Any] = ["chat", "execute_tool", "gemini", "anthropic", "", "x" * 300, "ü" * 70, 0, 1, 300,
-                             2**35, -5, 0.5, 3.0, True, "42", b"raw", [1, "a"], {"k": "v"}, None]
+                             2**35, -5, 0.5, 3.0, True, "42", b"raw", [1, "a"], {"k": "v"}, None, "deny", "BLOCK",
+                             "require_approval", ["stop", "length"], "y" * 5000, "z" * 1024]
         encoder = SpanEncoder()
         for _round in range(3):  # later rounds hit the caches filled by earlier ones
             data = TracesData()
@@ -369,6 +397,7 @@ class TestFastPathMatchesReference:
             rnd_state = rnd.getstate()
             for i in range(300):
                 span = ss.spans.add(trace_id=rnd.randbytes(16), span_id=rnd.randbytes(8), name=f"s{i}",
+                                    parent_span_id=rnd.choice([b"", rnd.randbytes(8)]),
                                     start_time_unix_nano=T0 + rnd.randrange(10**12),
                                     end_time_unix_nano=T0 + rnd.randrange(10**12))
                 for _ in range(rnd.randrange(0, 14)):
@@ -426,13 +455,15 @@ class TestLogMapping:
         source = missy_lines()[5]
         assert list(line_of(logs({"body": source}))["detail"]) == list(source["detail"])
 
-    def test_log_event_id_is_stable(self):
-        """The same record gets the same id, even when read again at another time."""
+    def test_log_event_id_is_stable_per_retry_and_unique_per_event(self):
+        """Without a uid: a sender's retry (same record, same observed time) keeps its id; another time is another event."""
         source = missy_lines()[0]
         first = line_of(logs({"body": source, "observed_time_unix_nano": T0}))
-        again = line_of(logs({"body": source, "observed_time_unix_nano": T0 + 10**9}))
+        retry = line_of(logs({"body": source, "observed_time_unix_nano": T0}))
+        later = line_of(logs({"body": source, "observed_time_unix_nano": T0 + 10**9}))
         other = line_of(logs({"body": missy_lines()[1], "observed_time_unix_nano": T0}))
-        assert first["event_id"] == again["event_id"] != other["event_id"]
+        assert first["event_id"] == retry["event_id"]
+        assert len({first["event_id"], later["event_id"], other["event_id"]}) == 3
         assert len(first["event_id"]) == len("log:") + 16
 
     def test_text_log_with_error_severity(self):
@@ -665,7 +696,7 @@ class TestBadValues:
             "event_type": "tool call", "category": "other", "result": "error",
             "detail": {"mapping_error": "RuntimeError"},
             "event_id": f"{TRACE.hex()}:{'02' * 8}", "trace_id": TRACE.hex(), "span_id": "02" * 8,
-            "service": "my-agent",
+            "parent_span_id": None, "user_id": None, "agent": None, "service": "my-agent",
         }
         assert b"secret" not in path.read_bytes()
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -681,7 +712,8 @@ class TestBadValues:
         monkeypatch.setattr(SpanEncoder, "_status", lambda self, raw: 1 / 0)
         line = line_of(traces(spec))
         assert minimal_line(line) == {"session_id": None, "task_id": None, "event_type": "x", "category": "other",
-                                      "result": "allow", "detail": {"mapping_error": "ZeroDivisionError"}}
+                                      "result": "allow",
+                                      "detail": {"mapping_error": "ZeroDivisionError", "invalid_ids": True}}
         assert (line["event_id"], line["trace_id"], line["span_id"]) == (want, None, None)
 
     def test_a_resource_whose_mapping_fails_still_gives_every_span_a_line(self, monkeypatch):
@@ -729,7 +761,8 @@ class TestBadValues:
             "timestamp": "2026-03-17T10:30:45.123456Z", "session_id": None, "task_id": None,
             "event_type": "log", "category": "other", "result": "error",
             "detail": {"mapping_error": "TypeError"},
-            "event_id": lines[1]["event_id"], "trace_id": TRACE.hex(), "span_id": SPAN.hex(), "service": "my-agent",
+            "event_id": lines[1]["event_id"], "trace_id": TRACE.hex(), "span_id": SPAN.hex(), "parent_span_id": None,
+            "user_id": None, "agent": None, "service": "my-agent",
         }
         assert lines[1]["event_id"].startswith("log:")
         assert b"secret" not in path.read_bytes()
@@ -1219,6 +1252,96 @@ class TestDevices:
             out = b"".join(chunks)
         assert [orjson.loads(x)["event_type"] for x in out.splitlines()] == ["one", "two"]
 
+    def test_dev_stdout_redirected_to_a_file_does_not_warn_about_its_mode(self, tmp_path):
+        """``run x.yaml > out.jsonl``: the shell made the file 0644, which is not ours to warn about."""
+        script = textwrap.dedent("""
+            import asyncio, logging
+            from obs_pipeline.batch import Batch
+            from obs_pipeline.signals import Signal
+            from obs_pipeline.testing import RecordingHost
+            from tests.exporters.builders import traces
+            from tests.exporters.test_jsonl_audit import exporter
+
+            logging.basicConfig(level=logging.WARNING)
+
+            async def main():
+                exp = exporter("/dev/stdout")
+                await exp.start(RecordingHost())
+                await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
+                await exp.shutdown()
+
+            asyncio.run(main())
+        """)
+        out = tmp_path / "out.jsonl"
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2], stdout=fd,
+                                  stderr=subprocess.PIPE, timeout=60, check=False)
+        finally:
+            os.close(fd)
+        assert done.returncode == 0, done.stderr.decode()
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+        assert [orjson.loads(x)["event_type"] for x in out.read_bytes().splitlines()] == ["one"]
+        assert done.stderr.decode() == ""
+
+    async def test_a_pipe_whose_reader_is_gone_fails_permanently_at_once(self, caplog):
+        """An anonymous pipe (as ``/proc/self/fd/N``) whose reader closed: each write fails permanently, without waiting."""
+        read_end, write_end = os.pipe()
+        exp = exporter(Path(f"/proc/self/fd/{write_end}"))
+        try:
+            with caplog.at_level(logging.WARNING):
+                await exp.start(RecordingHost())
+            await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
+            assert orjson.loads(os.read(read_end, 65536))["event_type"] == "one"
+            os.close(read_end)
+            started = time.monotonic()
+            for name in ("two", "three"):  # the next batch too: reopening the path finds the same dead pipe
+                with pytest.raises(PermanentError, match=r"cannot write /proc/self/fd/\d+: Broken pipe"):
+                    await exp.export(Batch(Signal.TRACES, traces({"name": name})))
+            assert time.monotonic() - started < 1
+            assert not exp.file.reopens
+        finally:
+            await exp.shutdown()
+            os.close(write_end)
+        assert caplog.records == []  # no mode warning for a pipe
+
+    def test_dev_stdout_piped_into_a_reader_that_exits(self):
+        """``run x.yaml | head -1``: once head has exited, the next write fails permanently, not after retries."""
+        script = textwrap.dedent("""
+            import asyncio, sys, time
+            from obs_pipeline.batch import Batch
+            from obs_pipeline.signals import Signal
+            from obs_pipeline.testing import RecordingHost
+            from tests.exporters.builders import traces
+            from tests.exporters.test_jsonl_audit import exporter
+
+            async def main():
+                exp = exporter("/dev/stdout")
+                await exp.start(RecordingHost())
+                await exp.export(Batch(Signal.TRACES, traces({"name": "one"})))
+                sys.stdin.readline()  # the reader has gone
+                started = time.monotonic()
+                try:
+                    await exp.export(Batch(Signal.TRACES, traces({"name": "two"})))
+                except Exception as exc:
+                    print(type(exc).__name__, exc, f"{time.monotonic() - started:.3f}", file=sys.stderr)
+                await exp.shutdown()
+
+            asyncio.run(main())
+        """)
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # what head does after its first line
+        _out, err = proc.communicate(b"\n", timeout=60)
+        assert orjson.loads(first)["event_type"] == "one"
+        assert proc.returncode == 0, err.decode()
+        said = re.fullmatch(r"PermanentError jsonl_audit: cannot write /dev/stdout: Broken pipe (\d+\.\d+)",
+                            err.decode().strip())
+        assert said, err.decode()
+        assert float(said[1]) < 1
+
 
 class TestCheck:
     def test_good_path_has_no_problem(self, tmp_path):
@@ -1247,6 +1370,46 @@ class TestCheck:
             locked = Path("/proc/1")
         (problem,) = FACTORY.check(parse_config(FACTORY, {"path": str(locked / "audit.jsonl")}))
         assert "not writable" in problem.message
+
+    @pytest.mark.parametrize("existing", [True, False], ids=["file", "directory"])
+    def test_read_only_file_system_is_named(self, tmp_path, monkeypatch, existing):
+        """On a file system mounted read-only, validate says so, not "permission denied"."""
+        path = tmp_path / "audit.jsonl"
+        if existing:
+            path.write_bytes(b"")
+        real = os.statvfs
+
+        class ReadOnly:
+            def __init__(self, result: Any) -> None:
+                self.result = result
+
+            def __getattr__(self, name: str) -> Any:
+                return os.ST_RDONLY | self.result.f_flag if name == "f_flag" else getattr(self.result, name)
+
+        monkeypatch.setattr(writer.os, "statvfs", lambda p: ReadOnly(real(p)))
+        monkeypatch.setattr(writer.os, "access", lambda *_a, **_k: False)  # as access(2) says: EROFS
+        (problem,) = FACTORY.check(parse_config(FACTORY, {"path": str(path)}))
+        where = path if existing else tmp_path
+        assert problem.message == f"cannot write: {where} is on a read-only file system"
+
+    def test_a_real_read_only_mount(self, tmp_path):
+        """A tmpfs mounted read-only (in a private mount namespace): "read-only file system", for a new and an old file."""
+        mount = tmp_path / "ro"
+        mount.mkdir()
+        (mount / "old.jsonl").write_bytes(b"")
+        script = ("from obs_pipeline.exporters.jsonl_audit.writer import check_path; "
+                  f"print(check_path({str(mount / 'new' / 'audit.jsonl')!r})); print(check_path({str(mount / 'old.jsonl')!r}))")
+        shell = (f"mount --bind {mount} {mount} && mount -o remount,bind,ro {mount} && "
+                 f"exec {sys.executable} -c {shlex.quote(script)}")
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            pytest.skip("no unshare(1) here")
+        done = subprocess.run([unshare, "--mount", "sh", "-c", shell], cwd=Path(__file__).resolve().parents[2],
+                              capture_output=True, timeout=60, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make a read-only mount here: {done.stderr.decode().strip()[:200]}")
+        assert done.stdout.decode().splitlines() == [f"{mount} is on a read-only file system",
+                                                     f"{mount / 'old.jsonl'} is on a read-only file system"]
 
 
 class TestComponent:

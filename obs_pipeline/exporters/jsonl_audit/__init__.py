@@ -11,8 +11,11 @@ reason, "no process is reading the FIFO" for a FIFO without a reader); a failed 
 a :class:`RetryableError` (mapped by :func:`obs_pipeline.exporters._helper.map_errors`; a
 broken pipe too, since the path is reopened and a FIFO may have a new reader by then): the file
 is reopened on the next attempt, and the engine's bounded retries and queue give backpressure
-instead of silently losing audit records. A retried batch may repeat lines that were written
-before the failure; ``event_id`` lets readers dedupe (:mod:`obs_pipeline.audit.reader`).
+instead of silently losing audit records. The exception is a broken pipe on an anonymous pipe
+(``/dev/stdout`` read by ``head``, which exited): its reader cannot come back, so the write fails
+permanently at once instead of being retried until the shutdown timeout. A retried batch may
+repeat lines that were written before the failure; ``event_id`` lets readers dedupe
+(:mod:`obs_pipeline.audit.reader`).
 A file deleted or renamed while running is reopened at its path before the next batch.
 
 A record the mapping cannot handle never costs its batch: it gets a minimal line with
@@ -110,10 +113,12 @@ class JsonlAuditExporter(Exporter):
         if not lines:
             return None
         payload = frame(lines, self.hook)
-        with map_errors(f"{self.id}: cannot write {self.file.path}", reopens=True):
+        # A broken pipe is retried only when reopening the path can find a new reader (a named
+        # FIFO); an anonymous pipe's reader (``/dev/stdout | head``) never comes back.
+        with map_errors(f"{self.id}: cannot write {self.file.path}", reopens=self.file.reopens):
             await self.file.append(payload)
         if self.cfg.fsync:
-            with map_errors(f"{self.id}: cannot fsync {self.file.path}", reopens=True):
+            with map_errors(f"{self.id}: cannot fsync {self.file.path}", reopens=self.file.reopens):
                 # A disk flush takes milliseconds: keep it off the event loop.
                 await asyncio.to_thread(self.file.sync)
         return None

@@ -1,23 +1,29 @@
 """Log records -> audit lines.
 
-JSON inputs (stdin, file_tail) arrive as log records whose body is the JSON object as an
-``AnyValue`` kvlist. Agent runtimes that already write audit lines (``missy_audit.jsonl``) must
-come out essentially unchanged, so the audit fields are *lifted* from the body first, and only
-what the body lacks is derived from the record (attributes, severity, ids, times).
+JSON inputs (the stdin receiver; a file_tail receiver is planned) arrive as log records whose
+body is the JSON object as an ``AnyValue`` kvlist. Agent runtimes that already write audit lines
+(``missy_audit.jsonl``) must come out essentially unchanged, so the audit fields are *lifted*
+from the body first, and only what the body lacks is derived from the record (attributes,
+severity, ids, times).
 
 Which body fields feed which audit field is data, a :class:`LogPreset`: audit field -> body
 paths tried in order (dotted paths reach into nested objects). :data:`DEFAULT_PRESET` reads the
-audit line's own names (plus ``decision`` for ``result``, ``msg`` for ``message``). A preset for
-another framework is the same structure with other paths and value maps, for example::
+audit line's own names (plus ``decision`` for ``result``, ``msg`` for ``message``); it is the only
+one in use: presets are not configurable yet. A preset for another framework is the same
+structure with other paths and value maps, for example::
 
     LogPreset("agent_os_audit", fields={**DEFAULT_PRESET.fields, "result": ("decision",),
               "session_id": ("context.session_id",), "event_type": ("action",), "event_id": ("id",)})
 
-Body keys that no field consumed go into ``detail``, so nothing the source wrote is lost.
+Body keys that no field consumed go into ``detail``, so nothing the source wrote is lost; nor
+is a lifted value of the wrong type: the line's text fields are strings or null whatever the body
+holds (:func:`_lifted_text`), and a value that cannot be one is kept as ``detail.source_<field>``.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,7 +37,12 @@ from obs_pipeline import genai
 from obs_pipeline.audit import line as audit
 from obs_pipeline.genai.attributes import (
     AGENT,
+    DECISION,
     ERROR_TYPE,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_TYPE,
+    FINISH_REASONS,
+    GUARDRAIL,
     OPERATION,
     PROVIDER,
     REQUEST_MODEL,
@@ -39,12 +50,15 @@ from obs_pipeline.genai.attributes import (
     SESSION,
     TASK,
     TOOL,
+    USER,
     ResourceContext,
     Value,
     any_value_to_json,
     category,
+    decision_result,
     read_wanted,
     resource_context,
+    str_fallback,
     tokens,
 )
 from obs_pipeline.timestamps import format_ns, parse_timestamp
@@ -56,7 +70,16 @@ _ERROR_TEXTS = frozenset({"ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "ALERT", 
 
 #: The audit fields a preset may fill from the body. ``message`` lands in ``detail.message``.
 LIFTABLE = ("timestamp", "session_id", "task_id", "event_type", "category", "result", "detail",
-            "message", "event_id", "trace_id", "span_id", "service")
+            "message", "event_id", "trace_id", "span_id", "parent_span_id", "user_id", "agent", "service")
+#: Lifted fields that must be words (a number there is no category): anything but a string is
+#: kept as ``detail.source_<field>`` and the field is derived as if the body had none.
+_WORD_FIELDS = frozenset({"event_type", "category", "result"})
+#: Lifted ids that must be OTLP ids in hex (32 digits for a trace, 16 for a span), not all zero.
+_HEX_IDS: Mapping[str, re.Pattern[str]] = MappingProxyType({
+    "trace_id": re.compile(r"(?!0{32})[0-9a-fA-F]{32}"),
+    "span_id": re.compile(r"(?!0{16})[0-9a-fA-F]{16}"),
+    "parent_span_id": re.compile(r"(?!0{16})[0-9a-fA-F]{16}"),
+})
 
 
 @dataclass(frozen=True)
@@ -124,6 +147,9 @@ DEFAULT_PRESET = LogPreset(
         "event_id": ("event_id",),
         "trace_id": ("trace_id",),
         "span_id": ("span_id",),
+        "parent_span_id": ("parent_span_id",),
+        "user_id": ("user_id",),
+        "agent": ("agent",),
         "service": ("service",),
     }),
 )
@@ -172,15 +198,16 @@ def error_line(record: LogRecord, service: str | None, exc: BaseException) -> by
         event_id = _record_id(record)
     except Exception:
         event_id = audit.content_id("log", record)
+    trace_id, span_id, invalid = _record_ids(record)
     return orjson.dumps(audit.error_line(
         timestamp=_record_time(record), event_type=EVENT_TYPE, result=result, error=exc, event_id=event_id,
-        trace_id=record.trace_id.hex() or None, span_id=record.span_id.hex() or None, service=service,
+        trace_id=trace_id, span_id=span_id, service=service, invalid_ids=invalid,
     ))
 
 
 def log_line(record: LogRecord, resource: ResourceContext, preset: LogPreset = DEFAULT_PRESET) -> audit.AuditLine:
     """The audit line of one ``LogRecord``."""
-    service, res_session, res_task = resource
+    service, res_session, res_task, res_user, res_agent = resource
     vals = read_wanted(record.attributes)
     lifted: dict[str, Any] = {}
     rest: dict[str, Any] = {}
@@ -193,25 +220,81 @@ def log_line(record: LogRecord, resource: ResourceContext, preset: LogPreset = D
         message = record.body.string_value
     elif kind is not None:
         rest = {"body": any_value_to_json(record.body)}
+    if isinstance(message, str):
+        message = audit.cap(message, audit.TEXT_CHARS)
 
     detail = _detail(lifted.get("detail"), rest, message, vals)
     timestamp = _timestamp(lifted.get("timestamp"), record)
     if timestamp is None:  # the body's time is not a time: keep it, use the record's
         detail.setdefault("source_timestamp", lifted["timestamp"])
         timestamp = _record_time(record)
-    return audit.build(
+    texts = {name: _lifted_text(name, lifted.get(name), detail) for name in _TEXT_FIELDS}
+    trace_id, span_id, invalid = _record_ids(record)
+    for name, pattern in _HEX_IDS.items():  # the body's ids: hex of the right length, or not written
+        text = texts[name]
+        if text is not None:
+            if pattern.fullmatch(text):
+                texts[name] = text.lower()
+            else:
+                texts[name] = None
+                detail.setdefault(f"source_{name}", lifted[name])
+                invalid = True
+    if invalid:
+        detail["invalid_ids"] = True
+    line = audit.build(
         timestamp=timestamp,
-        session_id=_text(lifted.get("session_id")) or _str(vals[SESSION]) or res_session,
-        task_id=_text(lifted.get("task_id")) or _str(vals[TASK]) or res_task,
-        event_type=_event_type(record, lifted, vals),
-        category=lifted.get("category") or category(vals),
-        result=lifted.get("result") or _result(record),
+        session_id=texts["session_id"] or _str(vals[SESSION]) or res_session,
+        task_id=texts["task_id"] or _str(vals[TASK]) or res_task,
+        event_type=_event_type(record, texts["event_type"], vals),
+        category=texts["category"] or category(vals),
+        result=texts["result"] or decision_result(vals[DECISION], vals[GUARDRAIL]) or _result(record),
         detail=detail,
-        event_id=_text(lifted.get("event_id")) or _record_id(record),
-        trace_id=record.trace_id.hex() or _text(lifted.get("trace_id")),
-        span_id=record.span_id.hex() or _text(lifted.get("span_id")),
-        service=service or _text(lifted.get("service")),
+        event_id=texts["event_id"] or _record_id(record),
+        trace_id=trace_id or (None if record.trace_id else texts["trace_id"]),
+        span_id=span_id or (None if record.span_id else texts["span_id"]),
+        parent_span_id=texts["parent_span_id"],
+        user_id=texts["user_id"] or _str(vals[USER]) or res_user,
+        agent=texts["agent"] or _str(vals[AGENT]) or res_agent,
+        service=service or texts["service"],
     )
+    audit.mark_cut(line)
+    return line
+
+
+#: The lifted fields written as text (all but ``timestamp``, ``detail`` and ``message``).
+_TEXT_FIELDS = tuple(name for name in LIFTABLE if name not in ("timestamp", "detail", "message"))
+
+
+def _lifted_text(name: str, value: Any, detail: dict[str, Any]) -> str | None:
+    """A lifted field as the line's text, capped; None when absent or not text.
+
+    A string is kept; a finite number is an id or a name written as a number: its decimal text
+    (``42`` -> ``"42"``), except where a word belongs (event type, category, result). Anything
+    else (a boolean, a list, an object, a number where a word belongs) is not text: it is kept as
+    ``detail.source_<name>`` and the field is derived as if the body had none.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return audit.cap(value)
+    if name not in _WORD_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            isinstance(value, int) or math.isfinite(value)):
+        return audit.cap(orjson.dumps(value).decode())
+    detail.setdefault(f"source_{name}", value)
+    return None
+
+
+def _record_ids(record: LogRecord) -> tuple[str | None, str | None, bool]:
+    """``(trace_id, span_id, invalid)`` of a record's own ids: hex when valid, else None.
+
+    ``invalid`` is True when the record carries an id that is not valid (the wrong length, all
+    zero bytes); an absent id is no error (a log outside any span).
+    """
+    trace_raw, span_raw = record.trace_id, record.span_id
+    trace_ok = audit.valid_id(trace_raw, audit.TRACE_ID_BYTES)
+    span_ok = audit.valid_id(span_raw, audit.SPAN_ID_BYTES)
+    invalid = (bool(trace_raw) and not trace_ok) or (bool(span_raw) and not span_ok)
+    return trace_raw.hex() if trace_ok else None, span_raw.hex() if span_ok else None, invalid
 
 
 def _str(value: Value) -> str | None:
@@ -220,23 +303,21 @@ def _str(value: Value) -> str | None:
 
 
 def _record_id(record: LogRecord) -> str:
-    """A content hash of the record without its observed time, so a re-read line keeps its id.
+    """``log:`` + the record's ``log.record.uid``, else a content hash of the whole record.
 
+    The uid is what a source that reads lines sets (stdin: from the source, the line's position
+    and the time it was read), so two identical lines are two events. Without one (OTLP records
+    from SDKs) the hash includes the observed time, which an SDK sets once per record: a sender's
+    retry of the same bytes keeps its id, while the same content logged twice does not.
     Not ``<trace>:<span>``: several log records can share one span.
     """
-    if not record.observed_time_unix_nano:
-        return audit.content_id("log", record)
-    clone = LogRecord()
-    clone.CopyFrom(record)
-    clone.observed_time_unix_nano = 0
-    return audit.content_id("log", clone)
-
-
-def _text(value: Any) -> str | None:
-    """A lifted id as text (``42`` -> ``"42"``), None when absent."""
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    for kv in record.attributes:
+        if kv.key == genai.LOG_RECORD_UID:
+            uid = kv.value.string_value or str_fallback(kv.value)
+            if uid:
+                return audit.cap("log:" + uid)
+            break
+    return audit.content_id("log", record)
 
 
 def _detail(own: Any, rest: dict[str, Any], message: Any, vals: list[Value]) -> dict[str, Any]:
@@ -252,22 +333,24 @@ def _detail(own: Any, rest: dict[str, Any], message: Any, vals: list[Value]) -> 
     if message is not None:
         detail.setdefault("message", message)
     model = vals[RESPONSE_MODEL] or vals[REQUEST_MODEL]
-    derived = (("model", model), ("provider", vals[PROVIDER]), ("tokens", tokens(vals)),
-               ("tool", vals[TOOL]), ("agent", vals[AGENT]), ("error_type", vals[ERROR_TYPE]))
+    derived = (("model", model), ("provider", vals[PROVIDER]), ("tokens", tokens(vals)), ("tool", vals[TOOL]),
+               ("error_type", vals[ERROR_TYPE] or vals[EXCEPTION_TYPE]),
+               ("exception_message", vals[EXCEPTION_MESSAGE]), ("finish_reasons", vals[FINISH_REASONS]),
+               ("decision", vals[DECISION]), ("guardrail_action", vals[GUARDRAIL]))
     for key, value in derived:
         if value is not None:
             detail.setdefault(key, value)
     return detail
 
 
-def _event_type(record: LogRecord, lifted: dict[str, Any], vals: list[Value]) -> str:
+def _event_type(record: LogRecord, lifted: str | None, vals: list[Value]) -> str:
     """``LogRecord.event_name``, else the ``event.name`` attribute, the body's, the operation, ``log``."""
     if record.event_name:
-        return record.event_name
+        return audit.cap(record.event_name)
     for kv in record.attributes:
         if kv.key == genai.EVENT_NAME and kv.value.string_value:
-            return kv.value.string_value
-    return _text(lifted.get("event_type")) or _str(vals[OPERATION]) or EVENT_TYPE
+            return audit.cap(kv.value.string_value)
+    return lifted or _str(vals[OPERATION]) or EVENT_TYPE
 
 
 def _result(record: LogRecord) -> str:

@@ -14,6 +14,11 @@ attribute values through the protobuf classes is what costs, ~0.3 µs per attrib
   never decoded); a token count is looked up by its value bytes (or decoded from its varint);
   anything unusual goes through the real ``KeyValue`` parser (:func:`_classify`);
 * status and events are decoded only for the spans that have them;
+* ids are checked (16 and 8 bytes, not all zero) with two ``len`` and two comparisons; a span
+  with invalid ids takes a slower path (:func:`_ids_of_invalid`) that writes them as null;
+* strings are capped where they are read (:func:`_classify`, once per distinct ``KeyValue``): a
+  value cut to its cap comes back with its slot moved by ``CUT``, so the loop flags the span,
+  and only a flagged span pays for :func:`~obs_pipeline.audit.line.mark_cut`;
 * each span becomes one small dict in the audit key order (:func:`obs_pipeline.audit.line.build`
   written out as a literal, which saves 2% of the loop; a test holds it to
   :data:`~obs_pipeline.audit.line.KEYS`), serialized by ``orjson``;
@@ -44,6 +49,7 @@ from obs_pipeline.genai.attributes import (
     SLOTS,
     ResourceContext,
     Value,
+    decision_result,
     read_value,
     resource_context,
     resource_context_of,
@@ -67,6 +73,11 @@ MAX_STATUS_ENTRIES = 4096
 #: The UTF-8 key of each slot name, to classify a serialized KeyValue without parsing it.
 _BYTES_SLOTS: dict[bytes, int] = {key.encode(): slot for key, slot in SLOTS.items()}
 _UNWANTED: tuple[int, Value] = (-1, None)
+#: Added to the slot (canonical or alias) of a value cut to its cap, so the loop can flag the span.
+CUT = 2 * N_WANTED
+_CUT_TYPES = (audit.Cut, audit.CutList)
+_ZERO_TRACE = bytes(audit.TRACE_ID_BYTES)
+_ZERO_SPAN = bytes(audit.SPAN_ID_BYTES)
 
 #: A resource group as the encoder reads it: its view, and its context (or why that failed).
 _Group = tuple[Any, ResourceContext | Exception]
@@ -78,7 +89,10 @@ def _classify(raw: bytes, kv_cache: dict[bytes, tuple[int, Value]]) -> tuple[int
     slot = SLOTS.get(kv.key)
     if slot is None:
         return _UNWANTED
-    hit = (slot, read_value(slot % N_WANTED, kv.value))
+    value = read_value(slot % N_WANTED, kv.value)
+    if isinstance(value, _CUT_TYPES):  # longer than any cached KeyValue: never cached
+        return slot + CUT, value
+    hit = (slot, value)
     if slot not in INT_SLOTS and len(raw) <= MAX_CACHED:
         kv_cache[raw] = hit
     return hit
@@ -121,21 +135,51 @@ def _parsed_int_value(raw: bytes, key_end: int, int_values: dict[bytes, int]) ->
     return None
 
 
-def _exception_type(raw_events: Iterable[bytes]) -> str | None:
-    """``exception.type`` of the first ``exception`` event (read for error spans only)."""
+def _exception_type(raw_events: Iterable[bytes]) -> tuple[str | None, str | None]:
+    """``(exception.type, exception.message)`` of the first ``exception`` event, capped (error spans only)."""
     for raw in raw_events:
-        if b"exception.type" not in raw:
+        if b"exception." not in raw:
             continue
         event = Span.Event.FromString(raw)
-        if event.name == "exception":
+        if event.name == genai.EXCEPTION_EVENT:
+            found: dict[str, str] = {}
             for kv in event.attributes:
-                if kv.key == "exception.type":
-                    return kv.value.string_value or None
-    return None
+                if kv.key in (genai.EXCEPTION_TYPE, genai.EXCEPTION_MESSAGE) and kv.value.string_value:
+                    found.setdefault(kv.key, kv.value.string_value)
+            kind, message = found.get(genai.EXCEPTION_TYPE), found.get(genai.EXCEPTION_MESSAGE)
+            return (None if kind is None else audit.cap(kind),
+                    None if message is None else audit.cap(message, audit.TEXT_CHARS))
+    return None, None
 
 
-def _event_id(trace_id: str, span_id: str, span: Any) -> str:
-    return f"{trace_id}:{span_id}" if trace_id and span_id else audit.content_id("span", span)
+def _ids_of_invalid(span: Any) -> tuple[str | None, str | None, str]:
+    """``(trace_id, span_id, event_id)`` of a span whose trace or span id is missing or invalid.
+
+    A valid one of the two is still written; the invalid one is None, and the event id is a
+    content hash (``span:`` + 16 hex), the same for the same span however often it is sent.
+    """
+    trace_raw, span_raw = span.trace_id, span.span_id
+    return (trace_raw.hex() if audit.valid_id(trace_raw, audit.TRACE_ID_BYTES) else None,
+            span_raw.hex() if audit.valid_id(span_raw, audit.SPAN_ID_BYTES) else None,
+            audit.content_id("span", span))
+
+
+def _ids(span: Any) -> tuple[str | None, str | None, str, bool]:
+    """``(trace_id, span_id, event_id, invalid)`` of a span: the line's ids, and whether some were invalid."""
+    trace_raw, span_raw = span.trace_id, span.span_id
+    if audit.valid_id(trace_raw, audit.TRACE_ID_BYTES) and audit.valid_id(span_raw, audit.SPAN_ID_BYTES):
+        trace_id, span_id = trace_raw.hex(), span_raw.hex()
+        return trace_id, span_id, f"{trace_id}:{span_id}", False
+    return (*_ids_of_invalid(span), True)
+
+
+def _decide(detail: dict[str, Any], decision: Value, guardrail: Value) -> str | None:
+    """Record a tool-call decision or guardrail action in ``detail``; ``deny`` when it says no."""
+    if decision is not None:
+        detail["decision"] = decision
+    if guardrail is not None:
+        detail["guardrail_action"] = guardrail
+    return decision_result(decision, guardrail)
 
 
 def error_line(span: Any, service: str | None, exc: BaseException) -> bytes:
@@ -150,12 +194,10 @@ def error_line(span: Any, service: str | None, exc: BaseException) -> bytes:
             result = audit.ERROR
     except Exception:  # noqa: S110 - the status is what we are unsure of: "allow"
         pass
-    trace_id = span.trace_id.hex()
-    span_id = span.span_id.hex()
+    trace_id, span_id, event_id, invalid = _ids(span)
     return orjson.dumps(audit.error_line(
         timestamp=format_ns(span.start_time_unix_nano), event_type=span.name, result=result, error=exc,
-        event_id=_event_id(trace_id, span_id, span), trace_id=trace_id or None, span_id=span_id or None,
-        service=service,
+        event_id=event_id, trace_id=trace_id, span_id=span_id, service=service, invalid_ids=invalid,
     ))
 
 
@@ -219,11 +261,11 @@ class SpanEncoder:
         return [line for chunk in self.iter_encode(batch, errors) for line in chunk]
 
     def _status(self, raw: bytes) -> tuple[int, str]:
-        """``(code, message)`` of a serialized ``Status``; short ones are cached."""
+        """``(code, message)`` of a serialized ``Status``, the message capped; short ones are cached."""
         found = self.status_cache.get(raw)
         if found is None:
             status = Status.FromString(raw)
-            found = (status.code, status.message)
+            found = (status.code, audit.cap(status.message, audit.TEXT_CHARS))
             if len(raw) <= MAX_CACHED:
                 if len(self.status_cache) >= MAX_STATUS_ENTRIES:
                     self.status_cache.clear()
@@ -274,12 +316,15 @@ class SpanEncoder:
         status_of = self._status
         int_slots = INT_SLOTS
         n_wanted = N_WANTED
+        cut_slot = CUT
         max_cached = MAX_CACHED
         known_prefix = self.prefixes.known.get
         prefix_of = self.prefixes.of
         digits = THREE_DIGITS
         op_category = genai.OPERATION_CATEGORY
         allow, error = audit.ALLOW, audit.ERROR
+        cut_text, name_chars, mark_cut, cap = audit.Cut, audit.NAME_CHARS, audit.mark_cut, audit.cap
+        zero_trace, zero_span = _ZERO_TRACE, _ZERO_SPAN
         empty: list[Value] = [None] * n_wanted
         for rs, context in self._groups(batch):
             if isinstance(context, Exception):
@@ -289,7 +334,8 @@ class SpanEncoder:
                         if errors is not None:
                             errors.append(context)
                 continue
-            service, res_session, res_task = context
+            service, res_session, res_task, res_user, res_agent = context
+            res_cut = any(isinstance(value, cut_text) for value in context)  # then every span checks its line
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     if not left:
@@ -300,6 +346,7 @@ class SpanEncoder:
                     left -= 1
                     try:
                         vals = empty.copy()
+                        cut = res_cut
                         for raw in span.attributes:
                             hit = cached(raw) if len(raw) <= max_cached else None
                             if hit is not None:
@@ -321,12 +368,19 @@ class SpanEncoder:
                             if slot < 0:
                                 continue
                             if slot >= n_wanted:  # an alias: the canonical name wins
+                                if slot >= cut_slot:  # a value cut to its cap (rare): flag the span
+                                    cut = True
+                                    slot -= cut_slot
+                                    if slot < n_wanted:
+                                        vals[slot] = value
+                                        continue
                                 slot -= n_wanted
                                 if vals[slot] is not None:
                                     continue
                             vals[slot] = value
-                        (t_in, t_out, t_cache_read, t_cache_write, t_reasoning, op, provider, request_model,
-                         response_model, session, task, agent, tool, error_type, oi_kind, tl_kind) = vals
+                        (t_in, t_out, t_cache_read, t_cache_write, t_reasoning, t_total, op, provider, request_model,
+                         response_model, session, task, agent, tool, error_type, oi_kind, tl_kind, user, decision,
+                         guardrail, exc_type, exc_message, finish_reasons) = vals
 
                         detail: dict[str, Any] = {}
                         model = response_model or request_model
@@ -337,54 +391,93 @@ class SpanEncoder:
                         if t_cache_read is None and t_cache_write is None and t_reasoning is None:
                             if t_in is not None and t_out is not None:
                                 detail["tokens"] = {"input": t_in, "output": t_out}
-                            elif t_in is not None or t_out is not None:
+                            elif t_in is not None or t_out is not None or t_total is not None:
                                 detail["tokens"] = tokens_of(vals)
                         else:
                             detail["tokens"] = tokens_of(vals)
                         if tool:
                             detail["tool"] = tool
-                        if agent:
-                            detail["agent"] = agent
                         start = span.start_time_unix_nano
                         end = span.end_time_unix_nano
                         if end >= start:
                             detail["duration_ms"] = (end - start) / 1_000_000
                         result = allow
+                        if error_type is None:
+                            error_type = exc_type
                         status = span.status
                         if status:
                             code, message = cached_status(status) or status_of(status)
                             if code == STATUS_CODE_ERROR:
                                 result = error
-                                if error_type is None:
-                                    error_type = _exception_type(span.events)
+                                if error_type is None or exc_message is None:
+                                    event_error, event_message = _exception_type(span.events)
+                                    error_type = error_type or event_error
+                                    exc_message = exc_message or event_message
+                                    if isinstance(error_type, cut_text) or isinstance(exc_message, cut_text):
+                                        cut = True
                             if message:
                                 detail["message"] = message
+                                if message.__class__ is cut_text:
+                                    cut = True
                         if error_type:
                             detail["error_type"] = error_type
+                        if exc_message:
+                            detail["exception_message"] = exc_message
+                        if finish_reasons:
+                            detail["finish_reasons"] = finish_reasons
+                        if decision is not None or guardrail is not None:
+                            result = _decide(detail, decision, guardrail) or result
 
                         # string slots hold str | None; a per-span isinstance would only tell mypy so
                         category = op_category.get(op) if op else None  # type: ignore[arg-type]
                         if category is None:
                             category = genai.category(None, oi_kind or tl_kind)  # type: ignore[arg-type]
+                        if not op:
+                            op = span.name
+                            if len(op) > name_chars:
+                                op = cap(op)
+                                cut = True
                         second, nanos = divmod(start, 1_000_000_000)
                         millis, micros = divmod(nanos // 1000, 1000)
-                        trace_id = span.trace_id.hex()
-                        span_id = span.span_id.hex()
+                        trace_raw = span.trace_id
+                        span_raw = span.span_id
+                        if (len(trace_raw) == 16 and len(span_raw) == 8  # valid: OTLP's sizes, not all zero
+                                and trace_raw != zero_trace and span_raw != zero_span):
+                            trace_id = trace_raw.hex()
+                            span_id = span_raw.hex()
+                            event_id = f"{trace_id}:{span_id}"
+                        else:
+                            trace_id, span_id, event_id = _ids_of_invalid(span)
+                            detail["invalid_ids"] = True
+                        parent_raw = span.parent_span_id
+                        if not parent_raw:
+                            parent_id = None
+                        elif len(parent_raw) == 8 and parent_raw != zero_span:
+                            parent_id = parent_raw.hex()
+                        else:
+                            parent_id = None
+                            detail["invalid_ids"] = True
                         # audit.build(...) written out: the call costs 2% of this loop (bench/audit_mapping.py,
                         # "line dict, builder" vs "literal"); test_every_path_writes_the_key_order checks the order.
-                        append(dumps({
+                        line = {
                             "timestamp": f"{known_prefix(second) or prefix_of(second)}.{digits[millis]}{digits[micros]}Z",
                             "session_id": session or res_session,
                             "task_id": task or res_task,
-                            "event_type": op or span.name,
+                            "event_type": op,
                             "category": category,
                             "result": result,
                             "detail": detail,
-                            "event_id": f"{trace_id}:{span_id}" if trace_id and span_id else _event_id("", "", span),
-                            "trace_id": trace_id or None,
-                            "span_id": span_id or None,
+                            "event_id": event_id,
+                            "trace_id": trace_id,
+                            "span_id": span_id,
+                            "parent_span_id": parent_id,
+                            "user_id": user or res_user,
+                            "agent": agent or res_agent,
                             "service": service,
-                        }))
+                        }
+                        if cut:
+                            mark_cut(line)  # type: ignore[arg-type]
+                        append(dumps(line))
                     except Exception as exc:  # one bad span must not cost the batch
                         append(error_line(span, service, exc))
                         if errors is not None:

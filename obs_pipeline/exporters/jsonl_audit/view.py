@@ -39,6 +39,7 @@ _LAYOUT: dict[str, list[tuple[str, int, int, bool, str]]] = {
     "SpanView": [
         ("trace_id", 1, _F.TYPE_BYTES, False, ""),
         ("span_id", 2, _F.TYPE_BYTES, False, ""),
+        ("parent_span_id", 4, _F.TYPE_BYTES, False, ""),
         ("name", 5, _F.TYPE_STRING, False, ""),
         ("start_time_unix_nano", 7, _F.TYPE_FIXED64, False, ""),
         ("end_time_unix_nano", 8, _F.TYPE_FIXED64, False, ""),

@@ -14,10 +14,17 @@ Without this check the lines would go on into an unlinked or renamed file while 
 as sent.
 
 Special files (``/dev/stdout``, a FIFO) are accepted as the path: the checks that only make
-sense for regular files (mode, last byte, fsync) are skipped for them. Every open is
-non-blocking (``O_NONBLOCK``), so a FIFO without a reader fails at once (``ENXIO``: "no process
-is reading the FIFO") instead of hanging the event loop; other files are switched back to
-blocking writes. A FIFO keeps its non-blocking writes: when its buffer is full,
+sense for regular files (mode, last byte, fsync) are skipped for them. A path that leads through
+a file descriptor (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``) names whatever the process
+was given, so its mode is not ours to warn about, even when the shell redirected it to a file.
+When the open file is a pipe or a socket with no name in the filesystem (``/dev/stdout`` piped
+into ``head``), a reader that went away never comes back: :attr:`AuditFile.reopens` is False and
+the exporter fails a broken pipe at once instead of retrying it; a named FIFO is opened again
+by its path, where a new reader may be waiting.
+
+Every open is non-blocking (``O_NONBLOCK``), so a FIFO without a reader fails at once (``ENXIO``:
+"no process is reading the FIFO") instead of hanging the event loop; other files are switched
+back to blocking writes. A FIFO keeps its non-blocking writes: when its buffer is full,
 :meth:`AuditFile.append` waits for its reader without blocking the event loop, and gives up with
 ``EAGAIN`` when the reader takes nothing for :data:`FIFO_STALL_SECONDS`.
 """
@@ -29,6 +36,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -41,6 +49,10 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(o
 #: (retryably): the reader is stuck, and the retries and the queue take over.
 FIFO_STALL_SECONDS = 5.0
 NO_READER = "no process is reading the FIFO"
+#: The directories whose entries are a process's open file descriptors (``os.path.realpath`` form).
+_FD_DIR = re.compile(r"/proc/(?:\d+|self|thread-self)(?:/task/\d+)?/fd|/dev/fd")
+#: Symbolic links followed at most when looking for a descriptor (the kernel's own limit).
+_MAX_LINKS = 40
 
 
 def _sync(fd: int) -> None:
@@ -61,6 +73,11 @@ class AuditFile:
         self._needs_newline = False
         self._warned_mode = False
         self._lock = asyncio.Lock()  # one batch at a time while a FIFO write waits for its reader
+        #: The path leads through a file descriptor (``/dev/stdout``): what it names is the process's.
+        self.names_descriptor = names_descriptor(self.path)
+        #: Whether opening the path again can reach a new reader; False for an anonymous pipe or
+        #: socket (known once the path was opened), whose broken pipe is then permanent.
+        self.reopens = True
 
     @property
     def is_open(self) -> bool:
@@ -89,8 +106,11 @@ class AuditFile:
                 os.set_blocking(fd, True)  # files and devices: blocking writes, as always
             self._regular = stat.S_ISREG(info.st_mode)
             self._needs_newline = False
+            if stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode):
+                self.reopens = _has_a_name(fd, self.names_descriptor)
             if self._regular:
-                self._warn_loose_mode(info.st_mode)
+                if not self.names_descriptor:
+                    self._warn_loose_mode(info.st_mode)
                 self._needs_newline = info.st_size > 0 and not self._ends_with_newline(info.st_size)
         except OSError:
             os.close(fd)
@@ -257,6 +277,39 @@ def frame(lines: list[bytes], hook: LineHook) -> bytes:
     return b"\n".join(sealed)
 
 
+def names_descriptor(path: str | Path) -> bool:
+    """Whether ``path`` leads through a file descriptor (``/dev/stdout``, ``/dev/fd/1``, ``/proc/self/fd/3``).
+
+    Follows the symbolic links of the last component one at a time (the directories above it
+    resolved with ``realpath``) and answers True as soon as one lives in a descriptor directory.
+    Never raises: what cannot be read is no descriptor.
+    """
+    current = Path.cwd() / Path(path)  # an absolute path stays as it is
+    for _ in range(_MAX_LINKS):
+        parent = current.parent.resolve()
+        if _FD_DIR.fullmatch(str(parent)):
+            return True
+        current = parent / current.name
+        try:
+            target = current.readlink()
+        except OSError:  # not a link (or not there): the end of the chain
+            return False
+        current = parent / target  # an absolute target replaces the parent
+    return False
+
+
+def _has_a_name(fd: int, names_descriptor: bool) -> bool:
+    """Whether the pipe or socket open at ``fd`` has a name in the filesystem (a named FIFO, say).
+
+    Linux says so in ``/proc/self/fd``: an anonymous pipe is ``pipe:[inode]``, a name is a path.
+    Without ``/proc``, a path through a descriptor is taken for an anonymous pipe, any other for a FIFO.
+    """
+    try:
+        return Path(f"/proc/self/fd/{fd}").readlink().is_absolute()
+    except OSError:
+        return not names_descriptor
+
+
 def _is_fifo(path: Path) -> bool:
     """Whether ``path`` is a FIFO (named pipe); False when it cannot be checked."""
     try:
@@ -279,16 +332,31 @@ def make_parents(directory: Path) -> None:
             path.mkdir(mode=DIR_MODE)
 
 
+def _read_only(path: Path) -> bool:
+    """Whether ``path`` is on a file system mounted read-only (``statvfs``'s ``ST_RDONLY``); False if unknown."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): unknown
+        return False
+
+
 def check_path(path: str | Path) -> str | None:
     """Why ``path`` cannot be used as the audit file, or None. Creates nothing.
 
     Walks up to the first existing ancestor and checks it is a writable directory, so a path
-    whose directories do not exist yet is fine when they can be created.
+    whose directories do not exist yet is fine when they can be created. A file or directory that
+    cannot be written because its file system is mounted read-only says so ("read-only file
+    system"), not "permission denied": no ``chmod`` would help. Devices, FIFOs and ``/dev/stdout``
+    live on read-only file systems too and are written all the same: only a regular file or a
+    directory is held to its mount.
     """
     target = Path(os.path.expanduser(path))
     if target.is_dir():
         return f"{target} is a directory"
     if target.exists():
+        regular = target.is_file()
+        if regular and _read_only(target):
+            return f"{target} is on a read-only file system"
         if not os.access(target, os.W_OK):
             return f"{target} is not writable (permission denied)"
         return None
@@ -297,6 +365,8 @@ def check_path(path: str | Path) -> str | None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         return f"{ancestor} is not a directory"
+    if _read_only(ancestor):
+        return f"{ancestor} is on a read-only file system"
     if not os.access(ancestor, os.W_OK | os.X_OK):
         return f"{ancestor} is not writable (permission denied)"
     return None
