@@ -41,7 +41,7 @@ class Batch:
         ValueError: neither ``message`` nor ``wire`` was given.
     """
 
-    __slots__ = ("_items", "_message", "_mutated", "_wire", "signal")
+    __slots__ = ("__weakref__", "_items", "_message", "_mutated", "_wire", "signal")
 
     def __init__(
         self, signal: Signal, message: Message | None = None, *, wire: bytes | None = None, items: int | None = None,

@@ -15,6 +15,7 @@ span either way); binary OTLP never comes through here.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from typing import Any
 
@@ -165,8 +166,31 @@ def from_dict(signal: Signal, obj: Any) -> Message:
     return message
 
 
+@functools.cache
+def _field_names() -> frozenset[str]:
+    """Every OTLP/JSON field name (camelCase and proto spelling): the only keys a message may show."""
+    names: set[str] = set()
+    seen: set[str] = set()
+    todo = [message_class(signal).DESCRIPTOR for signal in Signal]
+    while todo:
+        descriptor = todo.pop()
+        if descriptor.full_name in seen:
+            continue
+        seen.add(descriptor.full_name)
+        for field in descriptor.fields:
+            names.update((field.name, field.json_name))
+            if field.message_type is not None:
+                todo.append(field.message_type)
+    return frozenset(names)
+
+
 def _too_deep_at(obj: dict[str, Any]) -> str | None:
-    """Where the first object nested past :data:`MAX_DEPTH` is: its first few path steps, then ``…``."""
+    """Where the first object nested past :data:`MAX_DEPTH` is: its first few path steps, then ``…``.
+
+    Keys that are not OTLP field names (a sender's own map keys) are shown as ``?``: messages
+    name fields, never the sender's data.
+    """
+    known = _field_names()
     stack: list[tuple[Any, int, tuple[str, ...]]] = [(obj, 0, ())]
     while stack:
         node, depth, path = stack.pop()
@@ -176,7 +200,8 @@ def _too_deep_at(obj: dict[str, Any]) -> str | None:
             if depth > MAX_DEPTH:
                 shown = ".".join(path[:_PATH_STEPS_SHOWN])
                 return shown + ("…" if len(path) > _PATH_STEPS_SHOWN else "")
-            stack.extend((value, depth + 1, (*path, key)) for key, value in reversed(node.items()))
+            stack.extend((value, depth + 1, (*path, key if key in known else "?"))
+                         for key, value in reversed(node.items()))
     return None
 
 

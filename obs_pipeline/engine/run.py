@@ -94,6 +94,8 @@ async def running(
 
 
 class _Event(enum.Enum):
+    """What the control loop wakes up for."""
+
     STOP = "stop"  # SIGTERM/SIGINT, a fatal error, or the end of all input
     RELOAD = "reload"  # SIGHUP
 
@@ -148,7 +150,8 @@ def capture_signals(handler: Callable[[int], None]) -> Iterator[None]:
     finally:
         for signum, before in previous.items():
             loop.remove_signal_handler(signum)
-            signal.signal(signum, before)
+            if before is not None:  # None: a handler not installed from Python, nothing to put back
+                signal.signal(signum, before)
 
 
 async def serve(config: PipelineConfig) -> ExitCode:
@@ -197,6 +200,7 @@ async def _serve_one(
     next_config: PipelineConfig | None = None
     async with running(config, metrics) as (graph, host, _telemetry):
         control.graph = graph
+        control.reload_requested.clear()  # a SIGHUP during the previous drain asked for this very start
         log.info("obs-pipeline started: %d pipelines, receivers %s, exporters %s", len(graph.pipelines),
                  ", ".join(map(str, graph.receivers)), ", ".join(map(str, graph.exporters)))
         while next_config is None:
@@ -217,7 +221,9 @@ def reload_config(running_config: PipelineConfig, has_finite_receiver: bool) -> 
     """The new config to switch to, or None (logged) when the file is invalid or cannot be reloaded.
 
     The file is validated exactly as ``run`` does at start; an invalid one leaves the running
-    pipeline as it is.
+    pipeline as it is, and so does an unchanged one (a reload costs a drain). The path is the one
+    given at start, relative to the working directory of the process, and ``${env:...}`` is read
+    from the process's environment as it is now.
     """
     try:
         new = load_config(running_config.source)
@@ -232,6 +238,9 @@ def reload_config(running_config: PipelineConfig, has_finite_receiver: bool) -> 
     if has_finite_receiver or new_finite:
         log.error("%s: not reloaded: a pipeline that reads standard input cannot hand it over without losing a "
                   "partial line; stop it and start it again", running_config.source)
+        return None
+    if new == running_config:
+        log.info("%s: unchanged, nothing to reload", running_config.source)
         return None
     for warning in new.warnings:
         log.warning("%s", warning)

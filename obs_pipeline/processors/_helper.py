@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -36,10 +38,17 @@ ProcessFunction = Callable[[Batch], Batch | None]
 
 #: Seconds between flush attempts while the next stage refuses.
 REFUSED_RETRY_DELAY = 0.05
-#: Refused batches whose results a function processor remembers for their retry.
-REMEMBERED_REFUSALS = 64
 #: Retry hint given to senders while a buffer is over capacity.
 OVER_CAPACITY_RETRY_AFTER = 0.5
+
+
+class _Same(enum.Enum):
+    """Marks a remembered result that is the input batch itself."""
+
+    SAME = "same"
+
+
+_SAME = _Same.SAME
 
 
 class ProcessorCounters:
@@ -78,8 +87,8 @@ class FunctionProcessor(Processor):
         super().__init__(settings, next_consumer)
         self._process = process
         self._drop_reason = drop_reason
-        # id(refused input) -> (that input, its result): a retry of the same batch reuses the result.
-        self._refused: dict[int, tuple[Batch, Batch]] = {}
+        # Refused input -> its result, while the caller holds the input: its retry reuses the result.
+        self._refused: weakref.WeakKeyDictionary[Batch, Batch | _Same] = weakref.WeakKeyDictionary()
         self.counters = ProcessorCounters(settings)
         self.counters.dropped(drop_reason, 0)
         self.counters.dropped("processing_error", 0)
@@ -88,9 +97,10 @@ class FunctionProcessor(Processor):
         """Run the function, count, and hand the result on.
 
         A batch the next stage refused comes back: a buffering stage before this one retries the
-        very same batch. Its result is remembered (for the last :data:`REMEMBERED_REFUSALS`
-        refusals), so the retry neither runs the function on its own output nor counts the batch
-        again. A sender's retry is a new batch and is processed and counted as a new arrival.
+        very same batch. Its result is remembered for as long as the caller holds the batch (a weak
+        reference: a receiver's batch is forgotten with it), so the retry neither runs the function
+        on its own output nor counts the batch again. A sender's retry is a new batch and is
+        processed and counted as a new arrival.
 
         Raises:
             RefusedError: the processor is shutting down, or the next stage refused.
@@ -98,18 +108,23 @@ class FunctionProcessor(Processor):
         """
         if self.state in (State.STOPPING, State.STOPPED):
             raise RefusedError("shutting_down")
-        remembered = self._refused.pop(id(batch), None)
-        out = remembered[1] if remembered is not None and remembered[0] is batch else self._run(batch)
+        out = self._remembered(batch)
         if out is None:
             return
         try:
             await self.next.consume(out)
         except RefusedError:
-            if len(self._refused) >= REMEMBERED_REFUSALS:
-                del self._refused[next(iter(self._refused))]
-            self._refused[id(batch)] = (batch, out)
+            # The input itself is not stored as its own value: that would keep it alive for ever.
+            self._refused[batch] = _SAME if out is batch else out
             raise
         self.counters.outgoing.inc(out.items)
+
+    def _remembered(self, batch: Batch) -> Batch | None:
+        """The result of a refused ``batch`` coming back, else the function's result now."""
+        remembered = self._refused.pop(batch, None)
+        if remembered is None:
+            return self._run(batch)
+        return batch if remembered is _SAME else remembered
 
     def _run(self, batch: Batch) -> Batch | None:
         """The function's result (None: nothing to hand on), with incoming and dropped counted."""

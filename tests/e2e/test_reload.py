@@ -105,3 +105,14 @@ class TestReload:
         _send(pipe.grpc_port, 0, 1)
         assert pipe.stop() == 0, pipe.stderr()
         assert _names(pipe.audit_path) == ["span-0"]
+
+    def test_an_unchanged_file_is_not_reloaded(self, pipeline_factory):
+        """SIGHUP with the same file: nothing drains, nothing restarts, the listeners never close."""
+        pipe: PipelineProcess = pipeline_factory()
+        pipe.start()
+        assert pipe.proc is not None
+        pipe.proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: "unchanged, nothing to reload" in pipe.stderr(), "the no-op", pipe)
+        _send(pipe.grpc_port, 0, 1)
+        assert pipe.stop() == 0
+        assert pipe.stderr().count("obs-pipeline started") == 1

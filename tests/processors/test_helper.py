@@ -213,3 +213,20 @@ class TestLifecycle:
         await asyncio.sleep(0)
         assert started[0].cancelled()
         assert proc.state is State.STOPPED
+
+
+class TestRememberedRefusals:
+    async def test_a_refused_batch_the_sender_drops_is_forgotten(self):
+        """A receiver's refused batch is not kept alive by the processor: memory follows the callers."""
+        import gc  # noqa: PLC0415
+        import weakref  # noqa: PLC0415
+
+        proc = FunctionProcessor(make_processor_settings("p"), RefusingConsumer(), lambda b: b, drop_reason="x")
+        await proc.start(RecordingHost())
+        batch = Batch(Signal.TRACES, traces(3))
+        alive = weakref.ref(batch)
+        with pytest.raises(RefusedError):
+            await proc.consume(batch)
+        del batch
+        gc.collect()
+        assert alive() is None

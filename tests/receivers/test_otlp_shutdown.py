@@ -102,10 +102,29 @@ class TestHttpShutdown:
                          b"Content-Length: 100\r\n\r\n" + b"\x0a")
             await writer.drain()
             await asyncio.sleep(0.1)
-            stopping = asyncio.ensure_future(receiver.shutdown(deadline=time.monotonic() + 1.5))
+            stopping = asyncio.ensure_future(receiver.shutdown(deadline=time.monotonic() + 3.0))
             await asyncio.sleep(0.1)
             async with session.post("/v1/traces", data=body, headers=headers) as during:
                 assert during.status == 503
                 assert during.headers["Retry-After"] == "1"
             writer.close()
             await stopping
+
+    async def test_a_stuck_upload_at_the_deadline_is_cut_off_and_the_cleanup_still_runs(self, caplog):
+        """An upload that never finishes: shutdown ends within its deadline and logs the cut-off request."""
+        receiver = FACTORY.create(
+            make_settings("otlp", metrics=SelfMetrics()),
+            parse_config(FACTORY, {"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}),
+            {Signal.TRACES: CapturingConsumer()},
+        )
+        await receiver.start(RecordingHost())
+        _reader, writer = await asyncio.open_connection("127.0.0.1", receiver.http_port)
+        writer.write(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                     b"Content-Length: 1000\r\n\r\n\x0a")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        began = time.monotonic()
+        await asyncio.wait_for(receiver.shutdown(deadline=began + 2.0), 2.5)
+        writer.close()
+        assert time.monotonic() - began < 2.2
+        assert "still in flight after" in caplog.text, "the cut-off is said, because the cleanup ran"

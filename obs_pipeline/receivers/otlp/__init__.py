@@ -34,6 +34,9 @@ HTTP_DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 2**20  # the schema's 20MiB
 GRPC_MAX_MESSAGE_LIMIT = 2**31 - 1  # grpc's option is a C int
 #: Seconds requests in flight get at shutdown when the caller gives no deadline.
 DEFAULT_GRACE = 10.0
+#: Seconds of the shutdown deadline kept for the servers' cleanup after the grace (aiohttp's
+#: connection close, 0.5 s, and the JSON worker's exit, 1 s).
+CLEANUP_RESERVE = 1.5
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,9 @@ class OtlpReceiver(Receiver):
         servers = [s for s in (self._grpc, self._http) if s is not None]
         self._grpc = self._http = None
         deadline = self.shutdown_deadline
-        grace = DEFAULT_GRACE if deadline is None else max(0.0, deadline - time.monotonic())
+        # The servers' own cleanup (closing connections, stopping the JSON worker) needs time
+        # after the grace: keep it inside the deadline, or the caller cancels it half done.
+        grace = DEFAULT_GRACE if deadline is None else max(0.0, deadline - time.monotonic() - CLEANUP_RESERVE)
         if servers:
             await asyncio.gather(*(s.stop(grace) for s in servers))
 

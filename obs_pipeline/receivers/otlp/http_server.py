@@ -39,7 +39,7 @@ from obs_pipeline.receivers._common import (
     outcome_of,
 )
 from obs_pipeline.receivers.otlp import lenient
-from obs_pipeline.receivers.otlp.offload import JsonDecoder
+from obs_pipeline.receivers.otlp.offload import JsonDecoder, WorkerLost
 from obs_pipeline.receivers.otlp.status import encode_status, status
 from obs_pipeline.signals import Signal, message_class
 from obs_pipeline.units import parse_endpoint
@@ -192,6 +192,8 @@ class HttpServer(TransportServer):
     async def stop(self, grace: float) -> None:
         """Close the listener; requests in flight get up to ``grace`` seconds to be answered.
 
+        The cleanup after the grace takes up to about 1.5 s more (``CLEANUP_RESERVE``).
+
         aiohttp's own cleanup stops reading from every connection at once, so a request whose
         body is still uploading would never finish and its sender would get no answer. So the
         listener is closed first, requests in flight (counted by a middleware) are waited for
@@ -279,6 +281,9 @@ class HttpServer(TransportServer):
                     except (DecodeError, RecursionError):  # one bad value must not cost the batch (lenient.py)
                         repaired = await lenient.decode_async(signal, body)
                         data, wire, repairs = repaired.message, repaired.wire, repaired.repairs
+            except WorkerLost:
+                return _error(503, UNAVAILABLE, "the body could not be decoded now, retry later", as_json,
+                              retry_after=1.0, headers={"Retry-After": "1"})
             except (DecodeError, ValueError, RecursionError) as exc:
                 counters.malformed()
                 reason = str(exc) if as_json else f"request body is not a valid OTLP {signal.value} export request"
