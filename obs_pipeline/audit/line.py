@@ -17,9 +17,34 @@ import hashlib
 from typing import Any, Final, Protocol, TypedDict
 
 __all__ = [
-    "AGENT", "ALLOW", "BUDGET", "CATEGORIES", "CONFIG", "DENY", "ERROR", "KEYS", "LLM", "MAX_LIST_ITEMS",
-    "NAME_CHARS", "OTHER", "RESULTS", "SECURITY", "SPAN_ID_BYTES", "TEXT_CHARS", "TEXT_KEYS", "TOOL",
-    "TRACE_ID_BYTES", "AuditLine", "Cut", "CutList", "build", "cap", "content_id", "error_line", "mark_cut",
+    "AGENT",
+    "ALLOW",
+    "BUDGET",
+    "CATEGORIES",
+    "CONFIG",
+    "DENY",
+    "ERROR",
+    "KEYS",
+    "LLM",
+    "MAX_LIST_ITEMS",
+    "NAME_CHARS",
+    "OTHER",
+    "REPAIRED_ATTRIBUTE",
+    "RESULTS",
+    "SECURITY",
+    "SPAN_ID_BYTES",
+    "TEXT_CHARS",
+    "TEXT_KEYS",
+    "TOOL",
+    "TRACE_ID_BYTES",
+    "AuditLine",
+    "Cut",
+    "CutList",
+    "build",
+    "cap",
+    "content_id",
+    "error_line",
+    "mark_cut",
     "valid_id",
 ]
 
@@ -42,6 +67,11 @@ class AuditLine(TypedDict):
     agent: str | None  # ``gen_ai.agent.name`` and its aliases
     service: str | None
 
+
+#: The attribute a receiver sets on a record whose values it had to convert to decode it (a lone
+#: surrogate, ``1e400``, a 30-digit integer): the kinds of conversion, sorted. The audit line
+#: shows them in ``detail.repaired``, so a converted value never passes for what the source wrote.
+REPAIRED_ATTRIBUTE: Final = "obs_pipeline.decoding.repaired"
 
 #: The audit line's keys, in order.
 KEYS: Final[tuple[str, ...]] = tuple(AuditLine.__annotations__)

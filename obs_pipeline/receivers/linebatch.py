@@ -43,6 +43,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, LogsData
 
 from obs_pipeline import otlp_json
+from obs_pipeline.audit import line as audit_line
 from obs_pipeline.signals import Message, Signal, count_items, merge_into
 from obs_pipeline.timestamps import parse_timestamp
 
@@ -56,7 +57,7 @@ SEVERITY_ERROR = 17
 #: (AnyValue → KeyValueList → KeyValue) and a log body starts at level 4.
 MAX_BODY_DEPTH = 24
 BOM = b"\xef\xbb\xbf"
-REPAIRED_ATTRIBUTE = "obs_pipeline.decoding.repaired"
+REPAIRED_ATTRIBUTE = audit_line.REPAIRED_ATTRIBUTE
 RECORD_UID_ATTRIBUTE = "log.record.uid"
 LONE_SURROGATE = "lone_surrogate"
 NON_FINITE_NUMBER = "non_finite_number"

@@ -408,3 +408,20 @@ class TestDoc:
         text = DOC.read_text()
         assert "a file receiver" not in text
         assert "preset maps audit fields" not in text
+
+
+class TestRepairedValues:
+    def test_a_json_line_whose_values_were_converted_says_so_in_its_audit_line(self):
+        """1e400 became the string "1e400": the audit line lists the conversion, so it is not taken for the source's."""
+        import orjson  # noqa: PLC0415
+
+        from obs_pipeline.exporters.jsonl_audit.logs import encode_logs  # noqa: PLC0415
+        from obs_pipeline.receivers.linebatch import LineBatch  # noqa: PLC0415
+        from obs_pipeline.signals import Signal  # noqa: PLC0415
+
+        batch = LineBatch("json", {Signal.LOGS})
+        batch.add(b'{"event_type": "x", "v": 1e400, "n": 123456789012345678901234567890}', 1)
+        batch.add(b'{"event_type": "y", "v": 1}', 2)
+        lines = [orjson.loads(line) for line in encode_logs(batch.messages[Signal.LOGS])]
+        assert lines[0]["detail"]["repaired"] == ["big_integer", "non_finite_number"]
+        assert "repaired" not in lines[1]["detail"]

@@ -224,6 +224,9 @@ def log_line(record: LogRecord, resource: ResourceContext, preset: LogPreset = D
         message = audit.cap(message, audit.TEXT_CHARS)
 
     detail = _detail(lifted.get("detail"), rest, message, vals)
+    repaired = _repaired(record)
+    if repaired:
+        detail["repaired"] = repaired
     timestamp = _timestamp(lifted.get("timestamp"), record)
     if timestamp is None:  # the body's time is not a time: keep it, use the record's
         detail.setdefault("source_timestamp", lifted["timestamp"])
@@ -318,6 +321,15 @@ def _record_id(record: LogRecord) -> str:
                 return audit.cap("log:" + uid)
             break
     return audit.content_id("log", record)
+
+
+def _repaired(record: LogRecord) -> list[str] | None:
+    """The conversions the receiver made to decode the record (its ``REPAIRED_ATTRIBUTE``), if any."""
+    for kv in record.attributes:
+        if kv.key == audit.REPAIRED_ATTRIBUTE:
+            values = kv.value.array_value.values
+            return [audit.cap(v.string_value) for v in values[: audit.MAX_LIST_ITEMS]] or None
+    return None
 
 
 def _detail(own: Any, rest: dict[str, Any], message: Any, vals: list[Value]) -> dict[str, Any]:

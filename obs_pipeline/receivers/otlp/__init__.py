@@ -34,9 +34,9 @@ HTTP_DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 2**20  # the schema's 20MiB
 GRPC_MAX_MESSAGE_LIMIT = 2**31 - 1  # grpc's option is a C int
 #: Seconds requests in flight get at shutdown when the caller gives no deadline.
 DEFAULT_GRACE = 10.0
-#: Seconds of the shutdown deadline kept for the servers' cleanup after the grace (aiohttp's
-#: connection close, 0.5 s, and the JSON worker's exit, 1 s).
-CLEANUP_RESERVE = 1.5
+#: Seconds of the shutdown deadline kept for the servers' cleanup after the grace (408 answers to
+#: unfinished uploads, 0.2 s, aiohttp's connection close, 0.5 s, and the JSON worker's exit, 1 s).
+CLEANUP_RESERVE = 1.7
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ CHUNK = 64 * 1024
 # After the grace for requests in flight, what is left (idle keep-alive connections, or requests
 # the grace did not cover) gets this long before aiohttp cancels it.
 _CLEANUP_SECONDS = 0.5
+# After the grace, requests still uploading are answered 408; they get this long to be written.
+_ANSWER_SECONDS = 0.2
 # A compressed body may be a little larger than its content; past this it cannot be honest.
 _COMPRESSED_SLACK = 1.25
 
@@ -66,6 +68,10 @@ class _TooLarge(Exception):
 
 class _BadEncoding(Exception):
     """The compressed stream is corrupt or truncated."""
+
+
+class _NotReceivedInTime(Exception):
+    """Shutdown's grace ended while the body was still uploading."""
 
 
 class _Inflater:
@@ -151,6 +157,7 @@ class HttpServer(TransportServer):
     _closing = False
     _inflight = 0
     _idle: asyncio.Event | None = None
+    _uploading: dict[int, web.Request]  # by id(): aiohttp requests are not hashable
 
     async def start(self) -> int:
         """Bind and start serving; return the bound port (useful with port 0).
@@ -161,6 +168,7 @@ class HttpServer(TransportServer):
         host, port = parse_endpoint(self.cfg.endpoint)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._uploading = {}  # requests in flight; shutdown ends their bodies when the grace is over
         # Bodies are read by read_body(), which enforces the limit.
         app = web.Application(middlewares=[self._in_flight_middleware()])
         # Big OTLP/JSON bodies are decoded in a worker process (offload.py), stopped by the runner's cleanup.
@@ -212,7 +220,15 @@ class HttpServer(TransportServer):
             if self._inflight:
                 self.log.warning("%d OTLP/HTTP requests still in flight after the %.1fs grace are cut off",
                                  self._inflight, grace)
+                self._answer_unfinished_uploads()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), _ANSWER_SECONDS)
         await runner.cleanup()
+
+    def _answer_unfinished_uploads(self) -> None:
+        """End the body of every request still uploading, so its handler answers 408 instead of nothing."""
+        for request in list(self._uploading.values()):
+            request.content.set_exception(_NotReceivedInTime())
 
     def _in_flight_middleware(self) -> Any:
         """Count requests in flight; once stopping, answer new ones 503 so the sender retries elsewhere or later."""
@@ -225,9 +241,11 @@ class HttpServer(TransportServer):
             assert self._idle is not None
             self._inflight += 1
             self._idle.clear()
+            self._uploading[id(request)] = request
             try:
                 return await handler(request)
             finally:
+                self._uploading.pop(id(request), None)
                 self._inflight -= 1
                 if not self._inflight:
                     self._idle.set()
@@ -266,6 +284,10 @@ class HttpServer(TransportServer):
                 counters.malformed()
                 log.debug("rejected an OTLP/HTTP %s request: body over %d bytes", signal.value, limit)
                 return _error(413, RESOURCE_EXHAUSTED, f"request body is larger than {limit} bytes", as_json)
+            except _NotReceivedInTime:
+                log.debug("an OTLP/HTTP %s request was still uploading when shutdown's grace ended", signal.value)
+                return _error(408, UNAVAILABLE, "the request body did not arrive before shutdown; retry", as_json,
+                              retry_after=1.0, headers={"Retry-After": "1", "Connection": "close"})
             except _BadEncoding:
                 counters.malformed()
                 log.debug("rejected an OTLP/HTTP %s request: bad %s data", signal.value, encoding)
