@@ -34,6 +34,7 @@ INVALID_ARGUMENT = 3
 RESOURCE_EXHAUSTED = 8
 INTERNAL = 13
 UNAVAILABLE = 14
+UNAUTHENTICATED = 16
 
 
 class Counters:
@@ -70,6 +71,10 @@ class Counters:
     def malformed(self, requests: int = 1) -> None:
         """Count requests or lines that could not be decoded (their item count is unknown)."""
         self._malformed.inc(requests)
+
+    def unauthenticated(self) -> Any:
+        """The unauthenticated-requests counter child (call ``.inc()``); made on first use, so it is 0 from then on."""
+        return self._metrics.receiver_unauthenticated_requests.labels(receiver=self._receiver, transport=self._transport)
 
     def repaired(self, signal: Signal, repairs: Mapping[str, int]) -> None:
         """Count values repaired instead of refused, by reason (``{"invalid_utf8": 2}``); rare, so not cached."""

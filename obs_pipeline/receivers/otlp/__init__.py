@@ -7,7 +7,8 @@ retryable status and a retry hint, so the sender backs off instead of losing dat
 gets INVALID_ARGUMENT / 400 and the server keeps serving.
 
 The transports live in ``grpc_server`` and ``http_server`` and are imported only when enabled,
-so an HTTP-only pipeline never loads grpc.
+so an HTTP-only pipeline never loads grpc. Each protocol may have ``tls`` (mutual with a
+``client_ca_file``) and ``auth.bearer_token``: see ``security`` and docs/receivers.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from obs_pipeline.components import Consumer, Host, Receiver, ReceiverFactory, Settings
 from obs_pipeline.errors import Problem
+from obs_pipeline.receivers.otlp import security
+from obs_pipeline.receivers.otlp.security import AuthConfig, TlsConfig
 from obs_pipeline.signals import Signal
 from obs_pipeline.units import parse_size
 
@@ -45,6 +48,8 @@ class GrpcConfig:
 
     endpoint: str = GRPC_DEFAULT_ENDPOINT
     max_recv_msg_size: int = GRPC_DEFAULT_MAX_RECV_MSG_SIZE
+    tls: TlsConfig | None = None
+    auth: AuthConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class HttpConfig:
 
     endpoint: str = HTTP_DEFAULT_ENDPOINT
     max_request_body_size: int = HTTP_DEFAULT_MAX_REQUEST_BODY_SIZE
+    tls: TlsConfig | None = None
+    auth: AuthConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -69,21 +76,32 @@ class Config:
 def parse(raw: dict[str, Any]) -> Config:
     """Typed config from the validated dict (schema defaults filled in, so every key is there).
 
-    A protocol absent from ``protocols`` is off; that is the schema's meaning, not a fallback.
+    A protocol absent from ``protocols`` is off, and so are its ``tls`` and ``auth`` blocks when
+    absent; that is the schema's meaning, not a fallback.
     """
     protocols = raw["protocols"]
     grpc_cfg = http_cfg = None
     if "grpc" in protocols:
         body = protocols["grpc"]
-        grpc_cfg = GrpcConfig(endpoint=body["endpoint"], max_recv_msg_size=parse_size(body["max_recv_msg_size"]))
+        grpc_cfg = GrpcConfig(
+            endpoint=body["endpoint"], max_recv_msg_size=parse_size(body["max_recv_msg_size"]),
+            tls=security.parse_tls(body.get("tls")), auth=security.parse_auth(body.get("auth")),
+        )
     if "http" in protocols:
         body = protocols["http"]
-        http_cfg = HttpConfig(endpoint=body["endpoint"], max_request_body_size=parse_size(body["max_request_body_size"]))
+        http_cfg = HttpConfig(
+            endpoint=body["endpoint"], max_request_body_size=parse_size(body["max_request_body_size"]),
+            tls=security.parse_tls(body.get("tls")), auth=security.parse_auth(body.get("auth")),
+        )
     return Config(grpc=grpc_cfg, http=http_cfg)
 
 
 def check(cfg: Config) -> list[Problem]:
-    """Limits that the schema cannot express: sizes must be positive and fit grpc's C int."""
+    """What the schema cannot express: sizes positive and within grpc's C int; TLS files usable, tokens sendable.
+
+    Plus warnings about a listener other hosts can reach without auth, or with auth but without
+    TLS (the token would travel in clear text); ``validate`` and ``run`` show them.
+    """
     problems: list[Problem] = []
     if cfg.grpc is not None:
         size = cfg.grpc.max_recv_msg_size
@@ -92,6 +110,9 @@ def check(cfg: Config) -> list[Problem]:
                                     f"must be between 1 byte and {GRPC_MAX_MESSAGE_LIMIT} bytes (2GiB - 1)"))
     if cfg.http is not None and cfg.http.max_request_body_size <= 0:
         problems.append(Problem("protocols.http.max_request_body_size", "must be greater than 0"))
+    for transport, proto in (("grpc", cfg.grpc), ("http", cfg.http)):
+        if proto is not None:
+            problems += security.check(f"protocols.{transport}", transport, proto.endpoint, proto.tls, proto.auth)
     return problems
 
 
@@ -120,7 +141,7 @@ class OtlpReceiver(Receiver):
         """Bind and serve the enabled protocols (a failure stops whatever had started).
 
         Raises:
-            StartupError: an address could not be bound.
+            StartupError: an address could not be bound, or a TLS file cannot be used (any more).
         """
         if self.cfg.grpc is not None:
             from obs_pipeline.receivers.otlp.grpc_server import GrpcServer  # noqa: PLC0415
@@ -136,7 +157,7 @@ class OtlpReceiver(Receiver):
         for name, port, cfg in (("gRPC", self.grpc_port, self.cfg.grpc), ("HTTP", self.http_port, self.cfg.http)):
             if cfg is not None:
                 where = cfg.endpoint if cfg.endpoint.endswith(f":{port}") else f"{cfg.endpoint} (port {port})"
-                self.log.info("OTLP/%s listening on %s for %s", name, where, signals)
+                self.log.info("OTLP/%s listening on %s%s for %s", name, where, security.describe(cfg.tls, cfg.auth), signals)
 
     async def on_shutdown(self) -> None:
         """Stop accepting; requests in flight still get their real answer, until the deadline.

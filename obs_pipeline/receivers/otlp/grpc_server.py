@@ -11,6 +11,11 @@ per span runs in Python here. Only a request the strict parse refuses is parsed 
 :mod:`~obs_pipeline.receivers.otlp.lenient`, which repairs invalid UTF-8 and too-deep values
 instead of refusing the batch. Services of signals no pipeline takes are not registered, so
 grpc answers UNIMPLEMENTED for them.
+
+With ``tls`` the port is added with ``grpc.ssl_server_credentials`` (client certificates required
+when there is a ``client_ca_file``); with ``auth`` each handler first checks the
+``authorization`` metadata (:class:`~obs_pipeline.receivers.otlp.security.BearerToken`) and
+answers UNAUTHENTICATED, before the request is decoded.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from google.protobuf.message import DecodeError
 from obs_pipeline.batch import Batch
 from obs_pipeline.errors import StartupError
 from obs_pipeline.receivers._common import TransportServer, bind_failure_reason, outcome_of
-from obs_pipeline.receivers.otlp import lenient
+from obs_pipeline.receivers.otlp import lenient, security
 from obs_pipeline.receivers.otlp.status import grpc_trailers
 from obs_pipeline.signals import Signal, message_class
 from obs_pipeline.units import parse_endpoint
@@ -56,9 +61,10 @@ class GrpcServer(TransportServer):
         """Bind and start serving; return the bound port (useful with port 0).
 
         Raises:
-            StartupError: the endpoint cannot be bound.
+            StartupError: the endpoint cannot be bound, or a TLS file cannot be used.
         """
         host, port = parse_endpoint(self.cfg.endpoint)
+        credentials = self._credentials()
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", self.cfg.max_recv_msg_size),
             # Without this a second obs-pipeline (or anything else using SO_REUSEPORT) could bind
@@ -72,7 +78,10 @@ class GrpcServer(TransportServer):
             for signal, consumer in self.consumers.items()
         ))
         try:
-            bound = server.add_insecure_port(self.cfg.endpoint)
+            if credentials is None:
+                bound = server.add_insecure_port(self.cfg.endpoint)
+            else:
+                bound = server.add_secure_port(self.cfg.endpoint, credentials)
         except RuntimeError as exc:
             await server.stop(None)
             reason = bind_failure_reason(host, port)
@@ -80,6 +89,23 @@ class GrpcServer(TransportServer):
         await server.start()
         self._server = server
         return int(bound)
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        """The TLS credentials of ``tls``, its files read now; None without TLS.
+
+        Raises:
+            StartupError: a file is gone, unreadable or no longer fits (it passed validation earlier).
+        """
+        if self.cfg.tls is None:
+            return None
+        try:
+            material = security.load_tls(self.cfg.tls)
+        except security.TlsFileError as exc:
+            raise StartupError(f"{self.receiver_id}: protocols.grpc.tls.{exc.key}: {exc}") from None
+        return grpc.ssl_server_credentials(
+            [(material.private_key, material.cert_chain)],
+            root_certificates=material.client_ca, require_client_auth=material.client_ca is not None,
+        )
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls; calls in flight get up to ``grace`` seconds to finish."""
@@ -125,4 +151,26 @@ class GrpcServer(TransportServer):
             accepted.inc(items)
             return _EMPTY_RESPONSE
 
-        return export
+        return export if self.cfg.auth is None else self._authenticated(export, signal)
+
+    def _authenticated(self, export: Handler, signal: Signal) -> Handler:
+        """``export`` behind the bearer token: a call without it is UNAUTHENTICATED, counted, never decoded."""
+        assert self.cfg.auth is not None
+        token = security.BearerToken(self.cfg.auth.bearer_token)
+        refused = self.counters.unauthenticated()
+        log = self.log
+
+        async def authenticated(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            authorization = None
+            for key, value in context.invocation_metadata() or ():
+                if key == "authorization":  # grpc lower-cases metadata keys
+                    authorization = value if isinstance(value, str) else None
+                    break
+            reason = token.refusal(authorization)
+            if reason is not None:
+                refused.inc()
+                log.debug("refused an unauthenticated OTLP/gRPC %s request: %s", signal.value, reason)
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+            return await export(request, context)
+
+        return authenticated

@@ -14,6 +14,11 @@ Answers follow the OTLP/HTTP spec: 200 with the Export*ServiceResponse encoded l
 request; 400 (malformed), 413 (too large) and 503 (refused, with ``Retry-After``) with a
 ``google.rpc.Status`` body encoded like the request; 415 for an unknown media type or content
 coding; 404/405 from the router. Messages never echo the payload.
+
+With ``tls`` the site listens with an ``ssl.SSLContext`` (``min_version``; client certificates
+required when there is a ``client_ca_file``); with ``auth`` a middleware inside the in-flight one
+answers every request without the bearer token 401 (``WWW-Authenticate: Bearer``), before its
+body is read or its path routed.
 """
 
 from __future__ import annotations
@@ -33,12 +38,13 @@ from obs_pipeline.errors import StartupError
 from obs_pipeline.receivers._common import (
     INVALID_ARGUMENT,
     RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED,
     UNAVAILABLE,
     TransportServer,
     bind_failure_reason,
     outcome_of,
 )
-from obs_pipeline.receivers.otlp import lenient
+from obs_pipeline.receivers.otlp import lenient, security
 from obs_pipeline.receivers.otlp.offload import JsonDecoder, WorkerLost
 from obs_pipeline.receivers.otlp.status import encode_status, status
 from obs_pipeline.signals import Signal, message_class
@@ -163,14 +169,20 @@ class HttpServer(TransportServer):
         """Bind and start serving; return the bound port (useful with port 0).
 
         Raises:
-            StartupError: the endpoint cannot be bound.
+            StartupError: the endpoint cannot be bound, or a TLS file cannot be used.
         """
         host, port = parse_endpoint(self.cfg.endpoint)
+        ssl_context = None
+        if self.cfg.tls is not None:
+            try:
+                ssl_context = security.load_tls(self.cfg.tls).context
+            except security.TlsFileError as exc:
+                raise StartupError(f"{self.receiver_id}: protocols.http.tls.{exc.key}: {exc}") from None
         self._idle = asyncio.Event()
         self._idle.set()
         self._uploading = {}  # requests in flight; shutdown ends their bodies when the grace is over
         # Bodies are read by read_body(), which enforces the limit.
-        app = web.Application(middlewares=[self._in_flight_middleware()])
+        app = web.Application(middlewares=[self._in_flight_middleware(), *self._auth_middleware()])
         # Big OTLP/JSON bodies are decoded in a worker process (offload.py), stopped by the runner's cleanup.
         self._json = JsonDecoder(self.log)
         app.on_cleanup.append(self._json.on_cleanup)
@@ -184,7 +196,7 @@ class HttpServer(TransportServer):
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port, reuse_port=False)
+            site = web.TCPSite(runner, host, port, reuse_port=False, ssl_context=ssl_context)
             await site.start()
         except OSError as exc:
             await runner.cleanup()
@@ -251,6 +263,28 @@ class HttpServer(TransportServer):
                     self._idle.set()
 
         return track
+
+    def _auth_middleware(self) -> list[Any]:
+        """With ``auth``: a middleware answering 401 to a request without the bearer token, counted, its body unread."""
+        if self.cfg.auth is None:
+            return []
+        token = security.BearerToken(self.cfg.auth.bearer_token)
+        refused = self.counters.unauthenticated()
+        log = self.log
+
+        @web.middleware
+        async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+            reason = token.refusal(request.headers.get("Authorization"))
+            if reason is None:
+                return await handler(request)
+            refused.inc()
+            log.debug("refused an unauthenticated OTLP/HTTP request: %s", reason)
+            response = _error(401, UNAUTHENTICATED, reason, request.content_type.lower() == JSON,
+                              headers={"WWW-Authenticate": "Bearer"})
+            response.force_close()  # the unread body is not drained for a stranger
+            return response
+
+        return [authenticate]
 
     def _no_pipeline(self, signal: Signal) -> Handler:
         async def handler(_request: web.Request) -> web.StreamResponse:
