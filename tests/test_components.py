@@ -17,18 +17,34 @@ from obs_pipeline.components import Kind, get_factory, known_types
 from obs_pipeline.config import ComponentConfig, load_config
 from obs_pipeline.signals import Signal, count_items
 from obs_pipeline.telemetry.metrics import SelfMetrics
-from obs_pipeline.testing import CapturingConsumer, RecordingHost, make_processor_settings, make_settings
+from obs_pipeline.testing import (
+    CapturingConsumer,
+    RecordingHost,
+    make_processor_settings,
+    make_settings,
+    parse_config,
+)
 from tests.enginekit import traces
 
 
-def _every_type_config(tmp: Path) -> Path:
+def _every_type_config(tmp: Path, destination=None) -> Path:
+    grpc_port, http_port = (destination.grpc_port, destination.http_port) if destination else (4317, 4318)
     config = {
         "receivers": {
             "otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}},
             "stdin": None,
         },
         "processors": {"batch": None},
-        "exporters": {"jsonl_audit": {"path": str(tmp / "audit.jsonl")}, "debug": None},
+        "exporters": {
+            "jsonl_audit": {"path": str(tmp / "audit.jsonl")}, "debug": None,
+            "prometheus": {"endpoint": "127.0.0.1:0"},
+            # The network exporters send to a real otlp receiver (the otlp_destination fixture).
+            "otlp": {"endpoint": f"127.0.0.1:{grpc_port}", "tls": {"insecure": True}},
+            "otlp_grpc": {"endpoint": f"127.0.0.1:{grpc_port}", "tls": {"insecure": True}},
+            "otlp_http": {"endpoint": f"http://127.0.0.1:{http_port}"},
+            "otlphttp": {"endpoint": f"http://127.0.0.1:{http_port}"},
+            "logfire": {"token": "pylf_v1_us_compliance", "endpoint": f"http://127.0.0.1:{http_port}"},
+        },
         "service": {
             "pipelines": {
                 "traces": {"receivers": ["otlp", "stdin"], "processors": ["batch"], "exporters": ["jsonl_audit", "debug"]},
@@ -42,10 +58,22 @@ def _every_type_config(tmp: Path) -> Path:
 
 
 @pytest.fixture
-def components(tmp_path: Path) -> dict[tuple[Kind, str], ComponentConfig]:
-    loaded = load_config(_every_type_config(tmp_path))
-    everything = {**loaded.receivers, **loaded.processors, **loaded.exporters}
-    return {(cc.kind, cc.id.type): cc for cc in everything.values()}
+async def otlp_destination():
+    """A real otlp receiver on loopback (ports chosen by the OS) for the network exporters to send to."""
+    factory = get_factory(Kind.RECEIVER, "otlp")
+    cfg = parse_config(factory, {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}})
+    receiver = factory.create(make_settings("otlp/destination"), cfg, dict.fromkeys(Signal, CapturingConsumer()))
+    await receiver.start(RecordingHost())
+    yield receiver
+    await receiver.shutdown()
+
+
+@pytest.fixture
+def components(tmp_path: Path, otlp_destination) -> dict[tuple[Kind, str], ComponentConfig]:
+    loaded = load_config(_every_type_config(tmp_path, otlp_destination))
+    # An exporter and a receiver may share an ID (otlp), so the sections are not merged by ID.
+    everything = [*loaded.receivers.values(), *loaded.processors.values(), *loaded.exporters.values()]
+    return {(cc.kind, cc.id.type): cc for cc in everything}
 
 
 def _settings(cc: ComponentConfig, metrics: SelfMetrics, tmp_path: Path):

@@ -52,6 +52,12 @@ _BUILTIN: dict[tuple[Kind, str], str] = {
     (Kind.PROCESSOR, "batch"): "obs_pipeline.processors.batch:FACTORY",
     (Kind.EXPORTER, "jsonl_audit"): "obs_pipeline.exporters.jsonl_audit:FACTORY",
     (Kind.EXPORTER, "debug"): "obs_pipeline.exporters.debug:FACTORY",
+    (Kind.EXPORTER, "prometheus"): "obs_pipeline.exporters.prometheus:FACTORY",
+    (Kind.EXPORTER, "otlp"): "obs_pipeline.exporters.otlp:FACTORY",
+    (Kind.EXPORTER, "otlp_grpc"): "obs_pipeline.exporters.otlp:GRPC_FACTORY",
+    (Kind.EXPORTER, "otlp_http"): "obs_pipeline.exporters.otlp:HTTP_FACTORY",
+    (Kind.EXPORTER, "otlphttp"): "obs_pipeline.exporters.otlp:OTLPHTTP_FACTORY",
+    (Kind.EXPORTER, "logfire"): "obs_pipeline.exporters.logfire:FACTORY",
 }
 
 

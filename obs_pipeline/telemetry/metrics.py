@@ -39,6 +39,11 @@ class SelfMetrics:
             "Requests or lines that could not be decoded at all (their item count is unknown).",
             ["receiver", "transport"], registry=r,
         )
+        self.receiver_unauthenticated_requests = Counter(
+            "obs_pipeline_receiver_unauthenticated_requests",
+            "Requests a receiver refused because they did not carry its bearer token (missing or wrong), before decoding them.",
+            ["receiver", "transport"], registry=r,
+        )
         self.receiver_repaired_values = Counter(
             "obs_pipeline_receiver_repaired_values",
             "Values a receiver repaired instead of refusing their request or line, by reason (invalid_utf8, "
@@ -79,8 +84,27 @@ class SelfMetrics:
             "obs_pipeline_exporter_queue_capacity", "Capacity of an exporter's sending queue, in items.",
             ["exporter"], registry=r,
         )
+        self.exporter_queue_stored_bytes = Gauge(
+            "obs_pipeline_exporter_queue_stored_bytes", "Bytes the files of an exporter's disk queue take.",
+            ["exporter"], registry=r,
+        )
+        self.exporter_queue_capacity_bytes = Gauge(
+            "obs_pipeline_exporter_queue_capacity_bytes", "Capacity of an exporter's disk queue (max_size), in bytes.",
+            ["exporter"], registry=r,
+        )
+        self.exporter_queue_corrupt_records = Counter(
+            "obs_pipeline_exporter_queue_corrupt_records",
+            "Damaged stretches of an exporter's disk queue files (bad checksum, torn write) that were skipped.",
+            ["exporter"], registry=r,
+        )
         self.exporter_send_duration = Histogram(
             "obs_pipeline_exporter_send_duration_seconds", "Time an exporter took per batch, retries included.",
             ["exporter"], registry=r,
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+        )
+        self.exporter_series_overflow = Counter(
+            "obs_pipeline_exporter_series_overflow",
+            "Samples a prometheus exporter added to a metric's overflow series (otel_metric_overflow=\"true\") "
+            "because the metric already had max_series_per_metric series.",
+            ["exporter"], registry=r,
         )

@@ -83,6 +83,13 @@ STDIN = _factory(
 BATCH = _factory(Kind.PROCESSOR, "batch", "processors/batch.schema.json", check=_batch_check)
 JSONL_AUDIT = _factory(Kind.EXPORTER, "jsonl_audit", "exporters/jsonl_audit.schema.json")
 DEBUG = _factory(Kind.EXPORTER, "debug", "exporters/debug.schema.json")
+PROMETHEUS = _factory(Kind.EXPORTER, "prometheus", "exporters/prometheus.schema.json",
+                      endpoints=lambda cfg: [("endpoint", cfg["endpoint"])])
+OTLP_EXPORTER = _factory(Kind.EXPORTER, "otlp", "exporters/otlp.schema.json")
+OTLP_GRPC = _factory(Kind.EXPORTER, "otlp_grpc", "exporters/otlp_grpc.schema.json")
+OTLP_HTTP = _factory(Kind.EXPORTER, "otlp_http", "exporters/otlp_http.schema.json")
+OTLPHTTP = _factory(Kind.EXPORTER, "otlphttp", "exporters/otlp_http.schema.json")
+LOGFIRE = _factory(Kind.EXPORTER, "logfire", "exporters/logfire.schema.json")
 PROM = _factory(
     Kind.EXPORTER, "prom", str(SCHEMAS / "prom.schema.json"), frozenset({Signal.TRACES, Signal.METRICS}),
     endpoints=lambda cfg: [("endpoint", cfg["endpoint"])],
@@ -118,6 +125,12 @@ BUILTIN_FAKES = {
     (Kind.PROCESSOR, "batch"): "BATCH",
     (Kind.EXPORTER, "jsonl_audit"): "JSONL_AUDIT",
     (Kind.EXPORTER, "debug"): "DEBUG",
+    (Kind.EXPORTER, "prometheus"): "PROMETHEUS",
+    (Kind.EXPORTER, "otlp"): "OTLP_EXPORTER",
+    (Kind.EXPORTER, "otlp_grpc"): "OTLP_GRPC",
+    (Kind.EXPORTER, "otlp_http"): "OTLP_HTTP",
+    (Kind.EXPORTER, "otlphttp"): "OTLPHTTP",
+    (Kind.EXPORTER, "logfire"): "LOGFIRE",
 }
 EXTRA_FAKES = {(Kind.EXPORTER, "prom"): "PROM", (Kind.EXPORTER, "webhook"): "WEBHOOK"}
 

@@ -85,8 +85,7 @@ class TestTelemetryDoc:
 # Features that do not exist yet. A sentence that names one must say "not yet".
 FEATURES = [
     r"\bredaction\b", r"\bbudgets?\b", r"\bcost (tracking|accounting|estimat\w*)\b", r"\bsampl(ing|er)\b",
-    r"\bfile_tail\b", r"\blogfire\b", r"\bdisk queues?\b", r"\bdisk-backed\b", r"\bpersistent queues?\b",
-    r"\bsending_queue\.storage\b", r"\bcheckpoints?\b", r"\bpresets?\b", r"\bhash chain\b", r"\brotat(e|ed|ion)\b",
+    r"\bfile_tail\b", r"\bcheckpoints?\b", r"\bpresets?\b", r"\bhash chain\b", r"\brotat(e|ed|ion)\b",
     r"\bretention\b",
 ]
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(])|\n\s*\n|\n(?=\s*[-|#*])")
