@@ -11,14 +11,17 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from obs_pipeline.units import parse_duration
+from obs_pipeline.units import parse_duration, parse_size
 
 __all__ = ["DeliverySettings", "QueueSettings", "RetrySettings"]
 
 #: Used only when a component is built without the config layer (tests, embedding).
 DEFAULT_QUEUE_SIZE = 20_000
+DEFAULT_MAX_SIZE = 1 << 30  # the schema's 1GiB
+
+Storage = Literal["memory", "disk"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,13 +29,21 @@ class QueueSettings:
     """``sending_queue``."""
 
     enabled: bool = True  # queue batches and export them in the background
-    queue_size: int = DEFAULT_QUEUE_SIZE  # capacity in items
+    queue_size: int = DEFAULT_QUEUE_SIZE  # capacity in items (storage disk: items kept in memory)
     num_consumers: int = 1  # batches exported concurrently
+    storage: Storage = "memory"  # disk: under service.data_dir, persisted before the sender is acknowledged
+    max_size: int = DEFAULT_MAX_SIZE  # storage disk: bytes on disk
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> QueueSettings:
         """From the validated block, defaults filled in."""
-        return cls(enabled=body["enabled"], queue_size=body["queue_size"], num_consumers=body["num_consumers"])
+        return cls(enabled=body["enabled"], queue_size=body["queue_size"], num_consumers=body["num_consumers"],
+                   storage=body["storage"], max_size=parse_size(body["max_size"]))
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether batches go to the disk queue (a queue that is enabled and stored on disk)."""
+        return self.enabled and self.storage == "disk"
 
 
 @dataclass(frozen=True, kw_only=True)

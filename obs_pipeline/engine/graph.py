@@ -80,7 +80,7 @@ class Graph:
             cc = cfg.exporters[eid]
             assert isinstance(cc.factory, ExporterFactory)
             exporter = cc.factory.create(self._settings(cc), cc.config)
-            self.exporters[eid] = QueuedExporter(exporter, self.metrics, cc.delivery)
+            self.exporters[eid] = QueuedExporter(exporter, self.metrics, cc.delivery, data_dir=self.config.data_dir)
         for spec in cfg.pipelines:
             consumer: Consumer = ExportersFanout([self.exporters[e] for e in spec.exporters])
             built = _BuiltPipeline(spec.id, spec.signal, consumer)

@@ -1,0 +1,1 @@
+"""Durable storage for exporter queues: the disk queue (:mod:`.disk`) and its files (:mod:`.segments`)."""
