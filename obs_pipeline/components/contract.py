@@ -273,10 +273,15 @@ class PartialSuccess:
 
     Partial success is success: the batch is not retried; the rejected items are counted as
     failed (``reason="rejected"``) and ``message`` (the destination's words) is logged.
+
+    ``reason="disabled"`` is for an exporter the user switched off on purpose (logfire without a
+    token): its items are counted as failed with that reason, not logged per batch (the exporter
+    says so once at start), and are no loss: they do not make ``run`` exit 3.
     """
 
     rejected: int
     message: str = ""
+    reason: str = "rejected"  # "rejected" | "disabled"
 
 
 class Exporter(Component):

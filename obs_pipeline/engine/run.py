@@ -260,16 +260,17 @@ async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
 def _lost_items(metrics: SelfMetrics) -> int:
     """Accepted items that never reached their destination: exporter failures and loss-type drops.
 
-    Deliberate drops (sampling, filtering) are not losses; a processor's failures and what it
-    could not flush by the deadline are.
+    Deliberate drops (sampling, filtering, an exporter the user disabled) are not losses; a
+    processor's failures and what it could not flush by the deadline are.
     """
     lost = 0.0
     for metric in metrics.registry.collect():
         for sample in metric.samples:
             if not sample.name.endswith("_total"):
                 continue
-            if metric.name == "obs_pipeline_exporter_failed_items" or (
-                metric.name == "obs_pipeline_processor_dropped_items" and sample.labels.get("reason") in LOSS_REASONS
+            reason = sample.labels.get("reason")
+            if (metric.name == "obs_pipeline_exporter_failed_items" and reason != "disabled") or (
+                metric.name == "obs_pipeline_processor_dropped_items" and reason in LOSS_REASONS
             ):
                 lost += sample.value
     return int(lost)

@@ -128,7 +128,7 @@ class LogfireExporter(Exporter):
             PermanentError: any other status (401 for a wrong token).
         """
         if self.disabled:
-            return PartialSuccess(batch.items, DISABLED)
+            return PartialSuccess(batch.items, DISABLED, reason="disabled")
         if self.sender is None:
             raise PermanentError(f"{self.id}: not started")
         return await self.sender.export(batch)

@@ -144,11 +144,11 @@ class TestDisabled:
         assert record.getMessage() == "disabled, token not set"
         assert TextFormatter().format(record).endswith(" logfire: disabled, token not set")
         assert exporter.sender is None, "no session is opened"
-        assert await exporter.export(Batch(Signal.TRACES, traces(4))) == PartialSuccess(4, "disabled, token not set")
+        assert await exporter.export(Batch(Signal.TRACES, traces(4))) == PartialSuccess(4, "disabled, token not set", reason="disabled")
         await exporter.shutdown()
 
     async def test_metrics_show_nothing_sent_and_every_item_rejected(self):
-        """Through the engine's queue: sent stays 0, failed{reason="rejected"} counts every item; the run goes on."""
+        """Through the engine's queue: sent stays 0, failed{reason="disabled"} counts every item; the run goes on."""
         metrics = SelfMetrics()
         q = queued(make("", metrics), metrics)
         await q.start(RecordingHost())
@@ -156,13 +156,13 @@ class TestDisabled:
             q.reserve(2).commit(Batch(Signal.TRACES, traces(2, start=2 * i)))
         q.reserve(1).commit(Batch(Signal.LOGS, wire=LogsData().SerializeToString(), items=1))
         deadline = time.monotonic() + 5
-        while counted(metrics, "failed", exporter="logfire", signal="traces", reason="rejected") < 6:
+        while counted(metrics, "failed", exporter="logfire", signal="traces", reason="disabled") < 6:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
         await q.shutdown(time.monotonic() + 5)
         assert counted(metrics, "sent", exporter="logfire", signal="traces") == 0
         assert counted(metrics, "sent", exporter="logfire", signal="logs") == 0
-        assert counted(metrics, "failed", exporter="logfire", signal="logs", reason="rejected") == 1
+        assert counted(metrics, "failed", exporter="logfire", signal="logs", reason="disabled") == 1
         assert counted(metrics, "failed", exporter="logfire", signal="traces", reason="permanent_error") == 0
 
 
