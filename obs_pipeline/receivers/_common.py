@@ -76,6 +76,10 @@ class Counters:
         """The unauthenticated-requests counter child (call ``.inc()``); made on first use, so it is 0 from then on."""
         return self._metrics.receiver_unauthenticated_requests.labels(receiver=self._receiver, transport=self._transport)
 
+    def draining(self) -> None:
+        """Count a request refused unread because the receiver is shutting down (rare, so not cached)."""
+        self._metrics.receiver_draining_requests.labels(receiver=self._receiver, transport=self._transport).inc()
+
     def repaired(self, signal: Signal, repairs: Mapping[str, int]) -> None:
         """Count values repaired instead of refused, by reason (``{"invalid_utf8": 2}``); rare, so not cached."""
         for reason, count in repairs.items():

@@ -44,6 +44,12 @@ class SelfMetrics:
             "Requests a receiver refused because they did not carry its bearer token (missing or wrong), before decoding them.",
             ["receiver", "transport"], registry=r,
         )
+        self.receiver_draining_requests = Counter(
+            "obs_pipeline_receiver_draining_requests",
+            "Requests a receiver answered with a retryable refusal because it was shutting down or reloading, "
+            "before reading them (their item count is unknown).",
+            ["receiver", "transport"], registry=r,
+        )
         self.receiver_repaired_values = Counter(
             "obs_pipeline_receiver_repaired_values",
             "Values a receiver repaired instead of refusing their request or line, by reason (invalid_utf8, "

@@ -86,8 +86,9 @@ class TestHttpShutdown:
         """While one upload is being waited for, another request on an open connection is told to retry."""
         import aiohttp  # noqa: PLC0415
 
+        metrics = SelfMetrics()
         receiver = FACTORY.create(
-            make_settings("otlp", metrics=SelfMetrics()),
+            make_settings("otlp", metrics=metrics),
             parse_config(FACTORY, {"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}),
             {Signal.TRACES: CapturingConsumer()},
         )
@@ -107,6 +108,8 @@ class TestHttpShutdown:
             async with session.post("/v1/traces", data=body, headers=headers) as during:
                 assert during.status == 503
                 assert during.headers["Retry-After"] == "1"
+            assert metrics.registry.get_sample_value("obs_pipeline_receiver_draining_requests_total", {
+                "receiver": "otlp", "transport": "http"}) == 1, "the refusal is counted, not invisible"
             writer.close()
             await stopping
 

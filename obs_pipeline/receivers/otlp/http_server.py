@@ -248,6 +248,7 @@ class HttpServer(TransportServer):
         @web.middleware
         async def track(request: web.Request, handler: Handler) -> web.StreamResponse:
             if self._closing:
+                self.counters.draining()
                 return _error(503, UNAVAILABLE, "shutting down, retry later", request.content_type.lower() == JSON,
                               retry_after=1.0, headers={"Retry-After": "1", "Connection": "close"})
             assert self._idle is not None
