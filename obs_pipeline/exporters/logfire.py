@@ -11,11 +11,11 @@ successes behave exactly as there.
 An empty token (``token: ${env:LOGFIRE_TOKEN:-}`` with the variable unset) disables the
 exporter instead of failing the pipeline: it logs ``disabled, token not set`` once at start and
 the pipeline runs on. The batches its pipelines hand it are not sent anywhere, and are not
-counted as sent: each is reported as a partial success rejecting all of its items, so
+counted as sent: each is reported as a partial success with ``reason="disabled"``, so
 ``obs_pipeline_exporter_sent_items_total{exporter="logfire"}`` stays 0 and
-``obs_pipeline_exporter_failed_items_total{exporter="logfire",reason="rejected"}`` counts every
-item that did not reach Logfire (with the engine's usual warning per batch, which names the
-reason, and exit code 3 at the end of a run, since those items were not delivered).
+``obs_pipeline_exporter_failed_items_total{exporter="logfire",reason="disabled"}`` counts every
+item that did not go to Logfire, with no warning per batch and no effect on the exit code
+(switching Logfire off was the user's choice, not a loss).
 """
 
 from __future__ import annotations
@@ -72,6 +72,10 @@ def check(cfg: Config) -> list[Problem]:
     # ``${env:LOGFIRE_TOKEN:-}`` asks for is "send to Logfire when there is a token"), and run would repeat a warning.
     if "\n" in text or "\r" in text:
         problems.append(Problem("token", "contains a line break (newline or carriage return)"))
+    elif text and not (text.isascii() and text.isprintable()):
+        # It goes into an HTTP header, which only carries printable ASCII; anything else would fail
+        # at every send and be retried until the retries ran out.
+        problems.append(Problem("token", "must be printable ASCII (it is sent as an HTTP header value)"))
     return problems
 
 

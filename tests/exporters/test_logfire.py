@@ -208,3 +208,15 @@ class TestConfig:
         cfg = parse_config(logfire.FACTORY, {"token": EU_TOKEN})
         assert (cfg.endpoint, cfg.compression) == ("", "gzip")
         assert EU_TOKEN not in repr(cfg)
+
+
+def test_a_token_that_cannot_be_a_header_value_is_a_config_error():
+    """A non-ASCII character in the token is caught by validate, not retried at every send."""
+    from obs_pipeline.exporters import logfire  # noqa: PLC0415
+    from obs_pipeline.testing import parse_config  # noqa: PLC0415
+
+    cfg = parse_config(logfire.FACTORY, {"token": "pylf_v1_us_abc\u00e9"})
+    problems = logfire.check(cfg)
+    assert [p.path for p in problems] == ["token"]
+    assert "printable ASCII" in problems[0].message
+    assert "abc" not in problems[0].message

@@ -244,9 +244,12 @@ class DiskQueue:
         for ticket in self._writes:
             self._refuse(ticket, RefusedError("shutting_down"))
         self._writes.clear()
-        if self._reader is not None:
-            await self._run(self._reader, self._files.close)
-        self._shutdown_threads()
+        try:
+            if self._reader is not None:
+                # Shielded: a caller's deadline must not cancel this half done and leave the lock held.
+                await asyncio.shield(self._run(self._reader, self._files.close))
+        finally:
+            self._shutdown_threads()
 
     def _shutdown_threads(self) -> None:
         for pool in (self._writer, self._reader):
@@ -480,9 +483,11 @@ class DiskQueue:
             got = await self._run(self._reader, self._files.read_many, seg.number,
                                   [(seg.offsets[i], seg.sizes[i]) for i in indexes])
         except OSError as exc:
-            self.log.error("cannot read a record of disk queue segment %d (%s): left for the next start",
+            # Leaving it would stall the queue (its segment never finishes, its space never frees):
+            # give the record up, counted with the damaged ones, and go on with the next.
+            self.log.error("cannot read a record of disk queue segment %d (%s): given up and counted as corrupt",
                            seg.number, exc.strerror or type(exc).__name__)
-            got = []
+            got = [None]
         finally:
             for i in indexes[1:]:
                 self._reading.pop((seg.number, i), None)
@@ -564,7 +569,7 @@ class DiskQueue:
         self._sync_soon()
         return self._background(self._files.ack, seg.number, [index])
 
-    def _delete_later(self, seg: _Segment) -> asyncio.Future[Any]:
+    def _delete_later(self, seg: _Segment) -> asyncio.Future[Any] | None:
         seg.deleted = True
         self._segments.pop(seg.number, None)
         self._stored -= seg.file_bytes
@@ -589,9 +594,14 @@ class DiskQueue:
 
     # -- threads ------------------------------------------------------------------------------------
 
-    def _background(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """Run ``fn`` in the reader thread; a failure is logged (records are sent again, never lost)."""
-        assert self._reader is not None
+    def _background(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any] | None:
+        """Run ``fn`` in the reader thread; a failure is logged (records are sent again, never lost).
+
+        After :meth:`close` nothing is scheduled (the threads are gone): the mark stays in memory
+        only, and the record is sent again on the next start, which is the documented duplicate.
+        """
+        if self._closed or self._reader is None:
+            return None
         future = asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
         future.add_done_callback(self._log_failure)
         return future
