@@ -137,6 +137,20 @@ class TestAdmission:
         await q2.shutdown(time.monotonic() + 2)
         assert again.batches == []
 
+    async def test_a_reservation_released_after_the_queue_closed_raises_nothing(self, tmp_path):
+        """A fan-out error path that outlives the shutdown releases its room: no traceback, the lock is free."""
+        metrics = SelfMetrics()
+        q = _disk(RecordingExporter(metrics=metrics), metrics, tmp_path)
+        await q.start(_Host())
+        held = q.reserve(2)
+        await held.persist(tbatch(2))
+        await q.shutdown(time.monotonic() + 2)
+        held.release()
+        await asyncio.sleep(0.05)
+        again = _disk(RecordingExporter(metrics=metrics), metrics, tmp_path)
+        await again.start(_Host())  # the directory lock was released by the first queue's close
+        await again.shutdown(time.monotonic() + 2)
+
     def test_a_disk_queue_needs_a_data_dir(self):
         """Built without service.data_dir, a disk queue is a programming error, said at once."""
         metrics = SelfMetrics()
