@@ -17,6 +17,7 @@ from obs_pipeline.exporters.otlp.config import GRPC, HTTP, signal_urls
 from obs_pipeline.secret import Secret
 from obs_pipeline.signals import Signal
 from obs_pipeline.testing import parse_config
+from tests.tlskit import make_pki
 
 SECRET = "s3cr3t-api-key-value"
 
@@ -292,8 +293,7 @@ class TestLoopbackWarning:
 
     @pytest.mark.parametrize("tls", ["{insecure: true}", "{ca_file: CA}"])
     def test_no_warning_once_tls_is_configured(self, tmp_path, tls):
-        ca = tmp_path / "ca.pem"
-        ca.write_text("-")
+        ca = make_pki(tmp_path / "pki").ca_cert
         path = write(tmp_path, f"""\
             otlp:
               endpoint: localhost:4317
@@ -304,8 +304,7 @@ class TestLoopbackWarning:
         assert problems == []
 
     def test_tls_settings_with_a_plaintext_url_are_a_warning(self, tmp_path):
-        ca = tmp_path / "ca.pem"
-        ca.write_text("-")
+        ca = make_pki(tmp_path / "pki").ca_cert
         path = write(tmp_path, f"""\
             otlphttp:
               endpoint: http://collector:4318
@@ -322,3 +321,19 @@ def test_defaults_are_the_collectors():
     assert otlp_config.DEFAULT_PROTOCOL == "grpc"
     assert otlp_config.DEFAULT_COMPRESSION == "gzip"
     assert otlp_config.TlsConfig().insecure is False
+
+
+class TestUnusableTlsFiles:
+    def test_a_ca_file_that_is_not_pem_fails_validate_not_every_send(self, tmp_path):
+        """/etc/hosts as tls.ca_file: validate names the key, instead of a run that retries UNAVAILABLE."""
+        from obs_pipeline.config import check_config  # noqa: PLC0415
+
+        path = tmp_path / "p.yaml"
+        path.write_text(
+            "receivers: {otlp: {protocols: {http: {endpoint: 127.0.0.1:0}}}}\n"
+            "exporters:\n  otlp:\n    endpoint: 127.0.0.1:14317\n    tls:\n      ca_file: /etc/hosts\n"
+            "service: {pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}}\n")
+        _config, problems = check_config(path, {})
+        errors = [p for p in problems if p.severity == "error"]
+        assert [p.path for p in errors] == ["exporters.otlp.tls.ca_file"]
+        assert "no usable PEM certificate" in errors[0].message

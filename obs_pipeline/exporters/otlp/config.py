@@ -10,6 +10,7 @@ value that would split the request.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,10 +170,10 @@ def _check_grpc(cfg: Config) -> list[Problem]:
         if cfg.signal_endpoint(signal):
             problems.append(Problem(f"{signal.value}_endpoint", "is only for protocol http/protobuf; "
                                                                  "protocol grpc sends every signal to endpoint"))
-    if cfg.tls.insecure_skip_verify and not cfg.tls.insecure:
+    if cfg.tls.insecure_skip_verify:
         problems.append(Problem("tls.insecure_skip_verify", (
             "is not supported with protocol grpc: grpcio always verifies the server's certificate; "
-            "set tls.ca_file to the CA that signed it")))
+            "set tls.ca_file to the CA that signed it (or, for plaintext, only tls.insecure: true)")))
     return problems
 
 
@@ -222,6 +223,27 @@ def _check_tls(cfg: Config) -> list[Problem]:
         problems.append(Problem("tls.key_file", "needs tls.cert_file, the certificate of this key"))
     if tls.cert_file and not tls.key_file:
         problems.append(Problem("tls.cert_file", "needs tls.key_file, the private key of this certificate"))
+    if not problems:
+        problems += _unusable_tls(tls)
+    return problems
+
+
+def _unusable_tls(tls: TlsConfig) -> list[Problem]:
+    """Load the files as the transports will, so a file that is not PEM fails validate, not every send."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    problems: list[Problem] = []
+    if tls.ca_file:
+        try:
+            context.load_verify_locations(cafile=str(Path(tls.ca_file).expanduser()))
+        except (ssl.SSLError, OSError, ValueError):
+            problems.append(Problem("tls.ca_file", f'"{tls.ca_file}" holds no usable PEM certificate'))
+    if tls.cert_file and tls.key_file:
+        try:
+            context.load_cert_chain(str(Path(tls.cert_file).expanduser()), str(Path(tls.key_file).expanduser()))
+        except (ssl.SSLError, OSError, ValueError):
+            problems.append(Problem("tls.cert_file", (
+                f'"{tls.cert_file}" and tls.key_file "{tls.key_file}" are not a usable PEM certificate and its '
+                "private key (not PEM, protected by a passphrase, or not a pair)")))
     return problems
 
 
