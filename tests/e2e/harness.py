@@ -16,12 +16,36 @@ from typing import Any
 
 import yaml
 
+_HANDED_OUT: set[int] = set()
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports nobody listens on right now, never one handed out before.
+
+    The sockets are held open together while the ports are chosen, and ports already given to an
+    earlier caller in this process are skipped: the kernel may hand the same just-released port to
+    two consecutive binds, which made two receivers of one test config clash.
+    """
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            sock = socket.socket()
+            held.append(sock)
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                ports.append(port)
+    finally:
+        for sock in held:
+            sock.close()
+    return ports
+
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now (see :func:`free_ports`)."""
+    return free_ports(1)[0]
 
 
 class PipelineProcess:
@@ -29,8 +53,7 @@ class PipelineProcess:
 
     def __init__(self, workdir: Path, config: dict[str, Any] | None = None, *, stdin: Any = subprocess.DEVNULL) -> None:
         self.workdir = workdir
-        self.grpc_port, self.http_port = free_port(), free_port()
-        self.metrics_port, self.health_port = free_port(), free_port()
+        self.grpc_port, self.http_port, self.metrics_port, self.health_port = free_ports(4)
         self.audit_path = workdir / "audit" / "audit.jsonl"
         self.config = config if config is not None else self.default_config()
         self.config_path = workdir / "pipeline.yaml"
@@ -147,4 +170,4 @@ def metric_value(page: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-__all__ = ["PipelineProcess", "free_port", "metric_value", "signal"]
+__all__ = ["PipelineProcess", "free_port", "free_ports", "metric_value", "signal"]
