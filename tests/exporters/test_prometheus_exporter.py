@@ -14,7 +14,7 @@ from obs_pipeline.batch import Batch
 from obs_pipeline.components import Kind
 from obs_pipeline.errors import PermanentError, StartupError
 from obs_pipeline.exporters.prometheus import FACTORY
-from obs_pipeline.exporters.prometheus.view import TracesView
+from obs_pipeline.otlp_view import TracesView
 from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 from obs_pipeline.testing import RecordingHost, make_settings, parse_config

@@ -2,7 +2,7 @@
 
 Layout: :mod:`.spans` and :mod:`.logs` turn a batch into lines (the line itself is
 :mod:`obs_pipeline.audit.line`, the attribute readers :mod:`obs_pipeline.genai.attributes`,
-:mod:`.view` the raw-attribute view the span path reads), :mod:`.writer` appends them to the
+:mod:`obs_pipeline.otlp_view` the raw-attribute view the span path reads), :mod:`.writer` appends them to the
 file. This module holds the config, the exporter and the factory.
 
 Errors: the file is opened at ``start`` (a clear :class:`StartupError` naming the path and the OS

@@ -4,7 +4,7 @@ Target: a few µs per span, in the same league as parsing it (``python-limits.md
 attribute values through the protobuf classes is what costs, ~0.3 µs per attribute). So:
 
 * the batch's wire bytes (or, without them, each resource group serialized once) are parsed
-  into a :mod:`~.view` message, where each attribute is one ``bytes`` object (a serialized
+  into a :mod:`obs_pipeline.otlp_view` message, where each attribute is one ``bytes`` object (a serialized
   ``KeyValue``) made in C; a batch from the ``batch`` processor is never parsed as OTLP at all;
 * a short serialized ``KeyValue`` is looked up in the encoder's KeyValue cache, which remembers
   which slot it fills and with what value: repeated attributes (model, provider, agent, tool,
@@ -41,7 +41,6 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status, TracesData
 from obs_pipeline import genai
 from obs_pipeline.audit import line as audit
 from obs_pipeline.batch import Batch
-from obs_pipeline.exporters.jsonl_audit.view import ResourceSpansView, TracesView
 from obs_pipeline.genai.attributes import (
     IN,
     INT_SLOTS,
@@ -55,6 +54,7 @@ from obs_pipeline.genai.attributes import (
     resource_context_of,
 )
 from obs_pipeline.genai.attributes import tokens as tokens_of
+from obs_pipeline.otlp_view import ResourceSpansView, TracesView
 from obs_pipeline.signals import Signal
 from obs_pipeline.timestamps import THREE_DIGITS, SecondPrefixes, format_ns
 

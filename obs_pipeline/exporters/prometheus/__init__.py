@@ -2,7 +2,7 @@
 
 Layout: :mod:`.rules` is the rule format, the shipped ``default_rules.yaml`` and the rules'
 checks; :mod:`.derive` the hot path from spans, log records and events to samples (through the
-raw-attribute :mod:`.view`); :mod:`.otlp_metrics` received OTLP metrics (names, units,
+raw-attribute :mod:`obs_pipeline.otlp_view`); :mod:`.otlp_metrics` received OTLP metrics (names, units,
 temporality); :mod:`.series` the series served, with expiration and the cardinality cap;
 :mod:`.server` the endpoint. This module holds the config, the exporter and the factory.
 

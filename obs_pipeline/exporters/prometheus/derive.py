@@ -2,7 +2,7 @@
 
 This runs on every span, so (``python-limits.md``: touching attribute values is what costs):
 
-* spans are read through :mod:`.view`: each attribute is a ``bytes`` object; one the rules do
+* spans are read through :mod:`obs_pipeline.otlp_view`: each attribute is a ``bytes`` object; one the rules do
   not read is recognized by its key bytes and skipped undecoded, a wanted one is decoded once
   per distinct ``KeyValue`` and remembered by its bytes (model, provider, operation repeat);
 * the attributes every rule reads live in one slot table (canonical names and their aliases from
@@ -50,8 +50,8 @@ from obs_pipeline.exporters.prometheus.rules import (
     value_text,
 )
 from obs_pipeline.exporters.prometheus.series import CounterFamily, Family, HistogramFamily, Store
-from obs_pipeline.exporters.prometheus.view import ResourceSpansView, TracesView
 from obs_pipeline.genai import attributes as attrs
+from obs_pipeline.otlp_view import ResourceSpansView, TracesView
 
 __all__ = ["CHUNK_SPANS", "LABEL_CHARS", "OTHER_ERROR", "Deriver"]
 

@@ -1,18 +1,14 @@
 """A wire-compatible "view" of OTLP traces that keeps each attribute as raw bytes.
 
 Why: reading attributes through the regular ``Span`` classes costs a Python wrapper and a
-``.key`` access per attribute and another wrapper per value read (``python-limits.md``: touching
-values is what costs). The audit line needs ~9 of a span's attributes, and their values repeat
-across spans (model, provider, agent, session, token counts).
-
-So the exporter serializes each resource group once (C speed; per group rather than the whole
-batch, so a large batch never needs one large transient buffer) and parses it again into these
-view messages,
-whose ``attributes`` field (same field number as in OTLP) is ``repeated bytes``: each element is
-one serialized ``KeyValue``, a plain ``bytes`` object made in C. Those bytes are a perfect cache
-key: :mod:`.spans` remembers, per distinct ``KeyValue``, which audit slot it fills and with what
-value, so a repeated attribute costs one dict lookup instead of several protobuf accesses.
-``status`` and ``events`` stay raw too; they are decoded only for the few spans that need them.
+``.key`` access per attribute and another wrapper per value read (touching values is what
+costs). Exporters that read a handful of a span's attributes on every span (the audit line,
+the prometheus derivation) parse a batch's wire bytes, or one resource group's serialization,
+into these view messages instead: their ``attributes`` field (same field number as in OTLP) is
+``repeated bytes``, each element one serialized ``KeyValue``, a plain ``bytes`` object made in C.
+Those bytes are a perfect cache key, and an unwanted attribute is recognized by its key bytes
+and skipped without being decoded. ``status`` and ``events`` stay raw too; they are decoded only
+for the few spans that need them. One module for every reader, so the layout is written once.
 
 Field numbers follow ``opentelemetry/proto/trace/v1/trace.proto`` and
 ``resource/v1/resource.proto``; fields not declared here are kept as unknown fields, untouched.
@@ -24,8 +20,10 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+__all__ = ["ResourceSpansView", "TracesView"]
+
 _F = descriptor_pb2.FieldDescriptorProto
-_PACKAGE = "obs_pipeline.audit_view"
+_PACKAGE = "obs_pipeline.otlp_view"
 
 # message -> [(field name, number, type, repeated, message type name or "")]
 _LAYOUT: dict[str, list[tuple[str, int, int, bool, str]]] = {
@@ -53,7 +51,7 @@ _LAYOUT: dict[str, list[tuple[str, int, int, bool, str]]] = {
 def _build() -> tuple[Any, Any]:
     """Register the view messages in a private descriptor pool; return the two top-level classes."""
     file = descriptor_pb2.FileDescriptorProto(
-        name="obs_pipeline/audit_view.proto", package=_PACKAGE, syntax="proto3",
+        name="obs_pipeline/otlp_view.proto", package=_PACKAGE, syntax="proto3",
     )
     for message_name, fields in _LAYOUT.items():
         message = file.message_type.add(name=message_name)
