@@ -9,7 +9,9 @@ reported as a :class:`BadLine` with its 1-based line number. Blank lines are ski
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -68,9 +70,29 @@ def iter_entries(lines: Iterable[bytes], on_bad: Callable[[BadLine], None] | Non
 def read_entries(path: str | os.PathLike[str], on_bad: Callable[[BadLine], None] | None = None) -> Iterator[Entry]:
     """:func:`iter_entries` of the file at ``path``, read as it is iterated (memory stays one line).
 
+    A ``.gz`` file (a compressed rotated file, :mod:`obs_pipeline.audit.files`) is decompressed as
+    it is read; a compressed file cut short yields what it holds and then one :class:`BadLine`
+    ("compressed file is truncated") after its last whole line.
+
     Raises:
         OSError: the file cannot be opened or read.
     """
     stream: BinaryIO
+    if os.fspath(path).endswith(".gz"):
+        number = 0
+
+        def counted(lines: Iterable[bytes]) -> Iterator[bytes]:
+            nonlocal number
+            for line in lines:
+                number += 1
+                yield line
+
+        with gzip.open(path, "rb") as compressed:
+            try:
+                yield from iter_entries(counted(compressed), on_bad)
+            except (EOFError, gzip.BadGzipFile, zlib.error):
+                if on_bad is not None:
+                    on_bad(BadLine(number + 1, "compressed file is truncated or corrupt", 0))
+        return
     with open(path, "rb") as stream:  # noqa: PTH123 - os.PathLike or str, as given
         yield from iter_entries(stream, on_bad)
