@@ -1,0 +1,57 @@
+"""Finding the trail from ``--config``: every jsonl_audit exporter's path, loaded by the normal loader."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from obs_pipeline.auditquery.source import SourceError, resolve_trails
+from tests.auditquery.trailkit import dumps, session_two
+
+
+def write_config(tmp_path, exporters):
+    config = {
+        "receivers": {"stdin": {}},
+        "exporters": exporters,
+        "service": {"data_dir": str(tmp_path / "data"),
+                    "pipelines": {"logs": {"receivers": ["stdin"], "exporters": list(exporters)}}},
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_each_audit_exporter_path(tmp_path):
+    config = write_config(tmp_path, {"jsonl_audit": {"path": str(tmp_path / "a.jsonl")},
+                                     "jsonl_audit/b": {"path": str(tmp_path / "b.jsonl")}, "debug": {}})
+    assert [trail.live.name for trail in resolve_trails(None, config)] == ["a.jsonl", "b.jsonl"]
+
+
+def test_path_wins_over_config(tmp_path):
+    config = write_config(tmp_path, {"jsonl_audit": {"path": str(tmp_path / "a.jsonl")}})
+    assert [trail.live.name for trail in resolve_trails(str(tmp_path / "x.jsonl"), config)] == ["x.jsonl"]
+
+
+def test_a_template_is_globbed(tmp_path):
+    (tmp_path / "audit" / "acme").mkdir(parents=True)
+    (tmp_path / "audit" / "acme" / "audit.jsonl").write_bytes(dumps(session_two()))
+    config = write_config(tmp_path, {"jsonl_audit": {"path": str(tmp_path / "audit" / "{tenant}" / "audit.jsonl")}})
+    assert [(trail.live.parent.name, trail.tenant) for trail in resolve_trails(None, config)] == [("acme", "acme")]
+
+
+def test_no_audit_exporter(tmp_path):
+    config = write_config(tmp_path, {"debug": {}})
+    with pytest.raises(SourceError, match="no jsonl_audit exporter"):
+        resolve_trails(None, config)
+
+
+def test_an_invalid_config_says_why(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("receivers: {nope: {}}\n")
+    with pytest.raises(SourceError, match="invalid config"):
+        resolve_trails(None, path)
+
+
+def test_neither_given():
+    with pytest.raises(SourceError, match="--path FILE or --config"):
+        resolve_trails(None, None)
