@@ -27,6 +27,10 @@ Every open is non-blocking (``O_NONBLOCK``), so a FIFO without a reader fails at
 back to blocking writes. A FIFO keeps its non-blocking writes: when its buffer is full,
 :meth:`AuditFile.append` waits for its reader without blocking the event loop, and gives up with
 ``EAGAIN`` when the reader takes nothing for :data:`FIFO_STALL_SECONDS`.
+
+This module is one file; rotation, per-tenant paths and the hash chain are built on it in
+:mod:`.trail` (which calls :meth:`AuditFile.prepare` before sealing a batch, so it knows the
+file and its :attr:`~AuditFile.size` first, and the write that follows does not check twice).
 """
 
 from __future__ import annotations
@@ -73,11 +77,23 @@ class AuditFile:
         self._needs_newline = False
         self._warned_mode = False
         self._lock = asyncio.Lock()  # one batch at a time while a FIFO write waits for its reader
+        self._checked = False  # :meth:`prepare` just did the checks the next write would do
+        #: How many times the file was opened: a change means a new file may be under the path.
+        self.opened = 0
+        #: The open regular file's size, as far as our writes know (``0`` for special files).
+        self.size = 0
+        #: When the open regular file was last modified before we opened it (or created: now).
+        self.modified = 0.0
         #: The path leads through a file descriptor (``/dev/stdout``): what it names is the process's.
         self.names_descriptor = names_descriptor(self.path)
         #: Whether opening the path again can reach a new reader; False for an anonymous pipe or
         #: socket (known once the path was opened), whose broken pipe is then permanent.
         self.reopens = True
+
+    @property
+    def is_regular(self) -> bool:
+        """Whether the open file is a regular file (rotation and the chain's resume apply to nothing else)."""
+        return self._fd is not None and self._regular
 
     @property
     def is_open(self) -> bool:
@@ -117,6 +133,9 @@ class AuditFile:
             raise
         self._ident = (info.st_dev, info.st_ino)
         self._fd = fd
+        self.size = info.st_size if self._regular else 0
+        self.modified = info.st_mtime
+        self.opened += 1
 
     async def append(self, payload: bytes) -> None:
         """:meth:`write` ``payload``, waiting (without blocking the event loop) while a full FIFO drains.
@@ -146,13 +165,25 @@ class AuditFile:
             OSError: the (re)open or the write failed; the file is closed and will be reopened
                 next time.
         """
+        if self._checked:
+            self._checked = False
+        else:
+            self.prepare()
+        if self._needs_newline:
+            payload = b"\n" + payload
+        return self.write_more(memoryview(payload))
+
+    def prepare(self) -> None:
+        """Open the file if it is closed, reopen it if the path no longer leads to it; the next write skips this.
+
+        Raises:
+            OSError: as :meth:`open`.
+        """
         if self._fd is None:
             self.open()
         else:
             self._follow_path()
-        if self._needs_newline:
-            payload = b"\n" + payload
-        return self.write_more(memoryview(payload))
+        self._checked = True
 
     def write_more(self, data: memoryview) -> memoryview | None:
         """Write ``data`` (the rest of a batch) to the open file; as :meth:`write`, without the checks."""
@@ -174,8 +205,12 @@ class AuditFile:
                     raise OSError(errno.EIO, os.strerror(errno.EIO))
                 written += more
         except OSError:
+            if self._regular:
+                self.size += written
             self.close()
             raise
+        if self._regular:
+            self.size += written
         self._needs_newline = False
         return None
 
@@ -242,6 +277,7 @@ class AuditFile:
     def close(self) -> None:
         """Close the file. Idempotent."""
         fd, self._fd = self._fd, None
+        self._checked = False
         if fd is not None:
             try:
                 os.close(fd)
