@@ -53,7 +53,8 @@ def check_file_options(cfg: FileConfig) -> list[Problem]:
     except TemplateError as exc:
         return [Problem(path="path", message=str(exc))]
     problems: list[Problem] = []
-    reason = check_path(template.root if not template.static else cfg.path)
+    # A template's files live under its fixed root directory: check that a new file could be made there.
+    reason = check_path(cfg.path if template.static else template.root / "<file>")
     if reason:
         problems.append(Problem(path="path", message=f"cannot write: {reason}"))
     if cfg.checkpoint is not None and not cfg.hash_chain:
