@@ -191,10 +191,11 @@ class TestToolAndTurnMetrics:
 
 class TestAnnotationMetrics:
     def test_budget_exceeded_from_spans_and_log_records(self):
-        """budget.state=exceeded on a span or a record counts, by budget.id; other states do not."""
-        d = Derived().spans(chat(**{"budget.state": "exceeded", "budget.id": "daily"}),
-                            chat(**{"budget.state": "warning", "budget.id": "daily"}))
-        d.records({"attrs": {"budget.state": "exceeded", "budget.id": "daily"}})
+        """budget.event=exceeded on a span or a record counts, by budget.id; a span only in that state does not."""
+        d = Derived().spans(chat(**{"budget.event": "exceeded", "budget.state": "exceeded", "budget.id": "daily"}),
+                            chat(**{"budget.state": "exceeded", "budget.id": "daily"}),
+                            chat(**{"budget.event": "warning", "budget.state": "warning", "budget.id": "daily"}))
+        d.records({"attrs": {"budget.event": "exceeded", "budget.id": "daily"}})
         assert d.value("agent_budget_exceeded_total", budget="daily") == 2
 
     def test_secrets_redacted_by_rule(self):
