@@ -23,12 +23,14 @@ __all__ = [
     "CATEGORIES",
     "CONFIG",
     "DENY",
+    "DETECTED",
     "ERROR",
     "KEYS",
     "LLM",
     "MAX_LIST_ITEMS",
     "NAME_CHARS",
     "OTHER",
+    "REDACTED",
     "REPAIRED_ATTRIBUTE",
     "RESULTS",
     "SECURITY",
@@ -88,9 +90,11 @@ CATEGORIES: Final = (LLM, TOOL, AGENT, SECURITY, BUDGET, CONFIG, OTHER)
 
 # Results: what came of it.
 ALLOW: Final = "allow"
-DENY: Final = "deny"  # a tool-call decision or a guardrail said no
+DENY: Final = "deny"  # a tool-call decision, a guardrail or an exceeded budget said no
 ERROR: Final = "error"
-RESULTS: Final = (ALLOW, DENY, ERROR)
+REDACTED: Final = "redacted"  # a security line: secrets were masked before any exporter saw them
+DETECTED: Final = "detected"  # a security line: redaction in detect mode found secrets, left as they were
+RESULTS: Final = (ALLOW, DENY, ERROR, REDACTED, DETECTED)
 
 #: The line's keys whose value is a string or None, whatever the source wrote (``timestamp`` and
 #: ``event_type``, ``category``, ``result``, ``event_id`` are always strings).

@@ -29,8 +29,8 @@ KEY_ORDER = ["timestamp", "session_id", "task_id", "event_type", "category", "re
              "event_id", "trace_id", "span_id", "parent_span_id", "user_id", "agent", "service"]
 
 
-def exporter(path: Path) -> JsonlAuditExporter:
-    exp = FACTORY.create(make_settings("jsonl_audit", Kind.EXPORTER), parse_config(FACTORY, {"path": str(path)}))
+def exporter(path: Path, **cfg: Any) -> JsonlAuditExporter:
+    exp = FACTORY.create(make_settings("jsonl_audit", Kind.EXPORTER), parse_config(FACTORY, {"path": str(path), **cfg}))
     assert isinstance(exp, JsonlAuditExporter)
     return exp
 
@@ -87,7 +87,7 @@ class TestWireOnly:
                       resource={"service.name": "from-resource", "session.id": "res-session", "task.id": "t-7"})
         wire = data.SerializeToString()
         path = tmp_path / "audit.jsonl"
-        exp = exporter(path)
+        exp = exporter(path, content="none")
         await exp.start(RecordingHost())
         await exp.export(Batch.from_wire(Signal.TRACES, wire))
         await exp.shutdown()

@@ -35,6 +35,8 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, LogsData
 
 from obs_pipeline import genai
 from obs_pipeline.audit import line as audit
+from obs_pipeline.exporters.jsonl_audit.content import Content, ContentPolicy
+from obs_pipeline.exporters.jsonl_audit.derived import derive_from
 from obs_pipeline.genai.attributes import (
     AGENT,
     DECISION,
@@ -156,12 +158,16 @@ DEFAULT_PRESET = LogPreset(
 
 
 def encode_logs(data: LogsData, preset: LogPreset = DEFAULT_PRESET,
-                errors: list[BaseException] | None = None) -> list[bytes]:
+                errors: list[BaseException] | None = None, content: ContentPolicy | None = None) -> list[bytes]:
     """One serialized audit line (no newline) per log record of a ``LogsData``, in order.
 
     Every record gets exactly one line: one whose mapping raises (or whose resource cannot be
-    read) gets an :func:`error_line`, and the exception is appended to ``errors`` when given.
+    read) gets an :func:`error_line`, and the exception is appended to ``errors`` when given. A
+    record that carries what another processor wrote for the audit (:mod:`.derived`: cost,
+    content under ``content``, redaction, budget events) gets its detail, and its security and
+    budget lines right after its own. Without ``content`` no prompt content is kept.
     """
+    policy = content or ContentPolicy(Content.NONE)
     out: list[bytes] = []
     for rl in data.resource_logs:
         try:
@@ -176,7 +182,10 @@ def encode_logs(data: LogsData, preset: LogPreset = DEFAULT_PRESET,
         for sl in rl.scope_logs:
             for record in sl.log_records:
                 try:
-                    out.append(orjson.dumps(log_line(record, resource, preset)))
+                    line = log_line(record, resource, preset)
+                    more = derive_from(record.attributes, line, policy)  # type: ignore[arg-type]
+                    out.append(orjson.dumps(line))
+                    out += [orjson.dumps(extra) for extra in more]
                 except Exception as exc:  # one bad record must not cost the batch
                     out.append(error_line(record, resource[0], exc))
                     if errors is not None:

@@ -13,6 +13,12 @@ attribute values through the protobuf classes is what costs, ~0.3 µs per attrib
 * not cached: a key it does not want is recognized from the key bytes and skipped (prompts are
   never decoded); a token count is looked up by its value bytes (or decoded from its varint);
   anything unusual goes through the real ``KeyValue`` parser (:func:`_classify`);
+* what other processors wrote for the audit (:mod:`.derived`: cost, redaction and budget
+  attributes; :mod:`.content`: prompt and completion content) is recognized by key like the
+  GenAI slots, kept aside while the attributes are walked and read once per span that has any:
+  the cost's double by hand, content through :class:`~.content.SpanContent`, the rare rest
+  (redaction, budget events) by :func:`~.derived.derive`, which also makes the security and
+  budget lines written after the span's own;
 * status and events are decoded only for the spans that have them;
 * ids are checked (16 and 8 bytes, not all zero) with two ``len`` and two comparisons; a span
   with invalid ids takes a slower path (:func:`_ids_of_invalid`) that writes them as null;
@@ -30,6 +36,7 @@ Measured in ``bench/audit_mapping.py`` as a ratio to a bare ``TracesData.FromStr
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -41,6 +48,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status, TracesData
 from obs_pipeline import genai
 from obs_pipeline.audit import line as audit
 from obs_pipeline.batch import Batch
+from obs_pipeline.exporters.jsonl_audit.content import CONTENT_NAMES, Content, ContentPolicy, SpanContent
+from obs_pipeline.exporters.jsonl_audit.derived import COST_AMOUNT, cost_of, derive, key_names
 from obs_pipeline.genai.attributes import (
     IN,
     INT_SLOTS,
@@ -73,6 +82,15 @@ MAX_STATUS_ENTRIES = 4096
 #: The UTF-8 key of each slot name, to classify a serialized KeyValue without parsing it.
 _BYTES_SLOTS: dict[bytes, int] = {key.encode(): slot for key, slot in SLOTS.items()}
 _UNWANTED: tuple[int, Value] = (-1, None)
+#: Slots of attributes other processors wrote for the audit line, above every real slot (and
+#: alias and cut slot): the loop tells them apart with one comparison and spans without any pay
+#: nothing. ``DERIVED`` (redaction, budget, unpriced, system instructions): the ``KeyValue`` is
+#: kept aside for :func:`.derived.derive`; ``COST``: the amount, read by hand; from
+#: ``CONTENT``: prompt and completion content (:class:`.content.SpanContent`).
+DERIVED = 1 << 20
+COST = DERIVED + 1
+CONTENT = DERIVED + 8
+_DOUBLE = struct.Struct("<d")
 #: Added to the slot (canonical or alias) of a value cut to its cap, so the loop can flag the span.
 CUT = 2 * N_WANTED
 _CUT_TYPES = (audit.Cut, audit.CutList)
@@ -236,8 +254,19 @@ class SpanEncoder:
     caches are only ever read and filled, so that is fine).
     """
 
-    def __init__(self, chunk: int = CHUNK_SPANS) -> None:
+    def __init__(self, chunk: int = CHUNK_SPANS, content: ContentPolicy | None = None) -> None:
         self.chunk = chunk
+        # Without a policy (tests, the bench, one-off use) no content is kept; the exporter passes its config's.
+        self.content = content or ContentPolicy(Content.NONE)
+        self.span_content = SpanContent(self.content, CONTENT)
+        #: Key bytes -> slot: the GenAI slots, then those of :data:`DERIVED`, :data:`COST`, :data:`CONTENT`.
+        self.key_slots: dict[bytes, int] = {
+            **_BYTES_SLOTS,
+            **{name.encode(): DERIVED for name in key_names(self.content) if name not in CONTENT_NAMES},
+            **({genai.SYSTEM_INSTRUCTIONS.encode(): DERIVED} if self.content.mode is Content.FULL else {}),
+            COST_AMOUNT.encode(): COST,
+            **self.span_content.slots,
+        }
         #: Serialized ``KeyValue`` (at most ``MAX_CACHED`` bytes) -> ``(slot, value)``, for wanted
         #: string attributes only: unwanted ones may be unique per span (ids, urls) and token
         #: counts have too many values.
@@ -310,7 +339,11 @@ class SpanEncoder:
         left = chunk  # spans until the next chunk is handed out
         dumps = orjson.dumps
         cached = kv_cache.get
-        slot_of_key = _BYTES_SLOTS.get
+        slot_of_key = self.key_slots.get
+        derived_slot, cost_slot, content_slot = DERIVED, COST, CONTENT
+        unpack_double = _DOUBLE.unpack_from
+        content = self.content
+        span_content = self.span_content
         int_value_of = int_values.get
         cached_status = self.status_cache.get
         status_of = self._status
@@ -347,6 +380,7 @@ class SpanEncoder:
                     try:
                         vals = empty.copy()
                         cut = res_cut
+                        extras = texts = cost = None
                         for raw in span.attributes:
                             hit = cached(raw) if len(raw) <= max_cached else None
                             if hit is not None:
@@ -356,6 +390,24 @@ class SpanEncoder:
                                 wanted = slot_of_key(raw[2:key_end])
                                 if wanted is None:
                                     continue  # not wanted: its value (maybe a long prompt) is never read
+                                if wanted >= derived_slot:  # read after the loop, for this span only
+                                    if wanted >= content_slot:
+                                        if texts is None:
+                                            texts = {wanted: raw}
+                                        else:
+                                            texts[wanted] = raw
+                                    elif wanted == cost_slot:  # the cost processor's double, read by hand
+                                        if len(raw) == key_end + 11 and raw[key_end + 1] == 9 and raw[key_end + 2] == 0x21:
+                                            cost = unpack_double(raw, key_end + 3)[0]
+                                            if cost - cost != 0.0:  # NaN or infinity: no cost
+                                                cost = None
+                                        else:
+                                            cost = cost_of(raw, key_end)
+                                    elif extras is None:
+                                        extras = [raw]
+                                    else:
+                                        extras.append(raw)
+                                    continue
                                 slot = wanted
                                 if slot in int_slots:
                                     value = int_value_of(raw[key_end:])
@@ -477,7 +529,17 @@ class SpanEncoder:
                         }
                         if cut:
                             mark_cut(line)  # type: ignore[arg-type]
-                        append(dumps(line))
+                        if cost is not None:
+                            detail["cost_usd"] = cost
+                        if texts is not None:
+                            span_content(texts, detail)
+                        if extras is None:
+                            append(dumps(line))
+                        else:  # cost, content, and the security and budget lines after this one
+                            more = derive(extras, line, content)
+                            append(dumps(line))
+                            for extra in more:
+                                append(dumps(extra))
                     except Exception as exc:  # one bad span must not cost the batch
                         append(error_line(span, service, exc))
                         if errors is not None:

@@ -1,0 +1,206 @@
+"""What other processors wrote on a span or record, turned into audit detail and audit lines.
+
+* cost (the ``cost`` processor): ``detail.cost_usd`` from ``gen_ai.usage.cost.amount``, and
+  ``detail.unpriced: true`` from ``gen_ai.usage.cost.unpriced``;
+* content (:mod:`.content`): ``detail.input`` / ``detail.output`` / ``detail.system``;
+* redaction (the ``redaction`` processor): a ``security`` line after the record's own, naming the
+  rule ids and locations that were masked (``redaction.masked.*``) or, in ``mode: detect``, would
+  have been (``redaction.detected.*``), never a value;
+* budgets (the ``budget`` processor): a ``budget`` line when the span carries ``budget.event``
+  (``exceeded``: result ``deny``; ``warning``: ``allow``).
+
+The span hot path never looks at these attributes unless the span has one: their keys are in
+the encoder's key table (:func:`key_names`), the loop only collects their serialized
+``KeyValue``s, and :func:`derive` runs for the few spans that had any.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable
+from typing import Any, Final
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from obs_pipeline.audit import line as audit
+from obs_pipeline.exporters.jsonl_audit.content import CONTENT_NAMES, Content, ContentPolicy, content_detail
+
+__all__ = [
+    "BUDGET_EVENT", "COST_AMOUNT", "COST_UNPRICED", "EVENT_BUDGET_EXCEEDED", "EVENT_BUDGET_WARNING",
+    "EVENT_SECRET_REDACTED", "cost_of", "derive", "derive_from", "key_names",
+]
+
+COST_AMOUNT: Final = "gen_ai.usage.cost.amount"  # USD, a double (the cost processor)
+COST_UNPRICED: Final = "gen_ai.usage.cost.unpriced"  # true: the model or provider has no price
+BUDGET_EVENT: Final = "budget.event"  # exceeded | warning (the budget processor, once per crossing)
+_BUDGET_FIELDS: Final = (("budget.id", "budget_id"), ("budget.scope", "scope"), ("budget.scope_value", "scope_value"),
+                         ("budget.window", "window"), ("budget.spend", "spend"), ("budget.limit", "limit"),
+                         ("budget.threshold", "threshold"))
+_REDACTION: Final = {
+    "redaction.masked.count": ("masked", "count"),
+    "redaction.masked.rules": ("masked", "rules"),
+    "redaction.masked.keys": ("masked", "locations"),
+    "redaction.detected.count": ("detected", "count"),
+    "redaction.detected.rules": ("detected", "rules"),
+    "redaction.detected.keys": ("detected", "locations"),
+}
+EVENT_SECRET_REDACTED: Final = "secret_redacted"  # noqa: S105 - an event type, not a secret
+EVENT_BUDGET_EXCEEDED: Final = "budget_exceeded"
+EVENT_BUDGET_WARNING: Final = "budget_warning"
+_BUDGET_RESULT: Final = {"exceeded": (EVENT_BUDGET_EXCEEDED, audit.DENY), "warning": (EVENT_BUDGET_WARNING, audit.ALLOW)}
+
+_ALWAYS: Final = frozenset({COST_AMOUNT, COST_UNPRICED, BUDGET_EVENT, *(name for name, _ in _BUDGET_FIELDS),
+                            *_REDACTION})
+
+
+_WITH_CONTENT: Final = _ALWAYS | frozenset(CONTENT_NAMES)
+
+
+def key_names(policy: ContentPolicy) -> frozenset[str]:
+    """Every attribute this module reads under ``policy`` (content ones only when content is kept)."""
+    return _ALWAYS if policy.mode is Content.NONE else _WITH_CONTENT
+
+
+def _scalar(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind in ("string_value", "int_value", "double_value", "bool_value"):
+        return getattr(value, kind)
+    return None
+
+
+def _strings(value: AnyValue) -> list[str]:
+    """A string array (a single string is one item), each capped, at most ``MAX_LIST_ITEMS``."""
+    if value.WhichOneof("value") == "string_value":
+        items = [value.string_value]
+    else:
+        items = [v.string_value for v in value.array_value.values if v.string_value]
+    return [audit.cap(item) for item in items[:audit.MAX_LIST_ITEMS]]
+
+
+def _number(value: Any) -> float | int | None:
+    """A finite number (a numeric string too), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return value
+    return None
+
+
+def _derived_line(parent: dict[str, Any], *, event_type: str, category: str, result: str,
+                  detail: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """A line about the same event as ``parent`` (its time, session, ids), keys in audit order."""
+    return dict(audit.build(
+        timestamp=parent["timestamp"], session_id=parent["session_id"], task_id=parent["task_id"],
+        event_type=event_type, category=category, result=result, detail=detail,
+        event_id=f"{parent['event_id']}:{suffix}", trace_id=parent["trace_id"], span_id=parent["span_id"],
+        parent_span_id=parent["parent_span_id"], user_id=parent["user_id"], agent=parent["agent"],
+        service=parent["service"],
+    ))
+
+
+def _security(parent: dict[str, Any], found: dict[str, AnyValue]) -> dict[str, Any] | None:
+    groups: dict[str, dict[str, Any]] = {}
+    for name, (kind, field) in _REDACTION.items():
+        if name in found:
+            value = found[name]
+            groups.setdefault(kind, {})[field] = (_number(_scalar(value)) if field == "count"
+                                                  else list(dict.fromkeys(_strings(value))))
+    mode = "masked" if "masked" in groups else "detected"
+    if mode not in groups:
+        return None
+    group = groups[mode]
+    rules, locations = group.get("rules", []), group.get("locations", [])
+    count = group.get("count")
+    if not isinstance(count, int) or isinstance(count, bool):
+        count = len(rules)
+    if not count and not rules:
+        return None
+    detail = {"rules": rules, "locations": locations, "count": count}
+    result = audit.REDACTED if mode == "masked" else audit.DETECTED
+    return _derived_line(parent, event_type=EVENT_SECRET_REDACTED, category=audit.SECURITY, result=result,
+                         detail=detail, suffix=EVENT_SECRET_REDACTED)
+
+
+def _budget(parent: dict[str, Any], found: dict[str, AnyValue]) -> dict[str, Any] | None:
+    event = _scalar(found[BUDGET_EVENT]) if BUDGET_EVENT in found else None
+    kind = _BUDGET_RESULT.get(event) if isinstance(event, str) else None
+    if kind is None:
+        return None
+    event_type, result = kind
+    detail: dict[str, Any] = {}
+    for name, key in _BUDGET_FIELDS:
+        if name in found:
+            value = _scalar(found[name])
+            if key in ("spend", "limit", "threshold"):
+                value = _number(value)
+            elif value is not None:
+                value = audit.cap(str(value))
+            if value is not None:
+                detail[key] = value
+    detail["trace_id"] = parent["trace_id"]
+    budget_id = detail.get("budget_id") or ""
+    return _derived_line(parent, event_type=event_type, category=audit.BUDGET, result=result, detail=detail,
+                         suffix=f"{event_type}:{budget_id}")
+
+
+_DOUBLE = struct.Struct("<d")
+
+
+def cost_of(raw: bytes, key_end: int) -> float | int | None:
+    """``gen_ai.usage.cost.amount`` of its serialized ``KeyValue`` (``key_end``: where the key ends).
+
+    The cost processor's double (``12 09 21 <8 bytes>`` after the key) is read by hand; anything
+    else (an int, a numeric string) through the real parser. None when it is not a finite number.
+    """
+    if len(raw) == key_end + 11 and raw[key_end] == 0x12 and raw[key_end + 1] == 9 and raw[key_end + 2] == 0x21:
+        value: float | int | None = _DOUBLE.unpack_from(raw, key_end + 3)[0]
+        return value if value - value == 0.0 else None  # type: ignore[operator]  # NaN and inf are not
+    try:
+        return _number(_scalar(KeyValue.FromString(raw).value))
+    except DecodeError:
+        return None
+
+
+def derive_from(attributes: Iterable[KeyValue], line: dict[str, Any], policy: ContentPolicy) -> list[dict[str, Any]]:
+    """Fill ``line``'s detail from the derived attributes among ``attributes``; return the extra lines.
+
+    ``attributes`` holds only attributes of :func:`key_names` (others are ignored). The extra
+    lines (security, then budget) go after ``line`` in the file.
+    """
+    names = key_names(policy)
+    found: dict[str, AnyValue] = {}
+    for kv in attributes:
+        if kv.key in names:
+            found.setdefault(kv.key, kv.value)
+    if not found:
+        return []
+    detail = line["detail"]
+    if COST_AMOUNT in found:
+        amount = _number(_scalar(found[COST_AMOUNT]))
+        if amount is not None:
+            detail["cost_usd"] = amount
+    if COST_UNPRICED in found and _scalar(found[COST_UNPRICED]) is True:
+        detail["unpriced"] = True
+    texts = {name: value.string_value for name, value in found.items() if name in CONTENT_NAMES}
+    if texts:
+        detail.update(content_detail(texts, policy))
+    extra = [_security(line, found), _budget(line, found)]
+    return [item for item in extra if item is not None]
+
+
+def derive(raws: Iterable[bytes], line: dict[str, Any], policy: ContentPolicy) -> list[dict[str, Any]]:
+    """:func:`derive_from` over serialized ``KeyValue``s (the span path); one that does not parse is skipped."""
+    parsed = []
+    for raw in raws:
+        try:
+            parsed.append(KeyValue.FromString(raw))
+        except DecodeError:
+            continue
+    return derive_from(parsed, line, policy)
