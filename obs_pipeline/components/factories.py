@@ -29,6 +29,11 @@ ConfigT = TypeVar("ConfigT")
 SCHEMA_DIR = Path(__file__).parent.parent / "schemas"
 
 
+def _same_config(cfg: ConfigT) -> ConfigT:
+    """The config itself: a component with no effects outside its data."""
+    return cfg
+
+
 def _no_problems(_cfg: object) -> list[Problem]:
     return []
 
@@ -132,11 +137,15 @@ class ProcessorFactory(_Factory[ConfigT]):
 
     ``mutates_data``: it changes batches in place, so a batch that several pipelines share is
     copied for its pipeline. (Wire bytes need no such flag: :meth:`Batch.mutable` drops them.)
+    ``sealed``: the same config with every effect outside the data switched off (listeners,
+    shared stores, webhooks), for ``obs-pipeline test``, which must never touch what a running
+    pipeline holds or charges; a processor with no such effects keeps the identity.
     """
 
     kind: ClassVar[Kind] = Kind.PROCESSOR
     create: Callable[[ProcessorSettings, ConfigT, Consumer], Processor]
     mutates_data: bool = False
+    sealed: Callable[[ConfigT], ConfigT] = _same_config
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,13 +6,12 @@ the one record, and shut down, which flushes a buffering processor such as ``bat
 receiver, no exporter, no network: what comes out is what the pipeline's exporters would get.
 Each case gets fresh processors, so a stateful one (a budget) starts clean every time, and its
 state lives in a temporary ``data_dir`` that is removed afterwards; listeners and shared state
-stores are switched off (:func:`isolated`).
+stores are switched off (each factory's ``sealed``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import tempfile
 import time
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from obs_pipeline.testing import CapturingConsumer, RecordingHost
 from obs_pipeline.testrun.cases import TestCase
 from obs_pipeline.testrun.records import records_of
 
-__all__ = ["SHUTDOWN_SECONDS", "Outcome", "isolated", "resolve_chain", "run_case"]
+__all__ = ["SHUTDOWN_SECONDS", "Outcome", "resolve_chain", "run_case"]
 
 #: How long the processors may take to flush at the end of a case.
 SHUTDOWN_SECONDS = 10.0
@@ -83,27 +82,6 @@ def resolve_chain(config: PipelineConfig, case: TestCase) -> tuple[str, tuple[Co
     return chosen[0].id, chosen[0].processors
 
 
-def isolated(config: Any) -> Any:
-    """A processor's config with its side effects outside the case switched off.
-
-    A test run must not listen on the ports a running pipeline holds, nor charge a budget store
-    shared with production: an ``endpoint`` that may be None (a listener, such as ``budget``'s
-    decision endpoint) becomes None, and a ``state`` that names a Redis server becomes the
-    field's default (local state under the case's temporary ``data_dir``).
-    """
-    if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        return config
-    changes: dict[str, Any] = {}
-    for item in dataclasses.fields(config):
-        value = getattr(config, item.name)
-        if item.name == "endpoint" and value is not None and "None" in str(item.type):
-            changes["endpoint"] = None
-        elif (item.name == "state" and isinstance(value, str) and value.startswith(("redis://", "rediss://"))
-              and item.default is not dataclasses.MISSING):
-            changes["state"] = item.default
-    return dataclasses.replace(config, **changes) if changes else config
-
-
 def _build(config: PipelineConfig, pipeline: str, ids: Sequence[ComponentID], signal: Signal, *,
            sink: Consumer, data_dir: Path) -> list[Processor]:
     """The processors, last first, each feeding the next, as the engine's graph builds them."""
@@ -118,7 +96,7 @@ def _build(config: PipelineConfig, pipeline: str, ids: Sequence[ComponentID], si
             logger=component_logger("processor", str(cid), pipeline=pipeline),
             data_dir=data_dir, signal=signal, pipeline=pipeline,
         )
-        processor = cc.factory.create(settings, isolated(cc.config), consumer)
+        processor = cc.factory.create(settings, cc.factory.sealed(cc.config), consumer)
         chain.insert(0, processor)
         consumer = processor
     return chain

@@ -289,15 +289,17 @@ tests:
 
 @pytest.mark.skipif("budget" not in known_types(Kind.PROCESSOR), reason="the budget processor is not registered yet")
 def test_a_case_never_binds_the_pipelines_ports_nor_charges_shared_state(tmp_path: Path) -> None:
-    """A budget's decision endpoint taken by a running pipeline, its state a Redis nobody runs: the case runs anyway."""
+    """A budget's decision endpoint taken by a running pipeline, its state a Redis nobody runs, a webhook
+    that production receives: the case runs anyway, and the webhook is never called."""
     held = socket.socket()
     held.bind(("127.0.0.1", 0))
     held.listen()
     port = held.getsockname()[1]
     config = tmp_path / "pipeline.yaml"
     config.write_text(CONFIG.replace("processors:\n", (
-        "processors:\n  budget:\n    budgets: [{id: cap, scope: session, limit_usd: 5, window: session}]\n"
-        f"    endpoint: 127.0.0.1:{port}\n    state: redis://127.0.0.1:1/0\n"), 1)
+        "processors:\n  budget:\n    budgets: [{id: cap, scope: session, limit_usd: 0.1, window: session}]\n"
+        f"    endpoint: 127.0.0.1:{port}\n    state: redis://127.0.0.1:1/0\n"
+        f"    actions: [annotate, audit, webhook]\n    webhook: {{url: 'http://127.0.0.1:{port}/hook'}}\n"), 1)
         .replace("processors: [batch]", "processors: [budget, batch]"))
     tests = tmp_path / "tests.yaml"
     tests.write_text("""
@@ -305,11 +307,14 @@ tests:
   - name: an annotated span
     input: {span: {name: chat, attributes: {gen_ai.operation.name: chat, gen_ai.conversation.id: s1,
                                              gen_ai.usage.cost.amount: 0.5}}}
-    expect: {attributes: {budget.id: cap, budget.state: ok}}
+    expect: {attributes: {budget.id: cap, budget.state: exceeded}}
 """)
     out = io.StringIO()
     try:
         code = run_tests(config, tests, out=out)
+        held.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            held.accept()  # the exceeded event's webhook would have connected here
     finally:
         held.close()
     assert code is ExitCode.OK, out.getvalue()

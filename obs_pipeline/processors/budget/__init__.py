@@ -34,4 +34,5 @@ FACTORY = ProcessorFactory[Config](
     check=check,
     endpoints=endpoints,
     mutates_data=True,
+    sealed=Config.sealed,
 )

@@ -8,6 +8,7 @@ be parsed, a webhook without a URL. Reachability of Redis is checked at start (a
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Mapping
@@ -78,6 +79,14 @@ class Config:
     reservation_ttl: float = 300.0
     max_reservations_per_scope: int = 64
     session_ttl: float = 30 * 86400.0
+
+    def sealed(self) -> Config:
+        """The config with no effects outside the data, for ``obs-pipeline test``.
+
+        No endpoint, no webhook, and local state (under the test case's own ``data_dir``) in place
+        of a shared Redis, so a test run never holds a running pipeline's port nor charges its budgets.
+        """
+        return dataclasses.replace(self, endpoint=None, webhook=None, actions=self.actions - {WEBHOOK}, state="sqlite")
 
     @property
     def fail_closed(self) -> bool:
