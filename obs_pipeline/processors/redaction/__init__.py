@@ -1,0 +1,166 @@
+"""``redaction``: mask secrets before any exporter sees them, and apply the content policy.
+
+The hot path, per batch: one RE2 search over the batch's wire bytes with a widened form of every
+rule (:mod:`.rules`). No hit means nothing can need redacting: the batch goes on untouched, wire
+bytes and all, so a clean batch costs that scan and nothing more. On a hit, the protobuf framing
+(:mod:`.framing`) says which spans or log records, and which of their fields, the hits fall in:
+only those are parsed, walked (:mod:`.walk`), their values scanned with one RE2 alternation
+(:mod:`.scanner`) and rewritten where they hit (:mod:`.values`), encoded and spliced back into the
+bytes, so the rest of the request is never parsed. A hit in a resource or scope, the content
+policy, metrics and bytes the framing cannot follow take the whole-message path (the message is
+changed in place and its stale bytes dropped). A walk that finds nothing (the wide search can
+over-report) hands the batch on unchanged, bytes and all.
+
+Rules are data (``rules.yaml``); user rules, blocked and allowed keys, allowed values and
+disabled rule ids come from the config and are checked at config time (:mod:`.config`).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from obs_pipeline.batch import Batch
+from obs_pipeline.components import Consumer, ProcessorFactory, ProcessorSettings
+from obs_pipeline.processors._helper import FunctionProcessor
+from obs_pipeline.processors.redaction.config import Config, Content, Mode, Replacement, check
+from obs_pipeline.processors.redaction.content import ContentPolicy, literals
+from obs_pipeline.processors.redaction.framing import FramingError, Hits, Item, items, items_hit, splice
+from obs_pipeline.processors.redaction.scanner import Hit, Scanner, scan_text
+from obs_pipeline.processors.redaction.values import Scrubber
+from obs_pipeline.processors.redaction.walk import Walker
+from obs_pipeline.signals import Signal
+
+__all__ = ["FACTORY", "TYPE", "Config", "Hit", "Redactor", "check", "scan_text"]
+
+TYPE = "redaction"
+
+
+class Redactor:
+    """The processor's function: ``Batch -> Batch``, built once from the config.
+
+    Args:
+        cfg: the parsed config.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.scanner = Scanner(
+            cfg.rules, disable=cfg.disable, blocked_keys=cfg.blocked_keys, allowed_keys=cfg.allowed_keys,
+            allowed_values=cfg.allowed_values, literals=literals(cfg.content),
+        )
+        hash_key = cfg.hash_key.reveal().encode() if cfg.replacement is Replacement.HASH and cfg.hash_key else None
+        self.scrubber = Scrubber(self.scanner, redact=cfg.mode is Mode.REDACT, hash_key=hash_key,
+                                 max_value_size=cfg.max_value_size, max_depth=cfg.max_depth)
+        self.walker = Walker(self.scrubber, ContentPolicy(cfg.content, cfg.max_content_chars))
+
+    def __call__(self, batch: Batch) -> Batch:
+        """Redact ``batch``: the same batch when nothing changed (wire bytes kept), else a redacted one."""
+        wire = self._wire(batch)
+        regions = self.scanner.wire_regions(wire) if wire is not None else None
+        limit = self.cfg.max_value_size
+        if wire is not None and regions is not None and not regions and len(wire) <= limit:
+            return batch  # the common clean batch: one scan, nothing more
+        if wire is None or regions is None or batch.signal is Signal.METRICS:
+            return self._walk(batch, None)
+        try:
+            layout = items(wire)
+            only = items_hit(wire, layout, regions)
+        except FramingError:
+            return self._walk(batch, None)
+        if len(wire) > limit:
+            # Values over max_value_size must become the unscanned marker: items that could hold
+            # one are walked whole; if the rest of the request could, the message path takes it.
+            for start, end, item in layout:
+                if end - start > limit:
+                    only[item] = None
+            if len(wire) - sum(end - start for start, end, _ in layout) > limit:
+                return self._walk(batch, only or {_RESOURCE_ONLY: {}})
+            if not only:
+                return batch
+        if self._can_splice(layout, regions):
+            return self._splice(batch, wire, layout, only)
+        return self._walk(batch, only or {_RESOURCE_ONLY: {}})
+
+    def _wire(self, batch: Batch) -> bytes | None:
+        """The batch's bytes (None when they cannot be had)."""
+        try:
+            return batch.serialized()
+        except Exception:
+            return None
+
+    def _walk(self, batch: Batch, only: Hits | None) -> Batch:
+        """Redact the batch's message in place (the spans or records in ``only``, or each one)."""
+        message = batch.message
+        try:
+            changed = self.walker.walk(batch.signal, message, only)
+        except BaseException:
+            batch.mutable()  # the message may have been changed part way: its bytes must go
+            raise
+        if changed:
+            batch.mutable()
+        return batch
+
+    def _can_splice(self, layout: list[tuple[int, int, Item]], regions: list[tuple[int, int]]) -> bool:
+        """Whether every hit lies inside one span or record, so the rest need not be parsed.
+
+        A hit in a resource or scope, or the content policy (which also marks records), takes
+        the whole-message path.
+        """
+        if self.walker.content_active:
+            return False
+        starts = [start for start, _, _ in layout]
+        for region_start, region_end in regions:
+            k = bisect_right(starts, region_start) - 1
+            if k < 0 or region_end > layout[k][1]:
+                return False
+        return True
+
+    def _splice(self, batch: Batch, wire: bytes, layout: list[tuple[int, int, Item]], only: Hits) -> Batch:
+        """Parse, redact and re-encode only the spans or records hit, and splice them into the bytes.
+
+        The rest of the request is neither parsed nor serialized, and the result is bytes again,
+        which is what the batch processor and the audit exporter want.
+        """
+        bounds = {item: (start, end) for start, end, item in layout if item in only}
+        replaced: dict[Item, bytes] = {}
+        for item, parts in only.items():
+            start, end = bounds[item]
+            try:
+                record = _ITEM_CLASS[batch.signal].FromString(wire[start:end])
+            except DecodeError:  # e.g. nested deeper than protobuf parses: the message path copes
+                return self._walk(batch, only)
+            if self.walker.item(batch.signal, record, parts):
+                replaced[item] = record.SerializeToString()
+        if not replaced:
+            return batch
+        return Batch.from_wire(batch.signal, splice(wire, replaced), items=batch.items)
+
+
+#: Marks "walk the resources and scopes only": a hit outside every span or record.
+_RESOURCE_ONLY: Item = (-1, -1, -1)
+_ITEM_CLASS: dict[Signal, Any] = {Signal.TRACES: Span, Signal.LOGS: LogRecord}
+
+
+def _create(settings: ProcessorSettings, cfg: Config, next_consumer: Consumer) -> FunctionProcessor:
+    return FunctionProcessor(settings, next_consumer, Redactor(cfg), drop_reason="redaction")
+
+
+FACTORY = ProcessorFactory[Config](
+    type=TYPE,
+    signals=frozenset(Signal),
+    schema="processors/redaction.schema.json",
+    description="Masks secrets (API keys, tokens, passwords, private keys) in every string of spans, logs and "
+                "metrics, and keeps, drops or truncates prompt and completion content.",
+    parse=Config.parse,
+    create=_create,
+    check=check,
+    mutates_data=True,
+)
+
+# Re-exported for callers that build configs in code.
+__all__ += ["Content", "Mode", "Replacement"]

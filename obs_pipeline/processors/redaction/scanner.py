@@ -1,0 +1,296 @@
+"""The compiled rule set: one RE2 alternation over values, one over wire bytes, and the key rules.
+
+Every value rule becomes one group of a single alternation, so a value costs one RE2 search
+however many rules there are; which group took part names the rule (RE2 is leftmost-first, so
+at one position the earlier rule wins: specific prefixes come first in ``rules.yaml``). Context
+rules (``password=...``) mask only their ``secret_group``; when the secret they caught is itself
+a known token, the token's own rule id is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import re2
+
+from obs_pipeline.processors.redaction.rules import BUILTIN, Rule, options, strip_assertions
+
+__all__ = ["Hit", "Scanner", "scan_text"]
+
+_KEY_CACHE_LIMIT = 10_000
+# JSON escapes: \uXXXX can spell anything, so text with one is always looked at value by value;
+# an escaped quote needs the unescaped search only for user patterns (see Scanner.__init__).
+_UNICODE_ESCAPE = re2.compile(r"\\u[0-9A-Fa-f]{4}")
+_UNICODE_ESCAPE_BYTES = re2.compile(rb"\\u[0-9A-Fa-f]{4}")
+_QUOTE_ESCAPE = re2.compile(r"\\[\"']")
+_QUOTE_ESCAPE_BYTES = re2.compile(rb"\\[\"']")
+# How a key ends in the wire: the KeyValue's value tag (field 2, length-delimited) follows it; a
+# key inside a JSON string is followed by its closing quote (perhaps escaped).
+_WIRE_KEY_END = r'(?:\x12|\\*["\']|$)'
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One secret: the rule that caught it and where it is (character offsets, end exclusive)."""
+
+    rule: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    index: int  # the group of the whole rule in the alternation
+    secret: int  # the group that is the secret (== index when it is the whole match)
+    rule: str
+    context: bool  # a context rule: the secret may be a known token of its own
+
+
+class Scanner:
+    """Finds secrets in text, bytes and keys with the built-in rules plus the user's.
+
+    Args:
+        user_rules: value rules from the config, tried after the built-in ones.
+        disable: built-in rule ids (``sensitive-key`` included) to leave out.
+        blocked_keys: RE2 patterns; a matching key's whole value is a secret (rule ``blocked-key``).
+        allowed_keys: keys never masked by their name.
+        allowed_values: RE2 patterns; a found secret that fully matches one is left alone.
+        literals: extra text whose presence in the wire means the batch must be walked (the keys
+            of the content policy).
+    """
+
+    def __init__(self, user_rules: tuple[Rule, ...] = (), *, disable: tuple[str, ...] = (),
+                 blocked_keys: tuple[str, ...] = (), allowed_keys: tuple[str, ...] = (),
+                 allowed_values: tuple[str, ...] = (), literals: tuple[str, ...] = ()) -> None:
+        off = set(disable)
+        rules = [r for r in BUILTIN.rules if r.id not in off] + list(user_rules)
+        opts = options()
+        self._groups: list[_Group] = []
+        parts: list[str] = []
+        index = 1
+        for rule in rules:
+            inner = re2.compile(rule.pattern, opts).groups
+            secret = index + rule.secret_group if rule.secret_group else index
+            self._groups.append(_Group(index, secret, rule.id, bool(rule.secret_group)))
+            parts.append(f"({rule.pattern})")
+            index += 1 + inner
+        # Which rules match somewhere in a value (one DFA pass), and each rule on its own, to
+        # read a match's groups with a small program rather than the whole alternation's.
+        self._set = re2.Set.SearchSet(opts)
+        for rule in rules:
+            self._set.Add(rule.pattern.encode())
+        self._set.Compile()
+        self._each = [re2.compile(rule.pattern.encode(), opts) for rule in rules]
+        self._regex = re2.compile("|".join(parts), opts) if parts else None
+        self._bytes_regex = re2.compile("|".join(parts).encode(), opts) if parts else None
+        # A yes/no search: without capture groups RE2 never runs its slower submatch engine.
+        yes_no = options()
+        yes_no.never_capture = True
+        # Where the matches are, found by the DFA alone; the groups are then read on each match only.
+        self._bounds = re2.compile("|".join(parts).encode(), yes_no) if parts else None
+        self._allowed = re2.compile("|".join(f"(?:{p})" for p in allowed_values), opts) if allowed_values else None
+        self._key_rule = None if "sensitive-key" in off else re2.compile(BUILTIN.key_rule.pattern, opts)
+        self._blocked = re2.compile("|".join(f"(?:{p})" for p in blocked_keys), opts) if blocked_keys else None
+        self._safe_keys = BUILTIN.safe_keys | frozenset(allowed_keys)
+        self._key_cache: dict[str, str | None] = {}
+        self._masked_keys: dict[str, tuple[str, str] | None] = {}
+        # The built-in patterns allow any run of backslashes before a quote (JSON inside JSON);
+        # a user pattern with a quote may not, so escaped text is also searched unescaped.
+        self._quote_fallback = any(q in p for p in (*(r.pattern for r in user_rules), *blocked_keys) for q in "\"'")
+        wide = [strip_assertions(p) for p in parts]
+        if self._key_rule is not None:
+            wide.append(strip_assertions(BUILTIN.key_rule.pattern) + _WIRE_KEY_END)
+        wide.extend(f"(?:{strip_assertions(p)})" for p in blocked_keys)
+        wide.extend(re2.escape(literal) for literal in literals)
+        self._wide = re2.compile("|".join(wide), yes_no) if wide else None
+        self._wide_bytes = re2.compile("|".join(wide).encode(), yes_no) if wide else None
+
+    def wire_may_hit(self, data: bytes) -> bool:
+        r"""Whether serialized data may hold anything to redact (False is certain, True is a maybe).
+
+        Text with ``\uXXXX`` escapes is always a maybe; with user patterns that hold a quote,
+        escaped text is also searched with its backslashes removed (JSON inside JSON).
+        """
+        wide = self._wide_bytes
+        if wide is None:
+            return False
+        if wide.search(data) is not None:
+            return True
+        if b"\\" not in data:
+            return False
+        if _UNICODE_ESCAPE_BYTES.search(data) is not None:
+            return True
+        if not self._quote_fallback or _QUOTE_ESCAPE_BYTES.search(data) is None:
+            return False
+        return wide.search(data.replace(b"\\", b"")) is not None
+
+    def wire_regions(self, data: bytes) -> list[tuple[int, int]] | None:
+        r"""Byte ranges of ``data`` that may hold something to redact ([]: nothing; None: somewhere).
+
+        The ranges of every wide match and every ``\\uXXXX`` escape; None when only the unescaped
+        search (user patterns with quotes) finds something, whose offsets do not map back.
+        """
+        wide = self._wide_bytes
+        if wide is None:
+            return []
+        regions = [m.span() for m in wide.finditer(data)]
+        if b"\\" in data:
+            regions += [m.span() for m in _UNICODE_ESCAPE_BYTES.finditer(data)]
+            if not regions and self._quote_fallback and _QUOTE_ESCAPE_BYTES.search(data) is not None:
+                return None if wide.search(data.replace(b"\\", b"")) is not None else []
+        return regions
+
+    def text_may_hit(self, text: str) -> bool:
+        """Whether ``text`` may hold a secret, escaped or not (a cheap first look before the exact scan)."""
+        wide = self._wide
+        if wide is None:
+            return False
+        if wide.search(text) is not None:
+            return True
+        if "\\" not in text:
+            return False
+        if _UNICODE_ESCAPE.search(text) is not None:
+            return True
+        if not self._quote_fallback or _QUOTE_ESCAPE.search(text) is None:
+            return False
+        return wide.search(text.replace("\\", "")) is not None
+
+    def scan(self, text: str) -> list[Hit]:
+        """The secrets in ``text`` (character offsets), in order, not overlapping."""
+        data = text.encode("utf-8", "surrogatepass")
+        hits = self._scan(data, text)
+        if len(data) == len(text) or not hits:
+            return hits  # ASCII: byte and character offsets agree
+        return [Hit(h.rule, len(data[:h.start].decode("utf-8", "surrogatepass")),
+                    len(data[:h.end].decode("utf-8", "surrogatepass"))) for h in hits]
+
+    def matches(self, data: bytes) -> int:
+        """How many matches the rules' alternation has in ``data``: one bare RE2 pass (for benchmarks)."""
+        return 0 if self._bounds is None else sum(1 for _ in self._bounds.finditer(data))
+
+    def scan_bytes(self, data: bytes) -> list[Hit]:
+        """The secrets in ``data`` (byte offsets); invalid UTF-8 is just bytes that match nothing."""
+        return self._scan(data, None)
+
+    def _scan(self, data: bytes, text: str | None) -> list[Hit]:
+        if self._bounds is None or self._bytes_regex is None:
+            return []
+        hits = []
+        candidates: list[int] | None = None
+        for bound in self._bounds.finditer(data):
+            start, end = bound.span()
+            if candidates is None:
+                candidates = sorted(self._set.Match(data) or ())
+            hit = self._identify(data, start, end, candidates, own_rule=text is not None)
+            if hit is not None:
+                hits.append(hit)
+        return hits
+
+    def _identify(self, data: bytes, start: int, end: int, candidates: list[int], *, own_rule: bool) -> Hit | None:
+        """The hit of the match ``data[start:end]``: the first rule that matches there wins.
+
+        The alternation is leftmost-first, so of the rules matching anywhere in the value, the
+        first in order that matches at ``start`` is the one it chose.
+        """
+        for i in candidates:
+            m = self._each[i].match(data, start, end)
+            if m is None:
+                continue
+            group = self._groups[i]
+            offset = group.index
+            spans = _spans(m)
+            secret_start, secret_end = spans[group.secret - offset]
+            return self._finish(group, data, secret_start, secret_end, own_rule=own_rule)
+        m = self._bytes_regex.match(data, start, end) or self._bytes_regex.search(data, start)  # type: ignore[union-attr]
+        return None if m is None else self._hit(m, data, own_rule)
+
+    def masked_key(self, key: str, marker: Callable[[str, str], str]) -> tuple[str, str] | None:
+        """``(the key with its secrets masked by marker(rule, secret), the first rule)``, or None (cached)."""
+        try:
+            return self._masked_keys[key]
+        except KeyError:
+            pass
+        result: tuple[str, str] | None = None
+        if self.text_may_hit(key):
+            hits = self.scan(key)
+            if hits:
+                pieces, last = [], 0
+                for hit in hits:
+                    pieces += [key[last:hit.start], marker(hit.rule, key[hit.start:hit.end])]
+                    last = hit.end
+                result = ("".join(pieces) + key[last:], hits[0].rule)
+        if len(self._masked_keys) >= _KEY_CACHE_LIMIT:
+            self._masked_keys.clear()
+        self._masked_keys[key] = result
+        return result
+
+    def key_rule(self, key: str) -> str | None:
+        """The rule id that makes ``key``'s whole value a secret, or None."""
+        try:
+            return self._key_cache[key]
+        except KeyError:
+            pass
+        rule: str | None = None
+        if key not in self._safe_keys:
+            if self._blocked is not None and self._blocked.search(key):
+                rule = "blocked-key"
+            elif self._key_rule is not None and self._key_rule.search(key):
+                rule = BUILTIN.key_rule.id
+        if len(self._key_cache) >= _KEY_CACHE_LIMIT:
+            self._key_cache.clear()
+        self._key_cache[key] = rule
+        return rule
+
+    def _hit(self, m: re2._Match, data: bytes, own_rule: bool) -> Hit | None:
+        spans = _spans(m)
+        for group in self._groups:
+            if spans[group.index][0] >= 0:
+                start, end = spans[group.secret]
+                return self._finish(group, data, start, end, own_rule=own_rule)
+        return None
+
+    def _finish(self, group: _Group, data: bytes, start: int, end: int, *, own_rule: bool) -> Hit | None:
+        if start < 0 or start == end:
+            return None
+        secret = data[start:end].decode("utf-8", "replace")
+        if self._allowed is not None and self._allowed.fullmatch(secret):
+            return None
+        rule = group.rule
+        if group.context and own_rule:
+            rule = self._own_rule(data[start:end]) or rule
+        return Hit(rule, start, end)
+
+    def _own_rule(self, secret: bytes) -> str | None:
+        """The id of a rule that is not a context rule and matches inside ``secret`` (an assignment's token)."""
+        for i in sorted(self._set.Match(secret) or ()):
+            group = self._groups[int(i)]
+            if not group.context:
+                return group.rule
+        return None
+
+
+def _spans(m: re2._Match) -> tuple[tuple[int, int], ...]:
+    """Every group's span of a match.
+
+    The wrapper keeps them in ``_spans``; its public ``span(g)`` asks RE2 for the group count on
+    every call, which for this alternation of some 60 groups costs about 6 µs a group.
+    """
+    spans = getattr(m, "_spans", None)
+    if spans is None:  # another version of the wrapper
+        return tuple(m.span(g) for g in range(len(m.groups()) + 1))
+    return tuple(spans)
+
+
+_DEFAULT: Scanner | None = None
+
+
+def scan_text(text: str) -> list[tuple[str, int, int]]:
+    """``(rule_id, start, end)`` of every secret the built-in value rules find in ``text``.
+
+    A small pure API for tests and tools: no config, no key-name rules, no JSON decoding.
+    """
+    global _DEFAULT  # noqa: PLW0603 - one compiled default scanner, built on first use
+    if _DEFAULT is None:
+        _DEFAULT = Scanner()
+    return [(h.rule, h.start, h.end) for h in _DEFAULT.scan(text)]

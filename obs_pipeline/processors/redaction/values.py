@@ -1,0 +1,258 @@
+r"""Redacting one value: strings (JSON inside them too), bytes, and nested AnyValues, failing closed.
+
+Every value is handled on its own: a value the scanner cannot finish (too large, too deep, not
+encodable, any internal error) becomes ``[REDACTED:unscanned]`` and is counted, and the rest of
+the batch goes on. A marker never holds any part of the secret.
+
+A string that is JSON (``gen_ai.input.messages``, tool arguments) is decoded, its leaves and keys
+redacted, and encoded again, so it stays valid JSON, escapes such as ``\n`` or ``\u0073k-`` do
+not hide a secret, and the key rules apply to its object keys. A string that only looks like
+JSON is scanned as text, and a match never ends inside an escape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from obs_pipeline.processors.redaction.scanner import Scanner
+
+__all__ = ["UNSCANNED", "Found", "Scrubber"]
+
+UNSCANNED = "unscanned"
+#: (rule id, location) of each value redacted (or detected) in one record.
+Found = list[tuple[str, str]]
+
+
+class _NotJson(Exception):
+    """The string is not JSON after all: scan it as text."""
+
+
+class Scrubber:
+    """Redacts values in place and records what it found.
+
+    Args:
+        scanner: the compiled rules.
+        redact: False in detect mode: find and record, change nothing.
+        hash_key: with a key, a marker carries the HMAC-SHA256 of the secret (16 hex digits).
+        max_value_size: longer values are not scanned but masked as unscanned.
+        max_depth: nesting (AnyValue arrays and kvlists, JSON) deeper than this is masked as unscanned.
+    """
+
+    def __init__(self, scanner: Scanner, *, redact: bool, hash_key: bytes | None,
+                 max_value_size: int, max_depth: int) -> None:
+        self.scanner = scanner
+        self.redact = redact
+        self._hash_key = hash_key
+        self.max_value_size = max_value_size
+        self._max_depth = max_depth
+
+    # -- markers ---------------------------------------------------------------------------------
+
+    def marker(self, rule: str, secret: str | bytes) -> str:
+        """``[REDACTED:<rule>]``, or with a hash key ``[REDACTED:<rule>:<hex16>]``."""
+        if self._hash_key is None or rule == UNSCANNED:
+            return f"[REDACTED:{rule}]"
+        data = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
+        digest = hmac.new(self._hash_key, data, hashlib.sha256).hexdigest()[:16]
+        return f"[REDACTED:{rule}:{digest}]"
+
+    # -- strings and bytes -----------------------------------------------------------------------
+
+    def text(self, text: str, location: str, found: Found, depth: int = 0) -> str | None:
+        """The redacted text, or None when nothing changes (detect mode: never changes)."""
+        local: Found = []
+        try:
+            out = self._text(text, location, local, depth)
+        except Exception:
+            found.append((UNSCANNED, location))
+            return self.marker(UNSCANNED, "") if self.redact else None
+        found.extend(local)
+        return out if self.redact else None
+
+    def _text(self, text: str, location: str, found: Found, depth: int) -> str | None:
+        if len(text) > self.max_value_size:
+            found.append((UNSCANNED, location))
+            return self.marker(UNSCANNED, "")
+        if text.lstrip()[:1] in ("{", "["):
+            if not self.scanner.text_may_hit(text):  # wide: escaped secrets count as maybe
+                return None
+            try:
+                return self._json(text, location, found, depth)
+            except _NotJson:
+                pass
+        return self._raw(text, location, found)  # plain text: the exact scan is the only test needed
+
+    def _raw(self, text: str, location: str, found: Found) -> str | None:
+        hits = self.scanner.scan(text)
+        if not hits:
+            return None
+        pieces: list[str] = []
+        last = 0
+        for hit in hits:
+            end = hit.end
+            while end > hit.start + 1 and text[end - 1] == "\\":  # never cut into an escape
+                end -= 1
+            found.append((hit.rule, location))
+            pieces.append(text[last:hit.start])
+            pieces.append(self.marker(hit.rule, text[hit.start:end]))
+            last = end
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    def _json(self, text: str, location: str, found: Found, depth: int) -> str | None:
+        if depth >= self._max_depth:
+            raise _NotJson
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise _NotJson from exc
+        before = len(found)
+        root: list[Any] = [doc]
+        stack: list[tuple[Any, int]] = [(root, depth)]
+        while stack:
+            node, level = stack.pop()
+            if level > self._max_depth:
+                raise _NotJson  # scanned as text instead: still complete, only less exact
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for slot, value in list(items):
+                rule = self.scanner.key_rule(slot) if isinstance(slot, str) else None
+                if rule is not None and value not in (None, "", True, False):
+                    found.append((rule, location))
+                    node[slot] = self.marker(rule, json.dumps(value))
+                elif isinstance(value, str):
+                    new = self._text(value, location, found, level + 1)
+                    if new is not None:
+                        node[slot] = new
+                elif isinstance(value, (dict, list)):
+                    stack.append((value, level + 1))
+        if len(found) == before:
+            return None
+        compact = '": ' not in text and '", ' not in text
+        return json.dumps(root[0], ensure_ascii=False, separators=(",", ":") if compact else None)
+
+    def data(self, data: bytes, location: str, found: Found) -> bytes | None:
+        """The redacted bytes, or None when nothing changes."""
+        try:
+            if len(data) > self.max_value_size:
+                found.append((UNSCANNED, location))
+                return self.marker(UNSCANNED, b"").encode() if self.redact else None
+            if not self.scanner.wire_may_hit(data):
+                return None
+            hits = self.scanner.scan_bytes(data)
+        except Exception:
+            found.append((UNSCANNED, location))
+            return self.marker(UNSCANNED, b"").encode() if self.redact else None
+        if not hits:
+            return None
+        pieces: list[bytes] = []
+        last = 0
+        for hit in hits:
+            found.append((hit.rule, location))
+            pieces += [data[last:hit.start], self.marker(hit.rule, data[hit.start:hit.end]).encode()]
+            last = hit.end
+        pieces.append(data[last:])
+        return b"".join(pieces) if self.redact else None
+
+    # -- OTLP values -----------------------------------------------------------------------------
+
+    def whole(self, value: AnyValue, rule: str, location: str, found: Found) -> bool:
+        """Mask all of ``value`` (its key is sensitive); False for an empty value or a boolean."""
+        which = value.WhichOneof("value")
+        if which is None or which == "bool_value" or (which == "string_value" and not value.string_value):
+            return False
+        found.append((rule, location))
+        if self.redact:
+            secret = value.string_value if which == "string_value" else value.SerializeToString()
+            value.string_value = self.marker(rule, secret)
+        return self.redact
+
+    def attributes(self, attrs: Any, prefix: str, found: Found, skip: frozenset[str] = frozenset(),
+                   indexes: set[int] | None = None) -> bool:
+        """Redact a repeated ``KeyValue`` field; ``prefix`` is the location before each key.
+
+        Args:
+            attrs: the repeated field.
+            prefix: the location before each key (``attributes.``).
+            found: where to record what is found.
+            skip: keys left alone (our own summary attributes).
+            indexes: only these attributes (None: all).
+        """
+        changed = False
+        chosen = attrs if indexes is None else [attrs[i] for i in sorted(indexes) if i < len(attrs)]
+        for kv in chosen:
+            if kv.key in skip:
+                continue
+            changed |= self.key_secret(kv, prefix, found)
+            changed |= self.key_value(kv, f"{prefix}{kv.key}", found, 0)
+        return changed
+
+    def key_secret(self, kv: KeyValue, prefix: str, found: Found) -> bool:
+        """Mask a secret in the key itself (a header map keyed by token), so no location echoes it."""
+        masked = self.scanner.masked_key(kv.key, self.marker)
+        if masked is None:
+            return False
+        found.append((masked[1], f"{prefix}{masked[0]}"))
+        if self.redact:
+            kv.key = masked[0]
+        return self.redact
+
+    def key_value(self, kv: KeyValue, location: str, found: Found, depth: int) -> bool:
+        """Redact one attribute: by its key's name, else by its value."""
+        rule = self.scanner.key_rule(kv.key)
+        if rule is not None:
+            return self.whole(kv.value, rule, location, found)
+        return self.any_value(kv.value, location, found, depth)
+
+    def any_value(self, value: AnyValue, location: str, found: Found, depth: int = 0) -> bool:
+        """Redact ``value`` and everything nested in it, iteratively, at most ``max_depth`` deep."""
+        changed = False
+        stack = [(value, location, depth)]
+        while stack:
+            av, loc, level = stack.pop()
+            try:
+                changed |= self._one(av, loc, level, found, stack)
+            except Exception:
+                found.append((UNSCANNED, loc))
+                if self.redact:
+                    av.string_value = self.marker(UNSCANNED, "")
+                    changed = True
+        return changed
+
+    def _one(self, av: AnyValue, loc: str, level: int, found: Found, stack: list[tuple[AnyValue, str, int]]) -> bool:
+        which = av.WhichOneof("value")
+        if which == "string_value":
+            new = self.text(av.string_value, loc, found)
+            if new is None:
+                return False
+            av.string_value = new
+            return True
+        if which == "bytes_value":
+            data = self.data(av.bytes_value, loc, found)
+            if data is None:
+                return False
+            av.bytes_value = data
+            return True
+        if which not in ("array_value", "kvlist_value"):
+            return False
+        if level >= self._max_depth:
+            found.append((UNSCANNED, loc))
+            if self.redact:
+                av.string_value = self.marker(UNSCANNED, "")
+            return self.redact
+        if which == "array_value":
+            stack.extend((child, f"{loc}[{i}]", level + 1) for i, child in enumerate(av.array_value.values))
+            return False
+        changed = False
+        for kv in av.kvlist_value.values:
+            changed |= self.key_secret(kv, f"{loc}.", found)
+            rule = self.scanner.key_rule(kv.key)
+            if rule is not None:
+                changed |= self.whole(kv.value, rule, f"{loc}.{kv.key}", found)
+            else:
+                stack.append((kv.value, f"{loc}.{kv.key}", level + 1))
+        return changed

@@ -1,0 +1,245 @@
+"""Walking an OTLP message: every place a secret can be, and the summary attributes of each record.
+
+Traces: resource and scope attributes, span names, status messages, span attributes, event
+names and attributes (``exception.message``, ``exception.stacktrace`` included), link
+attributes and trace states. Logs: resource and scope attributes, bodies of every shape, record
+attributes, event names. Metrics: resource and scope attributes, data point attributes and
+exemplar attributes.
+
+Each span or log record that had something redacted gets ``redaction.masked.count`` (values
+masked), ``redaction.masked.rules`` (the rule of each, so as many entries as the count) and
+``redaction.masked.keys`` (where each was, never what): ``redaction.detected.*`` in detect mode.
+What is found in a resource or scope is counted once, on the first record under it. Metric data
+points get no summary attributes: a new attribute would make a new time series.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from obs_pipeline.processors.redaction.content import CONTENT_EVENTS as _CONTENT_EVENTS
+from obs_pipeline.processors.redaction.content import DROPPED, ContentPolicy, is_content_key
+from obs_pipeline.processors.redaction.framing import Hits, Item
+from obs_pipeline.processors.redaction.values import Found, Scrubber
+from obs_pipeline.signals import Signal
+
+__all__ = ["SUMMARY_KEYS", "Walker"]
+
+MASKED, DETECTED = "redaction.masked", "redaction.detected"
+SUMMARY_KEYS = frozenset(f"{p}.{s}" for p in (MASKED, DETECTED) for s in ("count", "rules", "keys")) | {DROPPED}
+_POINT_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+# Field numbers (opentelemetry/proto/trace/v1/trace.proto, logs/v1/logs.proto).
+_SPAN_TRACE_STATE, _SPAN_NAME, _SPAN_ATTRIBUTES, _SPAN_EVENTS, _SPAN_LINKS, _SPAN_STATUS = 3, 5, 9, 11, 13, 15
+_LOG_BODY, _LOG_ATTRIBUTES, _LOG_EVENT_NAME = 5, 6, 12
+#: Field number -> indexes of its occurrences to look at.
+Parts = dict[int, set[int]]
+
+
+class _Skip(enum.Enum):
+    SKIP = "skip"
+
+
+SKIP = _Skip.SKIP
+
+
+def _wants(parts: Parts | None, field: int) -> bool:
+    return parts is None or field in parts
+
+
+def _which(parts: Parts | None, field: int) -> set[int] | None:
+    """The occurrences of ``field`` to look at: None for all."""
+    return None if parts is None else parts.get(field, set())
+
+
+class Walker:
+    """Redacts a whole message in place.
+
+    Args:
+        scrubber: redacts the values.
+        content: the content policy.
+    """
+
+    def __init__(self, scrubber: Scrubber, content: ContentPolicy) -> None:
+        self._s = scrubber
+        self._content = content
+        self._summary = MASKED if scrubber.redact else DETECTED
+
+    def walk(self, signal: Signal, message: Any, only: Hits | None = None) -> bool:
+        """Redact ``message`` (an Export*ServiceRequest of ``signal``); whether anything changed.
+
+        Args:
+            signal: the message's signal.
+            message: the message, changed in place.
+            only: the spans or log records to walk, by (resource, scope, item) index, each with
+                the fields of it to look at (:mod:`.framing`); resources and scopes are always
+                walked. None: every item whose own bytes may hit, all of it.
+        """
+        if signal is Signal.TRACES:
+            return self._traces(message, only)
+        if signal is Signal.LOGS:
+            return self._logs(message, only)
+        return self._metrics(message)
+
+    @property
+    def content_active(self) -> bool:
+        """Whether the content policy may change records (drop or truncate)."""
+        return self._content.active
+
+    def item(self, signal: Signal, item: Any, parts: Parts | None) -> bool:
+        """Redact one span or log record on its own, summary included; whether it changed."""
+        found: Found = []
+        changed = self._span(item, found, parts) if signal is Signal.TRACES else self._record(item, found, parts)
+        return self._summarize(item.attributes, found) or changed
+
+    def _parts(self, item: Any, index: Item, only: Hits | None) -> Parts | _Skip | None:
+        """Which fields of one item to walk: the fields hit, None for all, or ``SKIP``."""
+        if only is not None:
+            return only.get(index, SKIP)
+        return None if self._may_hit(item) else SKIP
+
+    # -- per signal ------------------------------------------------------------------------------
+
+    def _traces(self, message: Any, only: Hits | None) -> bool:
+        changed = False
+        for r, rs in enumerate(message.resource_spans):
+            pending: Found = []
+            changed |= self._s.attributes(rs.resource.attributes, "resource.attributes.", pending)
+            for s, ss in enumerate(rs.scope_spans):
+                changed |= self._s.attributes(ss.scope.attributes, "scope.attributes.", pending)
+                for i, span in enumerate(ss.spans):
+                    parts = self._parts(span, (r, s, i), only)
+                    if parts is SKIP and not pending:
+                        continue
+                    found, pending = pending, []  # what the resource had goes on its first span
+                    if parts is not SKIP:
+                        changed |= self._span(span, found, parts)
+                    changed |= self._summarize(span.attributes, found)
+        return changed
+
+    def _span(self, span: Any, found: Found, parts: Parts | None) -> bool:
+        s = self._s
+        changed = self._content.drop(span.attributes)
+        if _wants(parts, _SPAN_NAME):
+            changed |= self._field(span, "name", "name", found)
+        if span.status.message and _wants(parts, _SPAN_STATUS):
+            changed |= self._field(span.status, "message", "status.message", found)
+        if span.trace_state and _wants(parts, _SPAN_TRACE_STATE):
+            changed |= self._field(span, "trace_state", "trace_state", found)
+        changed |= s.attributes(span.attributes, "attributes.", found, SUMMARY_KEYS, _which(parts, _SPAN_ATTRIBUTES))
+        changed |= self._content.truncate(span.attributes)
+        events = _which(parts, _SPAN_EVENTS)
+        for i, event in enumerate(span.events):
+            if events is not None and i not in events:
+                continue
+            content_event = event.name in _CONTENT_EVENTS
+            changed |= self._content.drop(event.attributes, in_content_event=content_event)
+            changed |= self._field(event, "name", f"events[{i}].name", found)
+            changed |= s.attributes(event.attributes, f"events[{i}].attributes.", found)
+            changed |= self._content.truncate(event.attributes, in_content_event=content_event)
+        links = _which(parts, _SPAN_LINKS)
+        for i, link in enumerate(span.links):
+            if links is not None and i not in links:
+                continue
+            changed |= s.attributes(link.attributes, f"links[{i}].attributes.", found)
+            if link.trace_state:
+                changed |= self._field(link, "trace_state", f"links[{i}].trace_state", found)
+        return changed
+
+    def _logs(self, message: Any, only: Hits | None) -> bool:
+        changed = False
+        for r, rl in enumerate(message.resource_logs):
+            pending: Found = []
+            changed |= self._s.attributes(rl.resource.attributes, "resource.attributes.", pending)
+            for s, sl in enumerate(rl.scope_logs):
+                changed |= self._s.attributes(sl.scope.attributes, "scope.attributes.", pending)
+                for i, record in enumerate(sl.log_records):
+                    parts = self._parts(record, (r, s, i), only)
+                    if parts is SKIP and not pending:
+                        continue
+                    found, pending = pending, []
+                    if parts is not SKIP:
+                        changed |= self._record(record, found, parts)
+                    changed |= self._summarize(record.attributes, found)
+        return changed
+
+    def _record(self, record: Any, found: Found, parts: Parts | None) -> bool:
+        content_event = self._content.active and _is_content_event(record)
+        changed = self._content.drop(record.attributes)
+        if content_event:
+            changed |= self._content.body(record, record.attributes, after_redaction=False)
+        if record.event_name and _wants(parts, _LOG_EVENT_NAME):
+            changed |= self._field(record, "event_name", "event_name", found)
+        if record.HasField("body") and _wants(parts, _LOG_BODY):
+            changed |= self._s.any_value(record.body, "body", found)
+        changed |= self._s.attributes(record.attributes, "attributes.", found, SUMMARY_KEYS,
+                                      _which(parts, _LOG_ATTRIBUTES))
+        changed |= self._content.truncate(record.attributes)
+        if content_event:
+            changed |= self._content.body(record, record.attributes, after_redaction=True)
+        return changed
+
+    def _metrics(self, message: Any) -> bool:
+        changed = False
+        s = self._s
+        for rm in message.resource_metrics:
+            found: Found = []  # counted nowhere: see the module docstring
+            changed |= s.attributes(rm.resource.attributes, "resource.attributes.", found)
+            for sm in rm.scope_metrics:
+                changed |= s.attributes(sm.scope.attributes, "scope.attributes.", found)
+                for metric in sm.metrics:
+                    which = metric.WhichOneof("data")
+                    if which not in _POINT_FIELDS:
+                        continue
+                    for i, point in enumerate(getattr(metric, which).data_points):
+                        changed |= s.attributes(point.attributes, f"data_points[{i}].attributes.", found)
+                        for j, exemplar in enumerate(getattr(point, "exemplars", ())):
+                            changed |= s.attributes(exemplar.filtered_attributes,
+                                                    f"data_points[{i}].exemplars[{j}].filtered_attributes.", found)
+        return changed
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _may_hit(self, item: Any) -> bool:
+        """The wire prefilter for one span or record: serializing one is cheaper than walking it."""
+        try:
+            data = item.SerializeToString()
+        except Exception:
+            return True
+        return len(data) > self._s.max_value_size or self._s.scanner.wire_may_hit(data)
+
+    def _field(self, holder: Any, name: str, location: str, found: Found) -> bool:
+        new = self._s.text(getattr(holder, name), location, found)
+        if new is None:
+            return False
+        setattr(holder, name, new)
+        return True
+
+    def _summarize(self, attrs: Any, found: Found) -> bool:
+        """Add ``found`` to the record's summary attributes (adding to any an earlier stage set)."""
+        if not found:
+            return False
+        prefix = self._summary
+        existing = {kv.key: kv for kv in attrs if kv.key.startswith(prefix)}
+        count = existing.get(f"{prefix}.count")
+        if count is None:
+            attrs.add(key=f"{prefix}.count").value.int_value = len(found)
+        else:
+            count.value.int_value += len(found)
+        for suffix, column in (("rules", 0), ("keys", 1)):
+            kv = existing.get(f"{prefix}.{suffix}")
+            if kv is None:
+                kv = attrs.add(key=f"{prefix}.{suffix}")
+            values = kv.value.array_value.values  # (adding to each in place: extend copies slowly)
+            for entry in found:
+                values.add(string_value=entry[column])
+        return True
+
+
+def _is_content_event(record: Any) -> bool:
+    if record.event_name in _CONTENT_EVENTS:
+        return True
+    return any(kv.key == "event.name" and kv.value.string_value in _CONTENT_EVENTS for kv in record.attributes)
+
+
+__all__ += ["is_content_key"]

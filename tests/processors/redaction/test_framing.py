@@ -1,0 +1,94 @@
+"""Only the spans and fields the wire hits point at are walked, and nothing is missed for it."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from obs_pipeline.batch import Batch
+from obs_pipeline.processors.redaction import framing
+from obs_pipeline.signals import Signal
+from tests.processors.redaction.kit import attrs, plain, redactor
+
+SECRET = "xai-" + "k3Y" * 20
+
+
+def _request(resources: int = 2, spans: int = 30) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    for r in range(resources):
+        rs = request.resource_spans.add()
+        rs.resource.attributes.add(key="service.name").value.string_value = f"svc{r}"
+        for s in range(2):
+            ss = rs.scope_spans.add()
+            for i in range(spans):
+                span = ss.spans.add(name=f"chat {r}.{s}.{i}", span_id=bytes([r, s, i % 256, 0]) * 2)
+                for k in range(5):
+                    span.attributes.add(key=f"a{k}").value.string_value = f"plain text {k}"
+    return request
+
+
+def test_the_layout_finds_every_span_in_wire_order():
+    """The framing reader lists each span's byte range, three levels deep."""
+    request = _request()
+    data = request.SerializeToString()
+    layout = framing.items(data)
+    assert [item for _, _, item in layout] == [(r, s, i) for r in range(2) for s in range(2) for i in range(30)]
+    start, end, _ = layout[37]
+    assert request.resource_spans[0].scope_spans[1].spans[7].SerializeToString() == data[start:end]
+
+
+def test_secrets_in_every_field_of_scattered_spans_are_all_found():
+    """Hits in names, statuses, events, links and the n-th attribute of far-apart spans."""
+    request = _request()
+    spans = [ss.spans for rs in request.resource_spans for ss in rs.scope_spans]
+    spans[0][0].name = f"call {SECRET}"
+    spans[1][29].attributes[3].value.string_value = f"key {SECRET}"
+    spans[2][14].status.message = SECRET
+    spans[3][5].events.add(name="e").attributes.add(key="m").value.string_value = SECRET
+    spans[3][6].links.add().attributes.add(key="m").value.string_value = SECRET
+    spans[3][7].attributes[4].key = "db.password"
+    out = redactor()(Batch.from_wire(Signal.TRACES, request.SerializeToString())).settled()
+    assert SECRET.encode() not in out.serialized()
+    assert out.wire == out.message.SerializeToString(), "spliced bytes are exactly the redacted message"
+    got = [ss.spans for rs in out.message.resource_spans for ss in rs.scope_spans]
+    keys = {(g, i): attrs(span).get("redaction.masked.keys") for g, group in enumerate(got) for i, span in enumerate(group)
+            if "redaction.masked.keys" in attrs(span)}
+    assert keys == {
+        (0, 0): ["name"], (1, 29): ["attributes.a3"], (2, 14): ["status.message"],
+        (3, 5): ["events[0].attributes.m"], (3, 6): ["links[0].attributes.m"], (3, 7): ["attributes.db.password"],
+    }
+    assert plain(got[3][7].attributes[4].value) == "[REDACTED:sensitive-key]"
+
+
+def test_log_records_are_targeted_too():
+    """Logs share the framing: the one record with a secret in its body is the one redacted."""
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    for i in range(20):
+        records.add().body.string_value = f"line {i}"
+    records[13].body.string_value = f"leaked {SECRET}"
+    out = redactor()(Batch.from_wire(Signal.LOGS, request.SerializeToString())).settled()
+    got = out.message.resource_logs[0].scope_logs[0].log_records
+    assert got[13].body.string_value == "leaked [REDACTED:xai-api-key]"
+    assert [i for i, r in enumerate(got) if "redaction.masked.count" in attrs(r)] == [13]
+
+
+def test_unexpected_framing_falls_back_to_checking_each_item():
+    """Bytes the framing reader cannot follow are an error it reports, never a silent skip."""
+    with pytest.raises(framing.FramingError):
+        framing.items(b"\x0a\xff\xff\xff\xff\x0f")
+
+
+def test_a_request_over_max_value_size_is_still_targeted():
+    """Many small spans past max_value_size: clean goes on as it is, a secret only touches its span."""
+    r = redactor(max_value_size="64KiB")
+    request = _request(resources=1, spans=400)
+    clean = Batch.from_wire(Signal.TRACES, request.SerializeToString())
+    assert len(clean.wire) > 64 * 1024
+    assert r(clean) is clean
+    request.resource_spans[0].scope_spans[1].spans[399].attributes[0].value.string_value = SECRET
+    out = r(Batch.from_wire(Signal.TRACES, request.SerializeToString())).settled()
+    spans = out.message.resource_spans[0].scope_spans[1].spans
+    assert plain(spans[399].attributes[0].value) == "[REDACTED:xai-api-key]"
+    assert [i for i, span in enumerate(spans) if "redaction.masked.count" in attrs(span)] == [399]
