@@ -33,8 +33,11 @@ def _every_type_config(tmp: Path, destination=None) -> Path:
         "receivers": {
             "otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}},
             "stdin": None,
+            "file_tail": {"include": [str(tmp / "tail" / "*.log")]},
         },
-        "processors": {"batch": None},
+        "processors": {"batch": None, "cost": None, "redaction": None, "sampling": None,
+                       "budget": {"endpoint": "127.0.0.1:0",
+                                  "budgets": [{"id": "cap", "scope": "session", "limit_usd": 1}]}},
         "exporters": {
             "jsonl_audit": {"path": str(tmp / "audit.jsonl")}, "debug": None,
             "prometheus": {"endpoint": "127.0.0.1:0"},

@@ -11,8 +11,14 @@ from __future__ import annotations
 import click
 
 from obs_pipeline import __version__
+from obs_pipeline.commands.audit import audit
+from obs_pipeline.commands.budget import budget
+from obs_pipeline.commands.cost import cost
+from obs_pipeline.commands.presets import presets
+from obs_pipeline.commands.replay import replay
 from obs_pipeline.commands.run import run
 from obs_pipeline.commands.schema import schema
+from obs_pipeline.commands.test import test
 from obs_pipeline.commands.validate import validate
 
 
@@ -27,7 +33,13 @@ def main() -> None:
 
 
 main.add_command(run)
+main.add_command(audit)
 main.add_command(validate)
 main.add_command(schema)
+main.add_command(test)
+main.add_command(cost)
+main.add_command(replay)
+main.add_command(budget)
+main.add_command(presets)
 
 __all__ = ["main"]

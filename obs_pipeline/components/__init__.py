@@ -49,7 +49,12 @@ ENTRY_POINT_GROUP = "obs_pipeline.components"
 _BUILTIN: dict[tuple[Kind, str], str] = {
     (Kind.RECEIVER, "otlp"): "obs_pipeline.receivers.otlp:FACTORY",
     (Kind.RECEIVER, "stdin"): "obs_pipeline.receivers.stdin:FACTORY",
+    (Kind.RECEIVER, "file_tail"): "obs_pipeline.receivers.file_tail:FACTORY",
     (Kind.PROCESSOR, "batch"): "obs_pipeline.processors.batch:FACTORY",
+    (Kind.PROCESSOR, "cost"): "obs_pipeline.processors.cost:FACTORY",
+    (Kind.PROCESSOR, "budget"): "obs_pipeline.processors.budget:FACTORY",
+    (Kind.PROCESSOR, "redaction"): "obs_pipeline.processors.redaction:FACTORY",
+    (Kind.PROCESSOR, "sampling"): "obs_pipeline.processors.sampling:FACTORY",
     (Kind.EXPORTER, "jsonl_audit"): "obs_pipeline.exporters.jsonl_audit:FACTORY",
     (Kind.EXPORTER, "debug"): "obs_pipeline.exporters.debug:FACTORY",
     (Kind.EXPORTER, "prometheus"): "obs_pipeline.exporters.prometheus:FACTORY",

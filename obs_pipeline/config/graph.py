@@ -3,7 +3,8 @@
 References exist and have the right kind, no component appears twice in one pipeline list,
 every component supports its pipeline's signal, no two listeners share a port, at most one ID
 of an exclusive type (stdin) is used, every receiver's configured output reaches one of its
-pipelines, and components that no pipeline uses are reported (as warnings). Like the schema pass
+pipelines, a pipeline that samples while it audits or enforces budgets is reported (a warning),
+and components that no pipeline uses are reported (as warnings). Like the schema pass
 it collects everything; it skips values the schema pass already rejected, so one mistake gives
 one message.
 """
@@ -81,6 +82,7 @@ def check_graph(findings: Findings, declared: Mapping[Kind, Mapping[ComponentID,
     used = {(ref.component.kind, ref.component.id) for ref in references}
     _check_exclusive(findings, references)
     _check_outputs(findings, references)
+    _check_sampling(findings, references)
     _check_unused(findings, declared, pipelines)
     _check_ports(findings, [c for k, components in declared.items() for cid, c in components.items() if (k, cid) in used])
 
@@ -238,6 +240,34 @@ def _check_outputs(findings: Findings, references: list[Reference]) -> None:
                 "to keep them",
                 severity="warning",
             )
+
+
+def _check_sampling(findings: Findings, references: list[Reference]) -> None:
+    """Warn where a pipeline that samples also audits or enforces budgets; tail mode takes traces only.
+
+    The audit log and budgets must see every span: sampling belongs in a separate pipeline to
+    the backend (``traces/backend``), fed by the same receiver.
+    """
+    by_pipeline: dict[str, list[Reference]] = {}
+    for ref in references:
+        by_pipeline.setdefault(ref.pipeline, []).append(ref)
+    for pipeline, refs in by_pipeline.items():
+        types = {(ref.component.kind, ref.component.factory.type) for ref in refs if ref.component.factory is not None}
+        samplers = [ref for ref in refs if ref.component.kind is Kind.PROCESSOR and ref.component.factory is not None
+                    and ref.component.factory.type == "sampling"]
+        needs_all = [what for what, key in (("a jsonl_audit exporter", (Kind.EXPORTER, "jsonl_audit")),
+                                            ("a budget processor", (Kind.PROCESSOR, "budget"))) if key in types]
+        for ref in samplers:
+            if needs_all:
+                findings.add(
+                    ref.path,
+                    f"pipeline {pipeline} samples with {_q(ref.component.id)} but has {' and '.join(needs_all)}, which must "
+                    "see every span: put sampling in a separate pipeline to the backend (traces/backend)",
+                    severity="warning",
+                )
+            if ref.signal is not Signal.TRACES and getattr(ref.component.config, "mode", None) == "tail":
+                findings.add(ref.path, f"processor {_q(ref.component.id)} is in mode tail, which samples traces only; "
+                                       f"use mode head in a {ref.signal.value} pipeline")
 
 
 def _listeners(findings: Findings, components: list[Declared]) -> list[Listener]:

@@ -59,6 +59,10 @@ EXCEPTION_MESSAGE = "exception.message"
 EXCEPTION_EVENT = "exception"  # the span event's name
 FINISH_REASONS = "gen_ai.response.finish_reasons"  # string[]: why the model stopped, per choice
 LOG_RECORD_UID = "log.record.uid"  # a unique id of the log record (a ULID), set by its source
+# The tier that served an OpenAI call (default, flex, priority): prices differ by tier. The
+# response's value is what ran; the request's may be "auto".
+OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
+OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
 
 # Decisions. Neither is in a released convention yet: the tool-call decision is proposed in
 # semantic-conventions-genai PR 535 (the ``gen_ai.tool.call.decision`` event, whose
@@ -71,6 +75,21 @@ GUARDRAIL_ACTION = "gen_ai.security.action.type"
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
 SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+# Prompt and completion content under older names (genai.md §1.6): whole-value aliases, the
+# prefixes of indexed forms (gen_ai.prompt.0.content, llm.input_messages.0.message.content), and
+# the events whose attributes or log body are the content.
+CONTENT_ALIASES = ("gen_ai.prompt", "gen_ai.completion", "input.value", "output.value")
+CONTENT_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages.", "llm.output_messages.")
+CONTENT_EVENTS = (
+    "gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message", "gen_ai.tool.message",
+    "gen_ai.choice", "gen_ai.client.inference.operation.details", "gen_ai.content.prompt", "gen_ai.content.completion",
+)
+TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"  # JSON text of the call's arguments
+TOOL_CALL_RESULT = "gen_ai.tool.call.result"  # the tool's result as the model sees it
+# Content under older names: gen_ai.prompt / gen_ai.completion (semconv <= 1.27, JSON or plain
+# text), OpenInference's input.value / output.value (also a tool span's arguments and result).
+INPUT_MESSAGES_ALIASES = ("gen_ai.prompt", "input.value")
+OUTPUT_MESSAGES_ALIASES = ("gen_ai.completion", "output.value")
 
 SERVICE_NAME = "service.name"  # resource attribute
 EVENT_NAME = "event.name"  # log attribute used before LogRecord.event_name existed
@@ -86,21 +105,30 @@ OPERATION_ALIASES = ("llm.request.type",)  # OpenLLMetry; values via OPERATION_V
 REQUEST_MODEL_ALIASES = ("llm.request.model_name",)
 # OpenInference's llm.model_name is set from the response when there is one: the model that ran.
 RESPONSE_MODEL_ALIASES = ("llm.model_name", "llm.response.model_name")
-INPUT_TOKENS_ALIASES = ("gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
-OUTPUT_TOKENS_ALIASES = ("gen_ai.usage.completion_tokens", "llm.token_count.completion")
+# Token usage: semconv <= 1.26 and OpenLLMetry (prompt/completion), OpenLLMetry's older llm.usage.*,
+# OpenInference (llm.token_count.*), pydantic-ai/Logfire (gen_ai.usage.details.*), Sentry. The
+# compatibility matrix in docs/cost.md lists them per instrumentation, each with a fixture.
+INPUT_TOKENS_ALIASES = ("gen_ai.usage.prompt_tokens", "llm.token_count.prompt", "llm.usage.prompt_tokens")
+OUTPUT_TOKENS_ALIASES = ("gen_ai.usage.completion_tokens", "llm.token_count.completion", "llm.usage.completion_tokens")
 CACHE_READ_ALIASES = (
     "gen_ai.usage.cache_read_input_tokens",
     "llm.token_count.prompt_details.cache_read",
     "gen_ai.usage.input_tokens.cached",  # Sentry
+    "gen_ai.usage.details.cache_read_tokens",  # pydantic-ai / Logfire
+    "gen_ai.usage.cache_read_tokens",
 )
 CACHE_WRITE_ALIASES = (
     "gen_ai.usage.cache_creation.input_tokens",  # semconv 1.40-1.41, still emitted by released libraries
     "gen_ai.usage.cache_creation_input_tokens",
     "llm.token_count.prompt_details.cache_write",
     "gen_ai.usage.input_tokens.cache_write",  # Sentry
+    "gen_ai.usage.details.cache_write_tokens",  # pydantic-ai / Logfire
+    "gen_ai.usage.cache_write_tokens",
 )
 REASONING_ALIASES = (
     "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning",
+    "gen_ai.usage.output_tokens.reasoning",  # Sentry
+    "gen_ai.usage.details.reasoning_tokens",  # pydantic-ai / Logfire
 )
 TOTAL_TOKENS_ALIASES = ("llm.usage.total_tokens", "llm.token_count.total")
 CONVERSATION_ID_ALIASES = (
@@ -116,6 +144,8 @@ TOOL_CALL_DECISION_ALIASES = ("gen_ai.tool.call.decision",)
 GUARDRAIL_ACTION_ALIASES = ("gen_ai.security.decision.type",)
 TOOL_NAME_ALIASES = ("tool.name",)  # OpenInference
 USER_ID_ALIASES = ("enduser.id", "langfuse.user.id", "traceloop.association.properties.user_id")
+OPENAI_RESPONSE_SERVICE_TIER_ALIASES = ("gen_ai.openai.response.service_tier",)  # semconv <= 1.36
+OPENAI_REQUEST_SERVICE_TIER_ALIASES = ("gen_ai.openai.request.service_tier",)
 
 _ALIAS_GROUPS: dict[str, tuple[str, ...]] = {
     PROVIDER_NAME: PROVIDER_ALIASES,
@@ -133,6 +163,10 @@ _ALIAS_GROUPS: dict[str, tuple[str, ...]] = {
     AGENT_NAME: AGENT_NAME_ALIASES,
     TOOL_NAME: TOOL_NAME_ALIASES,
     USER_ID: USER_ID_ALIASES,
+    OPENAI_RESPONSE_SERVICE_TIER: OPENAI_RESPONSE_SERVICE_TIER_ALIASES,
+    OPENAI_REQUEST_SERVICE_TIER: OPENAI_REQUEST_SERVICE_TIER_ALIASES,
+    INPUT_MESSAGES: INPUT_MESSAGES_ALIASES,
+    OUTPUT_MESSAGES: OUTPUT_MESSAGES_ALIASES,
     TOOL_CALL_DECISION: TOOL_CALL_DECISION_ALIASES,
     GUARDRAIL_ACTION: GUARDRAIL_ACTION_ALIASES,
 }

@@ -71,6 +71,30 @@ class SelfMetrics:
             "Items a processor dropped on purpose or could not deliver, by reason.",
             ["processor", "pipeline", "reason"], registry=r,
         )
+        self.processor_sampling_traces = Counter(
+            "obs_pipeline_processor_sampling_traces",
+            "Traces a tail sampler decided, by the policy that decided (none: no policy kept it) and decision (kept, dropped).",
+            ["processor", "pipeline", "policy", "decision"], registry=r,
+        )
+        self.processor_sampling_early_decisions = Counter(
+            "obs_pipeline_processor_sampling_early_decisions",
+            "Traces a tail sampler decided before decision_wait passed, by reason (num_traces, max_memory, shutdown).",
+            ["processor", "pipeline", "reason"], registry=r,
+        )
+        self.processor_sampling_late_spans = Counter(
+            "obs_pipeline_processor_sampling_late_spans",
+            "Spans that arrived after their trace was decided and followed the decision (kept, dropped).",
+            ["processor", "pipeline", "decision"], registry=r,
+        )
+        self.processor_sampling_buffered_traces = Gauge(
+            "obs_pipeline_processor_sampling_buffered_traces", "Traces a tail sampler holds, waiting for a decision.",
+            ["processor", "pipeline"], registry=r,
+        )
+        self.processor_sampling_buffered_bytes = Gauge(
+            "obs_pipeline_processor_sampling_buffered_bytes",
+            "Bytes a tail sampler accounts for (buffered spans plus decided spans waiting for the next stage), bounded by max_memory.",
+            ["processor", "pipeline"], registry=r,
+        )
         self.exporter_sent = Counter(
             "obs_pipeline_exporter_sent_items",
             "Items an exporter delivered.",
@@ -108,9 +132,96 @@ class SelfMetrics:
             ["exporter"], registry=r,
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
         )
+        self.exporter_audit_torn_lines = Counter(
+            "obs_pipeline_exporter_audit_torn_lines",
+            "Torn lines (a crash mid-write) a jsonl_audit exporter found at the end of its file when it opened it; "
+            "its hash chain resumes after the last good line.",
+            ["exporter"], registry=r,
+        )
+        self.exporter_audit_files_removed = Counter(
+            "obs_pipeline_exporter_audit_files_removed",
+            "Rotated audit files a jsonl_audit exporter removed because they were older than retention_days.",
+            ["exporter"], registry=r,
+        )
         self.exporter_series_overflow = Counter(
             "obs_pipeline_exporter_series_overflow",
             "Samples a prometheus exporter added to a metric's overflow series (otel_metric_overflow=\"true\") "
             "because the metric already had max_series_per_metric series.",
             ["exporter"], registry=r,
+        )
+        self.cost_priced_spans = Counter(
+            "obs_pipeline_cost_priced_spans",
+            "Inference spans a cost processor gave a cost, by source (genai-prices, override, provider).",
+            ["processor", "pipeline", "source"], registry=r,
+        )
+        self.cost_unpriced_spans = Counter(
+            "obs_pipeline_cost_unpriced_spans",
+            "Inference spans a cost processor marked gen_ai.usage.cost.unpriced, by reason (unknown_model, "
+            "unknown_provider, missing_model, no_usage, invalid_tokens, negative_uncached).",
+            ["processor", "pipeline", "reason"], registry=r,
+        )
+        self.cost_drift_spans = Counter(
+            "obs_pipeline_cost_drift_spans",
+            "Spans whose provider-reported cost differs from the cost processor's estimate by more than drift_threshold.",
+            ["processor", "pipeline"], registry=r,
+        )
+        self.cost_normalized_spans = Counter(
+            "obs_pipeline_cost_normalized_spans",
+            "Inference spans whose counts or time a cost processor read in another convention, by reason "
+            "(input_excludes_cache, output_excludes_reasoning, future_start_time).",
+            ["processor", "pipeline", "reason"], registry=r,
+        )
+        self.budget_events = Counter(
+            "obs_pipeline_budget_events",
+            "Budget events a budget processor fired (event: warning, exceeded), by budget id; once per window and scope value.",
+            ["processor", "budget", "event"], registry=r,
+        )
+        self.budget_charged_usd = Counter(
+            "obs_pipeline_budget_charged_usd",
+            "US dollars a budget processor charged to a budget (this process only; every scope value together).",
+            ["processor", "budget"], registry=r,
+        )
+        self.budget_spend_usd = Gauge(
+            "obs_pipeline_budget_spend_usd",
+            "Spend in a budget's current window over all its scope values, read from the state store every 15s "
+            "(shared by every process on one store: aggregate with max, not sum).",
+            ["processor", "budget"], registry=r,
+        )
+        self.budget_unpriced_spans = Counter(
+            "obs_pipeline_budget_unpriced_spans",
+            "Spans marked gen_ai.usage.cost.unpriced that a budget processor met in a budget's scope, by budget.",
+            ["processor", "budget"], registry=r,
+        )
+        self.budget_state_errors = Counter(
+            "obs_pipeline_budget_state_errors",
+            "State store failures of a budget processor, by reason (redis_unavailable: counting locally; "
+            "store_failed: a batch passed on uncharged).",
+            ["processor", "reason"], registry=r,
+        )
+        self.budget_webhook_events = Counter(
+            "obs_pipeline_budget_webhook_events",
+            "Budget events a budget processor's webhook handled, by outcome (sent, failed, dropped).",
+            ["processor", "outcome"], registry=r,
+        )
+        self.file_tail_lines_read = Counter(
+            "obs_pipeline_file_tail_lines_read", "Lines a file_tail receiver read and the pipeline accepted.",
+            ["receiver"], registry=r,
+        )
+        self.file_tail_files_open = Gauge(
+            "obs_pipeline_file_tail_files_open", "Files a file_tail receiver holds open.", ["receiver"], registry=r,
+        )
+        self.file_tail_files_tracked = Gauge(
+            "obs_pipeline_file_tail_files_tracked", "Files a file_tail receiver knows (open or not) and checkpoints.",
+            ["receiver"], registry=r,
+        )
+        self.file_tail_file_errors = Counter(
+            "obs_pipeline_file_tail_file_errors",
+            "Matched paths a file_tail receiver skipped, once per path and reason (not_regular, permission_denied, "
+            "symlink_loop, io_error).",
+            ["receiver", "reason"], registry=r,
+        )
+        self.file_tail_truncations = Counter(
+            "obs_pipeline_file_tail_truncations",
+            "Truncated files a file_tail receiver followed, by kind (copytruncate, in_place).",
+            ["receiver", "kind"], registry=r,
         )

@@ -90,6 +90,11 @@ OTLP_GRPC = _factory(Kind.EXPORTER, "otlp_grpc", "exporters/otlp_grpc.schema.jso
 OTLP_HTTP = _factory(Kind.EXPORTER, "otlp_http", "exporters/otlp_http.schema.json")
 OTLPHTTP = _factory(Kind.EXPORTER, "otlphttp", "exporters/otlp_http.schema.json")
 LOGFIRE = _factory(Kind.EXPORTER, "logfire", "exporters/logfire.schema.json")
+FILE_TAIL = _factory(Kind.RECEIVER, "file_tail", "receivers/file_tail.schema.json")
+REDACTION = _factory(Kind.PROCESSOR, "redaction", "processors/redaction.schema.json")
+COST = _factory(Kind.PROCESSOR, "cost", "processors/cost.schema.json", signals=frozenset({Signal.TRACES}))
+BUDGET = _factory(Kind.PROCESSOR, "budget", "processors/budget.schema.json", signals=frozenset({Signal.TRACES}))
+SAMPLING = _factory(Kind.PROCESSOR, "sampling", "processors/sampling.schema.json", signals=frozenset({Signal.TRACES, Signal.LOGS}))
 PROM = _factory(
     Kind.EXPORTER, "prom", str(SCHEMAS / "prom.schema.json"), frozenset({Signal.TRACES, Signal.METRICS}),
     endpoints=lambda cfg: [("endpoint", cfg["endpoint"])],
@@ -122,7 +127,12 @@ WEBHOOK = ExporterFactory(
 BUILTIN_FAKES = {
     (Kind.RECEIVER, "otlp"): "OTLP",
     (Kind.RECEIVER, "stdin"): "STDIN",
+    (Kind.RECEIVER, "file_tail"): "FILE_TAIL",
     (Kind.PROCESSOR, "batch"): "BATCH",
+    (Kind.PROCESSOR, "redaction"): "REDACTION",
+    (Kind.PROCESSOR, "cost"): "COST",
+    (Kind.PROCESSOR, "budget"): "BUDGET",
+    (Kind.PROCESSOR, "sampling"): "SAMPLING",
     (Kind.EXPORTER, "jsonl_audit"): "JSONL_AUDIT",
     (Kind.EXPORTER, "debug"): "DEBUG",
     (Kind.EXPORTER, "prometheus"): "PROMETHEUS",

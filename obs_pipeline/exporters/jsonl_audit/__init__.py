@@ -2,8 +2,10 @@
 
 Layout: :mod:`.spans` and :mod:`.logs` turn a batch into lines (the line itself is
 :mod:`obs_pipeline.audit.line`, the attribute readers :mod:`obs_pipeline.genai.attributes`,
-:mod:`obs_pipeline.otlp_view` the raw-attribute view the span path reads), :mod:`.writer` appends them to the
-file. This module holds the config, the exporter and the factory.
+:mod:`obs_pipeline.otlp_view` the raw-attribute view the span path reads), :mod:`.sink` routes them to
+their files (:mod:`.paths` per-tenant templates, :mod:`.trail` rotation and the hash chain, :mod:`.rotation`
+compression and retention) and :mod:`.writer` appends them to each file. This module holds the
+config, the exporter and the factory.
 
 Errors: the file is opened at ``start`` (a clear :class:`StartupError` naming the path and the OS
 reason, "no process is reading the FIFO" for a FIFO without a reader); a failed write or fsync
@@ -37,16 +39,18 @@ from obs_pipeline.audit.hook import NO_HOOK, LineHook
 from obs_pipeline.batch import Batch
 from obs_pipeline.components import Exporter, ExporterFactory, Host, PartialSuccess, Settings
 from obs_pipeline.errors import PermanentError, Problem, StartupError
-from obs_pipeline.exporters._helper import map_errors
+from obs_pipeline.exporters.jsonl_audit.content import DEFAULT_MAX_DETAIL_CHARS, Content, ContentPolicy
 from obs_pipeline.exporters.jsonl_audit.logs import DEFAULT_PRESET, LogPreset, encode_logs
+from obs_pipeline.exporters.jsonl_audit.options import CheckpointOptions, Fsync, parse_file_options
+from obs_pipeline.exporters.jsonl_audit.rotation import Rotation
+from obs_pipeline.exporters.jsonl_audit.sink import AuditSink, check_file_options
 from obs_pipeline.exporters.jsonl_audit.spans import SpanEncoder
-from obs_pipeline.exporters.jsonl_audit.writer import AuditFile, check_path, frame
 from obs_pipeline.signals import Signal
 
 __all__ = ["FACTORY", "TYPE", "Config", "JsonlAuditExporter", "check", "parse"]
 
 TYPE = "jsonl_audit"
-DEFAULT_FSYNC = False
+DEFAULT_FSYNC = Fsync.NEVER
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,18 +62,32 @@ class Config:
     """
 
     path: str  # the audit file; opened for append, created 0600, parent directories created 0700
-    fsync: bool = DEFAULT_FSYNC  # fdatasync after every batch
+    fsync: Fsync = DEFAULT_FSYNC  # when to flush to the device (the old boolean: true is batch)
+    # The file side (:mod:`.options`, :mod:`.sink`): rotation, retention, per-tenant paths, the chain.
+    rotation: Rotation | None = None
+    retention_days: float | None = None
+    max_open_files: int = 64
+    path_fallback: str = "unknown"
+    hash_chain: bool = False
+    checkpoint: CheckpointOptions | None = None
+    # The line side (:mod:`.content`): prompt and completion content in detail.input/output.
+    content: Content = Content.SUMMARY
+    max_detail_chars: int = DEFAULT_MAX_DETAIL_CHARS
+
+    def __post_init__(self) -> None:
+        """Read ``fsync`` as the schema does in YAML: a word, or the old boolean (True: batch)."""
+        object.__setattr__(self, "fsync", Fsync.of(self.fsync))
 
 
 def parse(raw: dict[str, Any]) -> Config:
     """The validated config body, schema defaults filled in -> :class:`Config`."""
-    return Config(path=raw["path"], fsync=raw["fsync"])
+    return Config(path=raw["path"], **parse_file_options(raw), content=Content(raw["content"]),
+                  max_detail_chars=raw["max_detail_chars"])
 
 
 def check(cfg: Config) -> list[Problem]:
-    """Validate-time check that the path can be written. Creates nothing."""
-    reason = check_path(cfg.path)
-    return [Problem(path="path", message=f"cannot write: {reason}")] if reason else []
+    """Validate-time checks: the path (template) can be written, the options fit together. Creates nothing."""
+    return check_file_options(cfg)
 
 
 class JsonlAuditExporter(Exporter):
@@ -80,16 +98,19 @@ class JsonlAuditExporter(Exporter):
         super().__init__(settings)
         self.cfg = cfg
         self.preset = preset
-        self.hook = hook  # applied to each line before it is written (the coming hash chain)
-        self.file = AuditFile(cfg.path, self.log)
-        self.encoder = SpanEncoder()  # its value caches live as long as the exporter
+        self.hook = hook  # applied to each line before it is written, when there is no hash chain
+        self.sink = AuditSink(cfg, settings, hook)  # the files: routing, rotation, the chain
+        self.file = self.sink.file  # the one file of a path without placeholders, else None
+        self.content = ContentPolicy(cfg.content, cfg.max_detail_chars)
+        self.encoder = SpanEncoder(content=self.content)  # its value caches live as long as the exporter
 
     async def on_start(self, host: Host) -> None:
         """Open the file now, so an unusable path stops the pipeline before it accepts data."""
         try:
-            self.file.open()
+            self.sink.start(self.spawn)
         except OSError as exc:
-            raise StartupError(f"{self.id}: cannot open {self.file.path} for append: {_reason(exc)}") from exc
+            path = self.sink.described_path
+            raise StartupError(f"{self.id}: cannot open {path} for append: {_reason(exc)}") from exc
 
     async def export(self, batch: Batch) -> PartialSuccess | None:
         """Map ``batch`` to lines and append them with one write (then fsync if configured).
@@ -104,23 +125,19 @@ class JsonlAuditExporter(Exporter):
         """
         errors: list[BaseException] = []
         try:
-            lines = await self._encode(batch, errors)
+            # One part, the batch as it came, unless the path template names a resource attribute.
+            parts = [(resource, await self._encode(part, errors)) for resource, part in self.sink.split(batch)]
         except DecodeError as exc:
             raise PermanentError(f"{self.id}: the batch is not valid OTLP {batch.signal.value}") from exc
+        total = sum(len(lines) for _, lines in parts)
         if errors:
-            self._warn_mapping_errors(batch.signal, len(lines), errors)
+            self._warn_mapping_errors(batch.signal, total, errors)
             errors.clear()  # their tracebacks hold the encoder's frame: let it go now
-        if not lines:
+        if not total:
             return None
-        payload = frame(lines, self.hook)
-        # A broken pipe is retried only when reopening the path can find a new reader (a named
-        # FIFO); an anonymous pipe's reader (``/dev/stdout | head``) never comes back.
-        with map_errors(f"{self.id}: cannot write {self.file.path}", reopens=self.file.reopens):
-            await self.file.append(payload)
-        if self.cfg.fsync:
-            with map_errors(f"{self.id}: cannot fsync {self.file.path}", reopens=self.file.reopens):
-                # A disk flush takes milliseconds: keep it off the event loop.
-                await asyncio.to_thread(self.file.sync)
+        # One write per file; a broken pipe is retried only when reopening the path can find a new
+        # reader (a named FIFO): an anonymous pipe's reader (``/dev/stdout | head``) never comes back.
+        await self.sink.write(parts)
         return None
 
     async def _encode(self, batch: Batch, errors: list[BaseException]) -> list[bytes]:
@@ -132,12 +149,12 @@ class JsonlAuditExporter(Exporter):
             return lines
         message = batch.message if batch.signal is Signal.LOGS else None
         if isinstance(message, LogsData):
-            return encode_logs(message, self.preset, errors)
+            return encode_logs(message, self.preset, errors, self.content)
         raise PermanentError(f"{self.id}: takes traces and logs, not {batch.signal.value}")
 
     async def on_shutdown(self) -> None:
-        """Close the file (every write is already in the kernel)."""
-        self.file.close()
+        """Sign the last lines (with checkpoints) and close the files (every write is already in the kernel)."""
+        await self.sink.close(self.shutdown_deadline)
 
     def _warn_mapping_errors(self, signal: Signal, total: int, errors: list[BaseException]) -> None:
         """One warning per batch: how many records got a minimal line, the error classes and where.
