@@ -289,8 +289,11 @@ tests:
 
 @pytest.mark.skipif("budget" not in known_types(Kind.PROCESSOR), reason="the budget processor is not registered yet")
 def test_a_case_never_binds_the_pipelines_ports_nor_charges_shared_state(tmp_path: Path) -> None:
-    """A budget's decision endpoint taken by a running pipeline, its state a Redis nobody runs, a webhook
-    that production receives: the case runs anyway, and the webhook is never called."""
+    """A budget's endpoint held by a running pipeline, its Redis down, its webhook live: the case runs, nothing is called.
+
+    The endpoint's port is taken, the Redis URL points at nothing, and the webhook points at a
+    listening socket that must never see a connection.
+    """
     held = socket.socket()
     held.bind(("127.0.0.1", 0))
     held.listen()
