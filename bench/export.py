@@ -224,7 +224,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, int]:
     a = p.parse_args(argv)
     args = Args(duration=a.duration, rate=0.0, channels=a.channels, inflight=a.inflight, requests=a.requests,
                 seed=a.seed, sink=False, phases=PHASES, sink_duration=0.0, batch_timeout=a.batch_timeout,
-                send_batch_size=a.send_batch_size, queue_size=0, profile=0.0, profile_native=False, keep=a.keep,
+                send_batch_size=a.send_batch_size, processors=[], content="none", queue_size=0, profile=0.0,
+                profile_native=False, keep=a.keep,
                 out=a.out)
     return args, a.rounds
 

@@ -75,6 +75,16 @@ def test_verify_audit_ok_when_exactly_once(tmp_path):
     assert verify_audit(tmp_path / "a", result, tag=1, spans_per_request=4)["ok"]
 
 
+def test_verify_audit_counts_derived_lines_apart_from_spans(tmp_path):
+    """A security line shares its span's id: it is neither a duplicate nor a missing span."""
+    result = {"sent_requests": 1, "acked_spans": 2, "failed_seqs": [], "unknown_seqs": []}
+    span_id = (id_prefix(1, 0) + bytes((1,))).hex()
+    derived = orjson.dumps({"span_id": span_id, "category": "security"})
+    _write_audit(tmp_path / "a", [(1, 0, 0), (1, 0, 1)], [derived])
+    got = verify_audit(tmp_path / "a", result, tag=1, spans_per_request=2)
+    assert (got["ok"], got["derived"], got["duplicates"]) == (True, 1, 0)
+
+
 def test_retry_delay_reads_retry_info_from_status_details():
     status = status_pb2.Status(code=14, message="full")
     status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=Duration(seconds=1, nanos=500_000_000)))
