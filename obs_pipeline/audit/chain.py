@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import os
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ GENESIS = "0" * 64
 _SAFE = 2**53 - 1
 #: How much of a file's end is read at a time when looking for its last line.
 _TAIL_BLOCK = 64 * 1024
+#: How many of a compressed file's last lines are kept when looking for its last good one.
+_GZ_TAIL_LINES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,14 +252,32 @@ def _lines_backwards(path: Path) -> Iterator[bytes]:
 
 
 def _gz_lines_backwards(path: Path) -> Iterator[bytes]:
-    """The lines of a compressed file from the last (read whole: only at start, for the newest file)."""
-    lines: list[bytes] = []
+    """The lines of a compressed file from the last, each without its newline.
+
+    gzip cannot be read backwards: the file is decompressed once, keeping only its last
+    :data:`_GZ_TAIL_LINES` lines (a rotated file can hold 100 MiB), and read again from the start
+    only in the rare case that the caller looks further back than those.
+    """
+    tail: deque[bytes] = deque(maxlen=_GZ_TAIL_LINES)
+    total = 0
     try:
         with gzip.open(path, "rb") as f:
-            lines.extend(line.rstrip(b"\n") for line in f)
+            for line in f:
+                tail.append(line)
+                total += 1
     except (EOFError, gzip.BadGzipFile, zlib.error):
         pass
-    yield from reversed(lines)
+    yield from (line.rstrip(b"\n") for line in reversed(tail))
+    if total <= len(tail):
+        return
+    older: deque[bytes] = deque()  # the caller went past the tail: every earlier line, newest first
+    try:
+        with gzip.open(path, "rb") as f:
+            for _, line in zip(range(total - len(tail)), f, strict=False):
+                older.appendleft(line.rstrip(b"\n"))
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        pass
+    yield from older
 
 
 def _last_good(path: Path) -> tuple[ChainState | None, int, bool]:

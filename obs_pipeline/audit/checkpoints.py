@@ -54,6 +54,7 @@ class Checkpoint:
     hash: str | None
     time: str | None
     valid: bool  # the HMAC matches (False as well for a line that is not a checkpoint at all)
+    torn: bool = False  # not JSON: a write cut short (a crash), which signs nothing
 
 
 def read_checkpoints(path: Path, key: bytes) -> Iterator[Checkpoint]:
@@ -69,7 +70,7 @@ def read_checkpoints(path: Path, key: bytes) -> Iterator[Checkpoint]:
             try:
                 record = orjson.loads(line)
             except orjson.JSONDecodeError:
-                yield Checkpoint(number, None, None, None, valid=False)
+                yield Checkpoint(number, None, None, None, valid=False, torn=True)
                 continue
             if not isinstance(record, dict):
                 yield Checkpoint(number, None, None, None, valid=False)
@@ -93,6 +94,7 @@ class CheckpointWriter:
         self.sync = sync
         self._signed = ChainState()  # the last state signed (or found in the trail at start)
         self._at = time.monotonic()
+        self._checked_end = False  # whether the side file is known to end with a newline (or be empty)
 
     def start_from(self, state: ChainState) -> None:
         """Count lines from ``state`` on (the trail's state at start): nothing before it is due."""
@@ -120,12 +122,32 @@ class CheckpointWriter:
             "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         }
         record["hmac"] = sign(self.key, record)
+        payload = orjson.dumps(record) + b"\n"
+        if not self._checked_end and not _ends_with_newline(self.path):
+            payload = b"\n" + payload  # a torn last checkpoint (a crash mid-write) stays a line of its own
         fd = os.open(self.path, _FLAGS, 0o600)
         try:
-            os.write(fd, orjson.dumps(record) + b"\n")
+            self._checked_end = False  # until this write is known to be whole
+            os.write(fd, payload)
             if self.sync:
                 os.fsync(fd)
+            self._checked_end = True
         finally:
             os.close(fd)
         self._signed = state
         self._at = time.monotonic()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    """Whether ``path`` is missing, empty or ends with a newline (unreadable counts as "no": add one)."""
+    try:
+        with path.open("rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            if not end:
+                return True
+            f.seek(end - 1)
+            return f.read(1) == b"\n"
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False

@@ -14,11 +14,13 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["COMPRESSED_SUFFIX", "audit_files", "rotated_files", "rotated_name", "rotation_time"]
+__all__ = ["COMPRESSED_SUFFIX", "ROTATED_STAMP", "audit_files", "rotated_files", "rotated_name", "rotation_time"]
 
 COMPRESSED_SUFFIX = ".gz"
 _TIME_FORMAT = "%Y%m%dT%H%M%S%f"
 _TIME_PATTERN = r"\d{8}T\d{12}"
+#: The regular expression (source text) of what a rotation inserts before the live file's suffix.
+ROTATED_STAMP = rf"-{_TIME_PATTERN}Z"
 
 
 def _parts(live: Path) -> tuple[str, str]:

@@ -1,9 +1,10 @@
-"""The seam for the coming hash chain: a hook applied to each serialized line before it is written.
+"""The seam where each serialized line is sealed before it is written: the hash chain's.
 
-With ``hash_chain: true`` (DESIGN §5) each line will gain ``seq``, ``prev_hash`` and ``hash``: a
-function of the line and of the lines before it, so it must run in write order, after the line
-is serialized and before it reaches the file. :func:`seal_all` is where the writer applies it;
-the default, :data:`NO_HOOK`, costs nothing (the lines are not even copied).
+With ``hash_chain: true`` (DESIGN §5) each line gains ``seq``, ``prev_hash`` and ``hash``
+(:class:`obs_pipeline.audit.chain.HashChain`, a :class:`LineHook`): a function of the line and of
+the lines before it, so it must run in write order, after the line is serialized and before it
+reaches the file. :func:`seal_all` is where the writer applies it; the default, :data:`NO_HOOK`,
+costs nothing (the lines are not even copied).
 """
 
 from __future__ import annotations

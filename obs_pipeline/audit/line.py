@@ -1,9 +1,8 @@
 """The audit line (DESIGN §5): its keys in order, its vocabulary, and the one builder.
 
-Every producer of audit lines (the log path of ``jsonl_audit``, the minimal :func:`error_line`
-of a span or log record whose mapping failed, and next ``audit``/``replay``) builds the line with
-:func:`build`, so the key order, which readers and the coming hash chain rely on, is written
-once: :data:`KEYS` is read off :class:`AuditLine`, the builder's return type. The one exception
+Every producer of audit lines (the log path of ``jsonl_audit``, its derived security and budget
+lines, and the minimal :func:`error_line` of a span or log record whose mapping failed) builds the
+line with :func:`build`, so the key order, which readers rely on, is written once: :data:`KEYS` is read off :class:`AuditLine`, the builder's return type. The one exception
 is the span hot path, which writes the same dict out as a literal; a test holds it to :data:`KEYS`.
 
 The rules every producer shares live here too: which OTLP ids are valid (:func:`valid_id`), the

@@ -67,12 +67,25 @@ def iter_entries(lines: Iterable[bytes], on_bad: Callable[[BadLine], None] | Non
         yield Entry(number, record, raw)
 
 
-def read_entries(path: str | os.PathLike[str], on_bad: Callable[[BadLine], None] | None = None) -> Iterator[Entry]:
+def _screened(lines: Iterable[bytes], keep: Callable[[bytes], bool]) -> Iterator[bytes]:
+    """``lines``, with each line ``keep`` rejects handed on as a blank line (numbers kept, nothing parsed)."""
+    for line in lines:
+        yield line if keep(line) else b"\n"
+
+
+def read_entries(path: str | os.PathLike[str], on_bad: Callable[[BadLine], None] | None = None,
+                 keep: Callable[[bytes], bool] | None = None) -> Iterator[Entry]:
     """:func:`iter_entries` of the file at ``path``, read as it is iterated (memory stays one line).
 
     A ``.gz`` file (a compressed rotated file, :mod:`obs_pipeline.audit.files`) is decompressed as
     it is read; a compressed file cut short yields what it holds and then one :class:`BadLine`
     ("compressed file is truncated") after its last whole line.
+
+    Args:
+        path: the file.
+        on_bad: as for :func:`iter_entries`.
+        keep: a first look at each raw line (with its newline); a line it rejects is neither parsed
+            nor yielded, and still counts for the line numbers (``auditquery.quick``).
 
     Raises:
         OSError: the file cannot be opened or read.
@@ -88,11 +101,12 @@ def read_entries(path: str | os.PathLike[str], on_bad: Callable[[BadLine], None]
                 yield line
 
         with gzip.open(path, "rb") as compressed:
+            lines = counted(compressed)
             try:
-                yield from iter_entries(counted(compressed), on_bad)
+                yield from iter_entries(lines if keep is None else _screened(lines, keep), on_bad)
             except (EOFError, gzip.BadGzipFile, zlib.error):
                 if on_bad is not None:
                     on_bad(BadLine(number + 1, "compressed file is truncated or corrupt", 0))
         return
     with open(path, "rb") as stream:  # noqa: PTH123 - os.PathLike or str, as given
-        yield from iter_entries(stream, on_bad)
+        yield from iter_entries(stream if keep is None else _screened(stream, keep), on_bad)

@@ -148,8 +148,12 @@ def _signed_states(live: Path, key: bytes, report: Report) -> dict[int, tuple[st
     """The signed checkpoints of the trail, or the break a bad or missing side file is."""
     path = checkpoint_path(live)
     signed: dict[int, tuple[str, int]] = {}
+    torn = 0
     try:
         for point in read_checkpoints(path, key):
+            if point.torn:  # signs nothing: skipping it is no weaker than a deleted checkpoint line
+                torn += 1
+                continue
             if not point.valid or point.seq is None or point.hash is None:
                 return Break(path, point.number, "the checkpoint's HMAC does not match (forged or edited, or another key)")
             signed[point.seq] = (point.hash, point.number)
@@ -157,6 +161,8 @@ def _signed_states(live: Path, key: bytes, report: Report) -> dict[int, tuple[st
         return Break(path, 0, "the checkpoint file is missing (a key was given, so the trail must have one)")
     except OSError as exc:
         return Break(path, 0, f"the checkpoint file cannot be read: {exc.strerror or type(exc).__name__}")
+    if torn:
+        report.notes.append(f"{torn} torn line(s) in the checkpoint file skipped (a crash mid-write leaves one)")
     if not signed:
         report.notes.append("the checkpoint file holds no checkpoint yet")
     return signed
@@ -202,7 +208,7 @@ def _walk_file(walk: _Walk, path: Path) -> Break | None:
                 walk.torn += 1
             bad.clear()
             reason = walk.line(path, entry.number, entry.record)
-            if walk.progress is not None and not walk.report.lines % PROGRESS_EVERY:
+            if walk.progress is not None and walk.report.lines and not walk.report.lines % PROGRESS_EVERY:
                 walk.progress(path, walk.report.lines)
             if reason is not None:
                 return Break(path, entry.number, reason)

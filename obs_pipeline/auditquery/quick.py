@@ -15,18 +15,14 @@ hold a quote or a backslash, may be written escaped, so they turn the check off 
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 
 import orjson
 
-from obs_pipeline.audit.reader import BadLine, Entry, iter_entries
+from obs_pipeline.audit.reader import BadLine, Entry, read_entries
 
 __all__ = ["QuickCheck", "quick_entries"]
-
-_BLANK = b"\n"
 
 
 class QuickCheck:
@@ -54,11 +50,6 @@ class QuickCheck:
         return all(any(token in line for token in tokens) for tokens in self.groups)
 
 
-def _screened(lines: Iterable[bytes], may_match: Callable[[bytes], bool]) -> Iterator[bytes]:
-    for line in lines:
-        yield line if may_match(line) else _BLANK
-
-
 def quick_entries(path: str | os.PathLike[str], check: QuickCheck,
                   on_bad: Callable[[BadLine], None] | None = None) -> Iterator[Entry]:
     """As :func:`obs_pipeline.audit.reader.read_entries`, parsing only the lines ``check`` lets through.
@@ -66,22 +57,4 @@ def quick_entries(path: str | os.PathLike[str], check: QuickCheck,
     Raises:
         OSError: the file cannot be opened or read.
     """
-    may_match = check.may_match
-    if not os.fspath(path).endswith(".gz"):
-        with open(path, "rb") as stream:  # noqa: PTH123 - os.PathLike or str, as given
-            yield from iter_entries(_screened(stream, may_match), on_bad)
-        return
-    number = 0
-
-    def counted(lines: Iterable[bytes]) -> Iterator[bytes]:
-        nonlocal number
-        for line in lines:
-            number += 1
-            yield line if may_match(line) else _BLANK
-
-    with gzip.open(path, "rb") as compressed:
-        try:
-            yield from iter_entries(counted(compressed), on_bad)
-        except (EOFError, gzip.BadGzipFile, zlib.error):
-            if on_bad is not None:  # the reader's own words for it
-                on_bad(BadLine(number + 1, "compressed file is truncated or corrupt", 0))
+    return read_entries(path, on_bad, keep=check.may_match)

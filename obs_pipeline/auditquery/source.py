@@ -14,11 +14,12 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from obs_pipeline.auditquery.trail import Trail, trails_of
 from obs_pipeline.config import load_config
 
-__all__ = ["AUDIT_EXPORTER_TYPE", "SourceError", "audit_paths", "resolve_trails"]
+__all__ = ["AUDIT_EXPORTER_TYPE", "SourceError", "audit_exporters", "audit_paths", "resolve_trails"]
 
 AUDIT_EXPORTER_TYPE = "jsonl_audit"
 #: A problem with a jsonl_audit exporter's ``path`` (``exporters.jsonl_audit/tenants.path``).
@@ -29,8 +30,11 @@ class SourceError(Exception):
     """No audit trail can be named from the arguments; the message says why, for the user."""
 
 
-def audit_paths(config: Path, environ: Mapping[str, str] | None = None) -> list[str]:
-    """The ``path`` of every ``jsonl_audit`` exporter of ``config``, in the file's order (no duplicates).
+def audit_exporters(config: Path, environ: Mapping[str, str] | None = None) -> list[tuple[str, Any | None]]:
+    """``(path, exporter config)`` of every ``jsonl_audit`` exporter of ``config``, in the file's order.
+
+    The exporter config is None when the config is valid but for the audit files' write access
+    (a read-only copy): then only the paths as written are known.
 
     Raises:
         SourceError: the config is invalid, or has no ``jsonl_audit`` exporter.
@@ -43,18 +47,32 @@ def audit_paths(config: Path, environ: Mapping[str, str] | None = None) -> list[
         errors = [problem for problem in exc.problems if problem.severity == "error"]
         if errors and all(_WRITE_PROBLEM.fullmatch(problem.path) and "cannot write" in problem.message
                           for problem in errors):
-            return _written_paths(config)  # reading needs no write access (a read-only copy, an auditor)
+            # reading needs no write access (a read-only copy, an auditor)
+            return [(path, None) for path in _written_paths(config)]
         problems = "\n".join(str(problem) for problem in errors)
         raise SourceError(f"{config}: invalid config\n{problems}") from None
-    paths: list[str] = []
+    found: list[tuple[str, Any | None]] = []
     for component in loaded.exporters.values():
         if component.factory.type != AUDIT_EXPORTER_TYPE:
             continue
         path = getattr(component.config, "path", None)
-        if isinstance(path, str) and path not in paths:
-            paths.append(path)
-    if not paths:
+        if isinstance(path, str):
+            found.append((path, component.config))
+    if not found:
         raise SourceError(f"{config}: no {AUDIT_EXPORTER_TYPE} exporter, so no audit trail to read (use --path)")
+    return found
+
+
+def audit_paths(config: Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The ``path`` of every ``jsonl_audit`` exporter of ``config``, in the file's order (no duplicates).
+
+    Raises:
+        SourceError: the config is invalid, or has no ``jsonl_audit`` exporter.
+    """
+    paths: list[str] = []
+    for path, _ in audit_exporters(config, environ):
+        if path not in paths:
+            paths.append(path)
     return paths
 
 

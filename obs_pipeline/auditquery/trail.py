@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from obs_pipeline.audit.files import COMPRESSED_SUFFIX, audit_files
+from obs_pipeline.audit.checkpoints import CHECKPOINT_SUFFIX
+from obs_pipeline.audit.files import COMPRESSED_SUFFIX, ROTATED_STAMP, audit_files
 from obs_pipeline.audit.reader import BadLine, read_entries
 from obs_pipeline.auditquery.quick import QuickCheck, quick_entries
+from obs_pipeline.exporters.jsonl_audit.paths import PathTemplate, TemplateError
 
 __all__ = ["TENANT_PLACEHOLDERS", "Line", "Report", "Trail", "file_lines", "iter_lines", "trail_lines", "trails_of"]
 
@@ -35,8 +37,7 @@ Report = Callable[[str], None]
 #: Placeholders whose value is the tenant (``path: audit/{resource.tenant.id}.jsonl``).
 TENANT_PLACEHOLDERS = ("resource.tenant.id", "resource.tenant", "tenant.id", "tenant_id", "tenant")
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
-_ROTATED_PART = r"-\d{8}T\d{12}Z"
+_ROTATED_PART = ROTATED_STAMP
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,27 +88,22 @@ class Line:
         return value if isinstance(value, str) else ""
 
 
-def _template_regexes(template: str) -> tuple[re.Pattern[str], re.Pattern[str], list[str]]:
-    """(live regex, rotated regex, placeholder names) of a path template, over full path strings."""
+def _template_regexes(parts: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str], list[str]]:
+    """(live regex, rotated regex, placeholder names) of a parsed template's ``parts``, over full path strings."""
     names: list[str] = []
-    parts: list[str] = []
-    position = 0
-    for match in _PLACEHOLDER.finditer(template):
-        parts.append(re.escape(template[position:match.start()]))
-        name = match[1]
-        if name in names:
-            parts.append(f"(?P=g{names.index(name)})")
+    pieces: list[str] = []
+    for index, part in enumerate(parts):
+        if index % 2 == 0:
+            pieces.append(re.escape(part))
+        elif part in names:
+            pieces.append(f"(?P=g{names.index(part)})")
         else:
-            parts.append(f"(?P<g{len(names)}>[^/]+?)")
-            names.append(name)
-        position = match.end()
-    tail = template[position:]
-    parts.append(re.escape(tail))
-    live = "".join(parts)
+            pieces.append(f"(?P<g{len(names)}>[^/]+?)")
+            names.append(part)
+    tail = parts[-1]
+    live = "".join(pieces)
     # The rotated form: the time goes between the name's stem and its last suffix.
-    suffix = Path(template).suffix
-    if not tail.endswith(suffix) or "/" in tail[len(tail) - len(suffix):]:
-        suffix = ""
+    suffix = Path("_" + tail.rsplit("/", 1)[-1]).suffix  # "_": a tail of ".jsonl" alone is a suffix, not a name
     if suffix and live.endswith(re.escape(suffix)):
         rotated = live[: -len(re.escape(suffix))] + _ROTATED_PART + re.escape(suffix)
     else:
@@ -127,19 +123,24 @@ def trails_of(path: str | os.PathLike[str]) -> list[Trail]:
     """The trails of an audit path: itself, or one per existing value of its placeholders.
 
     A path without placeholders is one trail, whether or not it exists (reading a missing one
-    reports it). A template is globbed: every live or rotated file its wildcards match counts,
-    so a tenant whose live file has rotated away is still found.
+    reports it). A template is globbed: every live, rotated or checkpoint file its wildcards
+    match counts, so a tenant whose live file has rotated away (or was deleted) is still found,
+    and ``audit verify`` reports a trail whose files are gone but whose checkpoints remain.
     """
     text = os.path.expanduser(os.fspath(path))  # noqa: PTH111 - the path is a template string here
-    if not _PLACEHOLDER.search(text):
-        return [Trail(Path(text))]
-    live_re, rotated_re, names = _template_regexes(text)
-    pattern = "*".join(glob.escape(literal) for literal in _PLACEHOLDER.split(text)[::2])
+    try:
+        template = PathTemplate.parse(text)  # the writer's own grammar: {{ }}, { tenant }, aliases
+    except TemplateError:
+        return [Trail(Path(text))]  # not a template the writer takes: a file name with a brace
+    if template.static:
+        return [Trail(Path(template.parts[0]))]
+    live_re, rotated_re, names = _template_regexes(template.parts)
+    pattern = "*".join(glob.escape(literal) for literal in template.parts[::2])
     directory, slash, _ = pattern.rpartition("/")
     candidates = glob.glob(directory + slash + "*")  # noqa: PTH207 - a pattern string, wildcards in any part
     lives: dict[str, Trail] = {}
     for candidate in sorted(candidates):
-        live = _live_of_rotated(candidate, rotated_re) or candidate
+        live = _live_of_rotated(candidate, rotated_re) or candidate.removesuffix(CHECKPOINT_SUFFIX)
         match = live_re.fullmatch(live)
         if match is None or live in lives:
             continue

@@ -81,13 +81,24 @@ def make_filter(options: dict[str, Any]) -> Filter:
                   agents=values("agents"), users=values("users"), since=bounds["since"], until=bounds["until"])
 
 
-def trails_or_exit(path: str | None, config: Path | None) -> list[Trail]:
-    """The trails named by ``--path``/``--config``; a clear message and exit 1 when there are none."""
+def trails_or_exit(path: str | None, config: Path | None, *, must_exist: bool = True) -> list[Trail]:
+    """The trails named by ``--path``/``--config``; a clear message and exit 1 when there are none.
+
+    With ``must_exist`` (all but ``replay tail``, which waits for a file to appear), trails that
+    have no file at all (a mistyped path, a missing directory) count as none.
+    """
     try:
-        return resolve_trails(path, config)
+        trails = resolve_trails(path, config)
     except SourceError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(ExitCode.FAILED)
+    if must_exist and not any(trail.files() for trail in trails):
+        where = ", ".join(str(trail.live) for trail in trails)
+        missing = [str(trail.live.parent) for trail in trails if not trail.live.parent.is_dir()]
+        because = f" (the directory {', '.join(missing)} does not exist)" if missing else ""
+        click.echo(f"error: no audit file at {where}{because}", err=True)
+        sys.exit(ExitCode.FAILED)
+    return trails
 
 
 @dataclass

@@ -14,12 +14,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from obs_pipeline.commands._auditread import READ_COMMANDS
 from obs_pipeline.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from obs_pipeline.audit.verify import Report
 
 
 @click.group()
@@ -72,37 +75,36 @@ def verify(path: str | None, config: Path | None, key_env: str | None, as_json: 
 def _targets(config: Path, key: bytes | None, environ: Mapping[str, str] | None = None) -> list[_Target]:
     """The trails of every ``jsonl_audit`` exporter in ``config``, each with ``key`` or its own checkpoint key.
 
+    A config that is invalid only because its audit files cannot be written (a read-only copy)
+    is read as the reading commands read it; its checkpoint key then comes from ``--key-env`` only.
+
     Raises:
         ValueError: the config is invalid or has no ``jsonl_audit`` exporter (the message says which).
     """
-    from obs_pipeline.config import ConfigError, load_config  # noqa: PLC0415 - only --config needs the config layer
+    from obs_pipeline.auditquery.source import SourceError, audit_exporters  # noqa: PLC0415 - only --config needs it
 
     try:
-        loaded = load_config(config, environ)
-    except ConfigError as exc:
-        problems = "; ".join(str(p) for p in exc.problems if p.severity == "error")
-        raise ValueError(f"{config}: invalid config: {problems}") from None
+        exporters = audit_exporters(config, environ if environ is not None else os.environ)
+    except SourceError as exc:
+        message = str(exc).replace("invalid config\n", "invalid config: ").replace("\n", "; ")
+        raise ValueError(message.replace("(use --path)", "(give PATH)")) from None
     targets: list[_Target] = []
-    for component in loaded.exporters.values():
-        if component.factory.type != "jsonl_audit":
-            continue
-        cfg = component.config
-        own = cfg.checkpoint.key.reveal().encode() if getattr(cfg, "checkpoint", None) is not None else None
-        targets.append(_Target(cfg.path, key if key is not None else own))
-    if not targets:
-        raise ValueError(f"{config}: no jsonl_audit exporter, so no audit trail to verify")
+    for path, cfg in exporters:
+        checkpoint = getattr(cfg, "checkpoint", None)
+        own = checkpoint.key.reveal().encode() if checkpoint is not None else None
+        targets.append(_Target(path, key if key is not None else own))
     return targets
 
 
 def verify_targets(targets: list[_Target], *, as_json: bool = False, out: TextIO | None = None) -> ExitCode:
     """Verify every trail of ``targets``, print a report per trail; 0 when all are intact, else 1."""
     from obs_pipeline.audit.verify import verify_trail  # noqa: PLC0415 - loaded when the command runs
-    from obs_pipeline.exporters.jsonl_audit.paths import live_files  # noqa: PLC0415
+    from obs_pipeline.auditquery.trail import trails_of  # noqa: PLC0415 - the reading commands' own trail finder
 
     out = sys.stdout if out is None else out
     intact = True
     for target in targets:
-        lives = live_files(target.path)
+        lives = [trail.live for trail in trails_of(target.path)]
         if not lives:
             intact = False
             _print(out, as_json, {"trail": target.path, "intact": False, "break": {
@@ -144,10 +146,8 @@ def _print(out: TextIO, as_json: bool, doc: dict[str, object], text: str) -> Non
     out.write((json.dumps(doc, ensure_ascii=False) if as_json else text) + "\n")
 
 
-def _text(live: Path, report: object, *, keyed: bool) -> str:
-    from obs_pipeline.audit.verify import Report  # noqa: PLC0415
-
-    assert isinstance(report, Report)
+def _text(live: Path, report: Report, *, keyed: bool) -> str:
+    """The text report of one trail: intact or the break, then the notes."""
     if report.broken is not None:
         head = f"{live}: BROKEN at {report.broken}"
     else:

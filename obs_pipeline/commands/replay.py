@@ -113,7 +113,7 @@ def tail(*, session: str, path: str | None, config: Path | None, errors: bool, k
     from obs_pipeline.auditquery.follow import tail_session  # noqa: PLC0415
     from obs_pipeline.auditquery.render import event_text  # noqa: PLC0415
 
-    trails = trails_or_exit(path, config)
+    trails = trails_or_exit(path, config, must_exist=False)  # a live file not written yet is waited for
     problems = Problems()
     console = console_for()
     wanted = frozenset(kinds)

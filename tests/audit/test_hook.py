@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from obs_pipeline.audit.hook import NO_HOOK, LineHook, seal_all
 from obs_pipeline.audit.reader import read_entries
@@ -43,6 +44,12 @@ class TestHook:
         records = [e.record for e in read_entries(path)]
         assert [(r["event_type"], r["seq"]) for r in records] == [("a", 1), ("b", 2), ("log", 3)]
         assert [orjson.loads(line)["event_type"] for line in hook.seen] == ["a", "b", "log"]
+
+    def test_a_hook_beside_the_hash_chain_is_refused(self, tmp_path):
+        """The chain seals every line itself: a hook given with hash_chain would be ignored, so it is an error."""
+        cfg = parse_config(FACTORY, {"path": str(tmp_path / "audit.jsonl"), "hash_chain": True})
+        with pytest.raises(ValueError, match="exclude each other"):
+            JsonlAuditExporter(make_settings("jsonl_audit", Kind.EXPORTER), cfg, DEFAULT_PRESET, Numbering())
 
     def test_no_hook_writes_lines_unchanged_without_copying(self):
         """The default hook costs nothing: the same list, the same bytes."""

@@ -94,6 +94,13 @@ class TestAudit:
         assert result.exit_code == 1
         assert "no audit file matches" in result.stderr
 
+    @pytest.mark.parametrize("command", [["audit", "recent"], ["audit", "query"], ["cost"], ["replay", "list"]])
+    def test_a_missing_file_in_a_missing_directory_exits_1_with_a_message(self, tmp_path, command):
+        """A mistyped --path is not an empty trail: exit 1, naming the file and the missing directory."""
+        result = run(*command, "--path", tmp_path / "nope" / "audit.jsonl")
+        assert result.exit_code == 1
+        assert f"no audit file at {tmp_path / 'nope' / 'audit.jsonl'} (the directory {tmp_path / 'nope'} does not exist)" in result.stderr
+
     def test_no_source_is_an_error(self):
         result = run("audit", "recent")
         assert result.exit_code == 1

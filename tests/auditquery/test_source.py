@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
+from click.testing import CliRunner
 
-from obs_pipeline.auditquery.source import SourceError, resolve_trails
+from obs_pipeline.auditquery.source import SourceError, audit_exporters, resolve_trails
+from obs_pipeline.commands import main
 from tests.auditquery.trailkit import dumps, session_two
 
 
@@ -55,3 +59,23 @@ def test_an_invalid_config_says_why(tmp_path):
 def test_neither_given():
     with pytest.raises(SourceError, match="--path FILE or --config"):
         resolve_trails(None, None)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes any file")
+def test_a_read_only_trail_is_read_and_verified(tmp_path):
+    """A read-only trail (an auditor's copy) is read and verified, though validate says it cannot be written."""
+    trail_dir = tmp_path / "audit"
+    trail_dir.mkdir()
+    live = trail_dir / "a.jsonl"
+    live.write_bytes(dumps(session_two()))
+    live.chmod(0o400)
+    trail_dir.chmod(0o500)
+    try:
+        config = write_config(tmp_path, {"jsonl_audit": {"path": str(live)}})
+        assert [trail.live for trail in resolve_trails(None, config)] == [live]
+        assert [(path, cfg) for path, cfg in audit_exporters(config)] == [(str(live), None)]
+        done = CliRunner().invoke(main, ["audit", "verify", "--config", str(config)])
+        assert done.exit_code == 1  # read and checked (this trail has no chain), not refused as a usage error
+        assert "hash_chain is off" in done.output
+    finally:
+        trail_dir.chmod(0o700)

@@ -113,6 +113,18 @@ class TestTemplates:
             ("audit-acme.jsonl", "acme"), ("audit-gone.jsonl", "gone")]
         assert len(list(trail_lines(trails[1], print))) == 3  # only rotated files left: still read
 
+    @pytest.mark.parametrize("template", ["{ tenant }/audit.jsonl", "{{x}}/{tenant}/audit.jsonl",
+                                          "{resource.tenant.id}/audit.jsonl"])
+    def test_the_writers_template_grammar(self, tmp_path, template):
+        """Spaces in braces, {{ }} escapes and the {tenant} alias are read as the exporter writes them."""
+        from obs_pipeline.exporters.jsonl_audit.paths import PathTemplate  # noqa: PLC0415
+
+        live = PathTemplate.parse(str(tmp_path / template)).resolve({}, {"tenant.id": "acme"})
+        write_trail(live)
+        trails = trails_of(str(tmp_path / template))
+        assert [(trail.live, trail.tenant) for trail in trails] == [(live, "acme")]
+        assert len(trails[0].files()) == 3
+
     def test_several_trails_merge_by_time(self, tmp_path):
         """Two tenants' lines come out interleaved by timestamp, each tagged with its tenant."""
         write_trail(tmp_path / "acme" / "audit.jsonl")

@@ -286,3 +286,33 @@ class TestTemplates:
         assert done.exit_code == 0, done.output
         assert [line.split(": intact")[0] for line in done.output.splitlines() if ": intact" in line] == [
             str(tmp_path / "audit" / "acme.jsonl"), str(tmp_path / "audit" / "globex.jsonl")]
+
+    async def test_a_tenant_whose_live_file_was_deleted_is_still_verified(self, tmp_path):
+        """A deleted live file does not hide its tenant's trail; with every file gone, its checkpoints still show it.
+
+        Its rotated files are checked and, with the key, the cut tail is found.
+        """
+        from obs_pipeline.testing import RecordingHost  # noqa: PLC0415
+        from tests.exporters.jsonl_audit.kit import batch_of, exporter  # noqa: PLC0415
+
+        template = str(tmp_path / "audit" / "{tenant}.jsonl")
+        exp = exporter(template, hash_chain=True, rotation={"max_size": 3000, "compress": False},
+                       checkpoint={"key": KEY.decode(), "every_lines": 5})
+        await exp.start(RecordingHost())
+        for n in range(6):
+            for offset, tenant in enumerate(["acme", "globex"]):
+                await exp.export(batch_of(n * 100 + offset * 50, 3, resource={"tenant.id": tenant}))
+        await exp.shutdown()
+        globex = tmp_path / "audit" / "globex.jsonl"
+        assert len(audit_files(globex)) > 1
+        globex.unlink()
+        runner = CliRunner(env={"AUDIT_HMAC_KEY": KEY.decode()})
+        done = runner.invoke(main, ["audit", "verify", template, "--key-env", "AUDIT_HMAC_KEY"])
+        assert done.exit_code == 1, done.output
+        assert f"{globex}: BROKEN at" in done.output
+        assert "its tail was cut" in done.output
+        for rotated in audit_files(globex):
+            rotated.unlink()
+        done = runner.invoke(main, ["audit", "verify", template, "--key-env", "AUDIT_HMAC_KEY"])
+        assert done.exit_code == 1, done.output
+        assert f"{globex}: BROKEN at {globex}: no audit file is there" in done.output

@@ -15,14 +15,13 @@ of its SHA-256 (two long values stay apart). Two values that sanitize alike shar
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LINE_KEYS", "MAX_VALUE_CHARS", "PathTemplate", "TemplateError", "live_files", "sanitize"]
+__all__ = ["LINE_KEYS", "MAX_VALUE_CHARS", "PathTemplate", "TemplateError", "sanitize"]
 
 #: The audit line's keys a template may name.
 LINE_KEYS = frozenset({"session_id", "service", "agent", "user_id", "task_id", "category", "event_type", "result"})
@@ -31,8 +30,6 @@ ALIASES = {"tenant": "resource.tenant.id"}
 MAX_VALUE_CHARS = 100
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _KEEP = frozenset("._-@+=")
-#: A rotated file's name (``audit/files.py``): ``<stem>-<time>Z<suffix>[.gz]``.
-_ROTATED = re.compile(r"-\d{8}T\d{12}Z[^/]*$")
 
 
 class TemplateError(ValueError):
@@ -120,12 +117,3 @@ class PathTemplate:
             out += [sanitize(raw if isinstance(raw, str) else "", self.fallback), self.parts[index + 1]]
         return Path("".join(out)).expanduser()
 
-
-def live_files(source: str) -> list[Path]:
-    """The live files of the trails a (template) path names: placeholders globbed, rotated and side files left out."""
-    template = PathTemplate.parse(source)
-    if template.static:
-        return [Path(source).expanduser()]
-    pattern = "".join(glob.escape(part) if i % 2 == 0 else "*" for i, part in enumerate(template.parts))
-    found = sorted(Path(p) for p in glob.glob(str(Path(pattern).expanduser())))  # noqa: PTH207 - a pattern across directories
-    return [p for p in found if p.is_file() and not _ROTATED.search(p.name) and not p.name.endswith(".checkpoints")]

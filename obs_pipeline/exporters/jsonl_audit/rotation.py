@@ -32,7 +32,7 @@ from pathlib import Path
 
 from obs_pipeline.audit.files import COMPRESSED_SUFFIX, rotated_files, rotated_name, rotation_time
 
-__all__ = ["Maintenance", "Rotation", "compress", "expired", "rotate"]
+__all__ = ["Maintenance", "Rotation", "compress", "expired", "rotate", "sync_directory"]
 
 #: How often retention is applied even when nothing rotates.
 RETENTION_INTERVAL = 3600.0
@@ -71,11 +71,11 @@ def rotate(live: Path, now: datetime, *, sync_dir: bool) -> Path:
         target = rotated_name(live, when)
     live.rename(target)
     if sync_dir:
-        _sync_dir(live.parent)
+        sync_directory(live.parent)
     return target
 
 
-def _sync_dir(directory: Path) -> None:
+def sync_directory(directory: Path) -> None:
     """Flush a directory's entries (a rename, a new file) to the disk; not possible everywhere."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -104,7 +104,7 @@ def compress(path: Path) -> Path:
             target.unlink()
         raise
     path.unlink()
-    _sync_dir(path.parent)
+    sync_directory(path.parent)
     return target
 
 
@@ -190,6 +190,15 @@ class Maintenance:
             self._tend(live)
 
     def _tend(self, live: Path) -> None:
+        # A directory that cannot be listed (its mode changed, say) is logged and tried again at the
+        # next pass: this runs in the exporter's supervised task, where raising stops the pipeline.
+        try:
+            self._compress_and_expire(live)
+        except OSError as exc:
+            self.log.warning("cannot look at the rotated audit files of %s: %s; trying again later", live,
+                             exc.strerror or type(exc).__name__)
+
+    def _compress_and_expire(self, live: Path) -> None:
         if self.rotation is not None and self.rotation.compress:
             for path in rotated_files(live):
                 if path.name.endswith(COMPRESSED_SUFFIX):

@@ -33,7 +33,7 @@ from obs_pipeline.audit.hook import NO_HOOK, LineHook
 from obs_pipeline.exporters._helper import map_errors
 from obs_pipeline.exporters.jsonl_audit.options import CheckpointOptions, Fsync
 from obs_pipeline.exporters.jsonl_audit.paths import PathTemplate
-from obs_pipeline.exporters.jsonl_audit.rotation import Maintenance, Rotation, rotate
+from obs_pipeline.exporters.jsonl_audit.rotation import Maintenance, Rotation, rotate, sync_directory
 from obs_pipeline.exporters.jsonl_audit.writer import AuditFile, frame, make_parents
 
 __all__ = ["Trail", "TrailOptions", "Trails"]
@@ -51,6 +51,11 @@ class TrailOptions:
     checkpoint: CheckpointOptions | None = None
     max_open_files: int = 64
     hook: LineHook = NO_HOOK  # applied to each line when there is no chain (a test's seam)
+
+    def __post_init__(self) -> None:
+        """Refuse a hook beside the hash chain: the chain seals every line, so the hook would never run."""
+        if self.hash_chain and self.hook is not NO_HOOK:
+            raise ValueError("a line hook and hash_chain exclude each other: the chain is the trail's hook")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +101,7 @@ class Trail:
         if f.is_regular:
             self.hooks.maintenance.notice(f.path)
             if self.opts.fsync is Fsync.ALWAYS and not f.size:
-                _sync_dir(f.path.parent)
+                sync_directory(f.path.parent)
         self._resume()
 
     def _resume(self) -> None:
@@ -154,7 +159,7 @@ class Trail:
         self._generation = f.opened  # a new file, the same chain: nothing to read back
         self._started = now
         if self.opts.fsync is Fsync.ALWAYS:
-            _sync_dir(f.path.parent)
+            sync_directory(f.path.parent)
         self.hooks.maintenance.notice(f.path)
 
     def checkpoint(self, *, only_if_due: bool) -> None:
@@ -174,19 +179,6 @@ class Trail:
         """Sign the last lines, then close the file."""
         self.checkpoint(only_if_due=False)
         self.file.close()
-
-
-def _sync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class Trails:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import random
@@ -15,6 +16,7 @@ import orjson
 import pytest
 import rfc8785
 
+from obs_pipeline.audit import chain
 from obs_pipeline.audit.chain import GENESIS, HashChain, fast_canonical, line_hash, resume_state
 from obs_pipeline.audit.checkpoints import checkpoint_path, read_checkpoints
 from obs_pipeline.audit.files import audit_files, rotated_name
@@ -84,9 +86,28 @@ class TestCanonical:
     def test_fast_path_is_byte_for_byte_rfc8785(self):
         """The writer's serializer gives exactly rfc8785's bytes (so the package's verifier agrees) on 5,000 values."""
         rng = random.Random(8785)
+        fast = 0
         for _ in range(5000):
             record = {"k": random_value(rng), **{f"x{n}": random_value(rng) for n in range(3)}}
             assert fast_canonical(record) == rfc8785.dumps(record), record
+            fast += _takes_the_fast_path(record)
+        assert fast > 2500  # most values are the serializer's own work, not a fallback to rfc8785
+
+    def test_keys_sort_by_utf16_code_units_not_code_points(self):
+        """U+1F600 (a surrogate pair, D83D...) sorts before U+E000 and U+FFFF in RFC 8785, after them by code point."""
+        record = {"\uffff": 1, "\U0001f600": 2, "\ue000": 3, "z": [1.5, {"\U00010000": None, "\ue000": True}]}
+        assert fast_canonical(record) == rfc8785.dumps(record)
+        assert fast_canonical(record).endswith('"\U0001f600":2,"\ue000":3,"\uffff":1}'.encode())
+        assert _takes_the_fast_path(record)
+
+
+def _takes_the_fast_path(record: dict[str, object]) -> bool:
+    """Whether the hand-written serializer handles ``record`` itself (no fallback to rfc8785)."""
+    try:
+        chain._fast(record, [])  # the fallback would hide a fast path that never runs
+    except chain._Slow:
+        return False
+    return True
 
 
 class TestTrail:
@@ -172,6 +193,19 @@ class TestTrail:
         assert read_trail(path)[0]["seq"] == 16
         assert verify_trail(path).intact
 
+    @pytest.mark.parametrize("torn", [3, 300])
+    def test_resume_from_a_compressed_file_finds_its_last_good_line_past_torn_ones(self, tmp_path, torn):
+        """The newest rotated file is compressed and ends in torn lines: few (its kept tail) or many (read again)."""
+        path = tmp_path / "audit.jsonl"
+        chain = HashChain()
+        sealed = [chain.seal(b'{"n":%d}' % n) for n in range(400)]
+        rotated = rotated_name(path, datetime.now(UTC))
+        body = b"".join(line + b"\n" for line in sealed) + b'{"n":\n' * torn
+        rotated.with_name(rotated.name + ".gz").write_bytes(gzip.compress(body))
+        path.touch(mode=0o600)
+        found = resume_state(path)
+        assert (found.state.seq, found.state.hash, found.torn) == (400, chain.state.hash, torn)
+
 
 class TestCheckpoints:
     async def test_written_every_n_lines_and_at_shutdown(self, tmp_path):
@@ -193,6 +227,21 @@ class TestCheckpoints:
         await write_trail(path, 1, **opts)
         await write_trail(path, 0, **opts)
         assert [p.seq for p in read_checkpoints(checkpoint_path(path), b"k")] == [5]
+
+    async def test_a_torn_checkpoint_is_skipped_and_the_next_one_stays_whole(self, tmp_path):
+        """A checkpoint cut short by a crash is a line of its own, not glued to the next one; verify notes it."""
+        path = tmp_path / "audit.jsonl"
+        opts = {"hash_chain": True, "checkpoint": {"key": "k", "every_lines": 100}}
+        await write_trail(path, 1, **opts)
+        side = checkpoint_path(path)
+        side.write_bytes(side.read_bytes() + b'{"file":"audit.jsonl","seq":9')
+        await write_trail(path, 1, start=50, **opts)
+        points = list(read_checkpoints(side, b"k"))
+        assert [(p.seq, p.valid, p.torn) for p in points] == [(5, True, False), (None, False, True), (10, True, False)]
+        report = verify_trail(path, b"k")
+        assert report.intact, report.broken
+        assert report.checkpoints == 2
+        assert "1 torn line(s) in the checkpoint file skipped" in report.notes[0]
 
 
 def _snippet() -> str:

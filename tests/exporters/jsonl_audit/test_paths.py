@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from obs_pipeline.audit.verify import verify_trail
+from obs_pipeline.auditquery.trail import trails_of
 from obs_pipeline.errors import StartupError
 from obs_pipeline.exporters.jsonl_audit import FACTORY
-from obs_pipeline.exporters.jsonl_audit.paths import PathTemplate, TemplateError, live_files, sanitize
+from obs_pipeline.exporters.jsonl_audit.paths import PathTemplate, TemplateError, sanitize
 from obs_pipeline.testing import RecordingHost, parse_config
 from tests.exporters.jsonl_audit.kit import batch_of, exporter, read_trail
 
@@ -86,9 +87,11 @@ class TestPerTenantFiles:
         await exp.shutdown()
         assert files_under(tmp_path) == sorted(f"audit/{d}/audit.jsonl" for d in
                                                ["acme", "_._.._escape", "_etc", "a_b", "_.", "_none"])
-        for live in live_files(str(root / "{tenant}" / "audit.jsonl")):
-            assert len(read_trail(live)) == 2
-            assert verify_trail(live).intact
+        trails = trails_of(str(root / "{tenant}" / "audit.jsonl"))
+        assert len(trails) == len(tenants)
+        for trail in trails:
+            assert len(read_trail(trail.live)) == 2
+            assert verify_trail(trail.live).intact
 
     async def test_line_keys_route_lines_of_one_batch(self, tmp_path):
         """{session_id} splits one batch's lines by their session: one write per file."""

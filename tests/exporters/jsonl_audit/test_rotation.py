@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from obs_pipeline.audit.reader import read_entries
 from obs_pipeline.audit.verify import verify_trail
 from obs_pipeline.exporters.jsonl_audit import FACTORY, Config, writer
 from obs_pipeline.exporters.jsonl_audit.options import Fsync
-from obs_pipeline.exporters.jsonl_audit.rotation import Rotation
+from obs_pipeline.exporters.jsonl_audit.rotation import Maintenance, Rotation
 from obs_pipeline.testing import RecordingHost, parse_config
 from tests.e2e.harness import PipelineProcess
 from tests.exporters.jsonl_audit.kit import batch_of, exporter, read_trail, write_trail
@@ -149,6 +150,19 @@ class TestRetention:
         registry = exp.settings.metrics.registry
         assert registry.get_sample_value("obs_pipeline_exporter_audit_files_removed_total",
                                          {"exporter": "jsonl_audit"}) == 3
+
+    def test_a_directory_that_cannot_be_listed_is_logged_not_raised(self, tmp_path, caplog):
+        """The maintenance task outlives a directory it cannot list (here a symlink loop): one warning, no raise.
+
+        It runs as the exporter's supervised task, where an exception would stop the whole pipeline.
+        """
+        loop = tmp_path / "loop"
+        loop.symlink_to(loop)
+        removed: list[int] = []
+        tending = Maintenance(Rotation(max_size=1, compress=True), 1.0, logging.getLogger("test"), removed.append)
+        tending.tend(loop / "audit.jsonl")
+        assert removed == []
+        assert any("cannot look at the rotated audit files" in message for message in caplog.messages)
 
     def test_retention_without_rotation_is_a_warning(self):
         """retention_days alone removes nothing: validate says so."""
