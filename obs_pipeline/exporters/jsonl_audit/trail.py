@@ -133,7 +133,7 @@ class Trail:
         rotation = self.opts.rotation
         now = datetime.now(UTC)
         if rotation is not None and f.is_regular and rotation.due(f.size, len(payload), self._started, now):
-            self._rotate(now)
+            await self._rotate(now)
         try:
             await f.append(payload)
         except BaseException:
@@ -150,17 +150,24 @@ class Trail:
             await asyncio.to_thread(self.file.sync)  # a disk flush takes milliseconds: off the event loop
         self.checkpoint(only_if_due=True)
 
-    def _rotate(self, now: datetime) -> None:
+    async def _rotate(self, now: datetime) -> None:
+        """Rename the live file away and open a new one; the renames and directory fsyncs run off the event loop."""
         f = self.file
-        f.close()
-        rotated = rotate(f.path, now, sync_dir=self.opts.fsync is Fsync.ALWAYS)
+        always = self.opts.fsync is Fsync.ALWAYS
+
+        def blocking() -> Path:
+            f.close()
+            rotated = rotate(f.path, now, sync_dir=always)
+            f.prepare()
+            if always:
+                sync_directory(f.path.parent)
+            return rotated
+
+        rotated = await asyncio.to_thread(blocking)
         self.log.info("rotated audit file %s to %s", f.path, rotated.name)
-        f.prepare()
         self._generation = f.opened  # a new file, the same chain: nothing to read back
         self._started = now
-        if self.opts.fsync is Fsync.ALWAYS:
-            sync_directory(f.path.parent)
-        self.hooks.maintenance.notice(f.path)
+        self.hooks.maintenance.notice(f.path)  # sets an asyncio event: on the loop
 
     def checkpoint(self, *, only_if_due: bool) -> None:
         """Sign where the chain stands (when due, or whenever lines are unsigned). Logs a failure, never raises."""
