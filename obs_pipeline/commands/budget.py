@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,8 @@ async def status_rows(config: Any, limit: int) -> list[dict[str, Any]]:
         StartupError: a Redis store cannot be reached.
     """
     from obs_pipeline.components import Kind  # noqa: PLC0415
-    from obs_pipeline.processors.budget.decisions import iso  # noqa: PLC0415
+    from obs_pipeline.processors.budget.config import NANO  # noqa: PLC0415
+    from obs_pipeline.processors.budget.decisions import iso, state_of  # noqa: PLC0415
     from obs_pipeline.processors.budget.processor import make_store, state_path  # noqa: PLC0415
     from obs_pipeline.processors.budget.store import Reading  # noqa: PLC0415
     from obs_pipeline.processors.budget.windows import Window  # noqa: PLC0415
@@ -81,12 +83,12 @@ async def status_rows(config: Any, limit: int) -> list[dict[str, Any]]:
             store = make_store(cfg, config.data_dir, str(cid), component_logger("processor", str(cid)))
             await store.open()
             try:
-                now = _now()
+                now = time.time()
                 scoped = {b.id: await store.scopes(b.id, b.window.slot(now), now, limit) for b in cfg.budgets}
             finally:
                 await store.close()
             store_kind = store.kind
-        now = _now()
+        now = time.time()
         for b in cfg.budgets:
             window: Window = b.window
             base = {"processor": str(cid), "store": store_kind, "budget": b.id, "scope": b.scope,
@@ -94,21 +96,8 @@ async def status_rows(config: Any, limit: int) -> list[dict[str, Any]]:
             if not scoped[b.id]:
                 rows.append({**base, "scope_value": None, "spend": 0.0, "state": "ok"})
             for value, reading in scoped[b.id]:
-                rows.append({**base, "scope_value": value, "spend": reading.spend / 1e9,
-                             "state": _state(reading, b.limit_nano, b.thresholds_nano())})
+                rows.append({**base, "scope_value": value, "spend": reading.spend / NANO, "state": state_of(b, reading)})
     return rows
-
-
-def _now() -> float:
-    import time  # noqa: PLC0415
-
-    return time.time()
-
-
-def _state(reading: Any, limit: int, thresholds: tuple[int, ...]) -> str:
-    if reading.blocked or reading.spend >= limit:
-        return "exceeded"
-    return "warning" if any(reading.spend >= t for t in thresholds) else "ok"
 
 
 _STYLE = {"ok": "green", "warning": "yellow", "exceeded": "bold red"}

@@ -108,9 +108,10 @@ async def _run(config: PipelineConfig, case: TestCase, pipeline: str, ids: Seque
         chain = _build(config, pipeline, ids, case.signal, sink=sink, data_dir=Path(data_dir))
         started: list[Processor] = []
         error: str | None = None
+        host = RecordingHost()  # a background task that dies is reported here, and fails the case
         try:
             for processor in reversed(chain):
-                await processor.start(RecordingHost())
+                await processor.start(host)
                 started.append(processor)
             message = type(case.message).FromString(case.message.SerializeToString())
             entry: Consumer = chain[0] if chain else sink
@@ -124,6 +125,8 @@ async def _run(config: PipelineConfig, case: TestCase, pipeline: str, ids: Seque
                     await asyncio.wait_for(processor.shutdown(deadline), SHUTDOWN_SECONDS)
                 except Exception as exc:
                     error = error or f"{processor.id}: shutdown failed: {type(exc).__name__}: {exc}"
+        for component, fatal in host.fatal:
+            error = error or f"{component}: a background task failed: {type(fatal).__name__}: {fatal}"
     records = [record for batch in sink.batches for record in records_of(batch.message)]
     return Outcome(records, error)
 

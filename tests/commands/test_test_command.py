@@ -321,3 +321,27 @@ tests:
     finally:
         held.close()
     assert code is ExitCode.OK, out.getvalue()
+
+
+def test_a_processor_whose_background_task_dies_fails_the_case_with_the_cause(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flusher that dies is reported as the case's error, not hidden behind a missing record."""
+    from obs_pipeline.processors._helper import BufferingProcessor  # noqa: PLC0415
+
+    async def dies(self: BufferingProcessor) -> None:
+        raise RuntimeError("flusher bug")
+
+    monkeypatch.setattr(BufferingProcessor, "_flush_loop", dies)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(CONFIG)
+    tests = tmp_path / "tests.yaml"
+    tests.write_text("""
+tests:
+  - name: a span
+    input: {span: {name: chat}}
+    expect: {name: chat}
+""")
+    out = io.StringIO()
+    assert run_tests(config, tests, out=out) is ExitCode.FAILED
+    assert "FAIL   a span" in out.getvalue()
+    assert "a background task failed: RuntimeError" in out.getvalue()

@@ -20,12 +20,14 @@ from obs_pipeline.processors.budget.charging import EXCEEDED, OK, WARNING
 from obs_pipeline.processors.budget.config import NANO, Budget, Config
 from obs_pipeline.processors.budget.store import Reading, Store
 
-__all__ = ["Decisions", "Reservations", "iso"]
+__all__ = ["Decisions", "Reservations", "iso", "state_of"]
 
 #: Scope values listed per budget by ``GET /v1/budgets``.
 LIST_LIMIT = 1000
 MAX_ESTIMATE_USD = 1_000_000.0
 MAX_TOKENS = 100_000_000
+#: Seconds between sweeps of expired reservations (each scope value is also pruned when it is read).
+SWEEP_EVERY = 60.0
 
 
 def iso(epoch: float | None) -> str | None:
@@ -33,6 +35,13 @@ def iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def state_of(budget: Budget, reading: Reading) -> str:
+    """``ok``, ``warning`` or ``exceeded``: what a window's spend (or its fail-closed block) means for ``budget``."""
+    if reading.blocked or reading.spend >= budget.limit_nano:
+        return EXCEEDED
+    return WARNING if any(reading.spend >= t for t in budget.thresholds_nano()) else OK
 
 
 @dataclass
@@ -52,6 +61,7 @@ class Reservations:
         self.clock = clock
         self._held: dict[str, _Held] = {}
         self._by_scope: dict[tuple[str, str], set[str]] = {}
+        self._next_sweep = clock() + SWEEP_EVERY
 
     def _live(self, key: tuple[str, str]) -> set[str]:
         rids = self._by_scope.get(key, set())
@@ -73,10 +83,23 @@ class Reservations:
 
     def add(self, budget: str, scope_value: str, amount: int) -> tuple[str, float]:
         """Hold ``amount``: (reservation id, seconds until it expires)."""
+        now = self.clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
         rid = "rsv_" + secrets.token_hex(12)
-        self._held[rid] = _Held(budget, scope_value, amount, self.clock() + self.ttl)
+        self._held[rid] = _Held(budget, scope_value, amount, now + self.ttl)
         self._by_scope.setdefault((budget, scope_value), set()).add(rid)
         return rid, self.ttl
+
+    def __len__(self) -> int:
+        """Reservations held, expired ones not yet forgotten included."""
+        return len(self._held)
+
+    def _sweep(self, now: float) -> None:
+        """Forget every expired reservation: a scope value never asked about again is pruned nowhere else."""
+        self._next_sweep = now + SWEEP_EVERY
+        for rid in [r for r, held in self._held.items() if held.expires <= now]:
+            self.settle(rid)
 
     def release(self, budget: str, scope_value: str, rid: str) -> bool:
         """Release reservation ``rid`` of this budget and scope value (True if it was held there)."""
@@ -114,12 +137,11 @@ class Decisions:
     def _view(self, budget: Budget, scope_value: str, reading: Reading, now: float) -> dict[str, Any]:
         limit = budget.limit_nano
         held = self.reservations.held(budget.id, scope_value)
-        exceeded = reading.blocked or reading.spend >= limit
-        warned = any(reading.spend >= t for t in budget.thresholds_nano())
+        state = state_of(budget, reading)
         slot = budget.window.slot(now)
         return {
             "id": budget.id, "scope": budget.scope, "scope_value": scope_value, "window": budget.window.text,
-            "allowed": not exceeded, "state": EXCEEDED if exceeded else WARNING if warned else OK,
+            "allowed": state != EXCEEDED, "state": state,
             "spend": reading.spend / NANO, "limit": budget.limit_usd, "reserved": held / NANO,
             "remaining": max(0, limit - reading.spend - held) / NANO, "resets_at": iso(slot.resets_at),
             "unpriced_blocked": reading.blocked, "degraded": self.store.degraded,

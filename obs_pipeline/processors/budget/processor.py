@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
 import weakref
 from pathlib import Path
@@ -41,6 +42,15 @@ _MARKERS = (b"gen_ai.usage.cost.", b"budget.reservation.id")
 WEBHOOK_DRAIN = 2.0  # seconds the shutdown waits for queued webhook events
 
 
+class _Same(enum.Enum):
+    """Marks a remembered result that is the refused batch itself."""
+
+    SAME = "same"
+
+
+_SAME = _Same.SAME
+
+
 def state_path(data_dir: Path, component_id: str) -> Path:
     """The SQLite file of one budget processor: ``data_dir/processors/<pct-encoded id>/budget.sqlite3``."""
     return data_dir / "processors" / quote(component_id, safe="") / STATE_FILE
@@ -55,13 +65,14 @@ def make_store(cfg: Config, data_dir: Path, component_id: str, log: Any) -> Stor
     return SqliteStore(state_path(data_dir, component_id))
 
 
-def _estimator() -> Any:
-    """The cost processor's price book, for reservations priced by model (None when it cannot load)."""
+def _estimator(log: Any) -> Any:
+    """The cost processor's price book, for reservations priced by model (every estimate None when it cannot load)."""
     try:
         from obs_pipeline.processors.cost.pricing import PriceBook  # noqa: PLC0415 - loads price tables
 
         return PriceBook().estimate_usd
-    except Exception:
+    except Exception as exc:
+        log.warning("no price tables (%s): reservations by model are unpriced", describe_exception(exc))
         return lambda *_args: None
 
 
@@ -92,10 +103,13 @@ class BudgetProcessor(Processor):
         self.webhook = (WebhookSender(cfg.webhook, {o: metrics.budget_webhook_events.labels(processor=pid, outcome=o)
                                                     for o in ("sent", "failed", "dropped")}, self.log)
                         if cfg.webhook is not None and WEBHOOK in cfg.actions else None)
-        self.decisions = Decisions(cfg, self.store, self.reservations, _estimator())
+        self._webhook_task: asyncio.Task[None] | None = None
+        self.decisions = Decisions(cfg, self.store, self.reservations, _estimator(self.log))
         self.server = (DecisionServer(self.id, cfg.endpoint, self.decisions, cfg.bearer_token, self.log)
                        if cfg.endpoint is not None else None)
-        self._refused: weakref.WeakKeyDictionary[Batch, Batch] = weakref.WeakKeyDictionary()
+        # Refused input -> its result while the caller holds the input (a weak key). The input itself
+        # is stored as _SAME, never as its own value: that would keep it alive for ever.
+        self._refused: weakref.WeakKeyDictionary[Batch, Batch | _Same] = weakref.WeakKeyDictionary()
         self.clock = time.time
 
     async def on_start(self, host: Host) -> None:
@@ -104,18 +118,23 @@ class BudgetProcessor(Processor):
         if self.server is not None:
             await self.server.start()
         if self.webhook is not None:
-            self.spawn(self.webhook.run(), "webhook")
+            self._webhook_task = self.spawn(self.webhook.run(), "webhook")
         if self.budgets:
             self.spawn(self._gauge_loop(), "spend gauge")
         self.log.info("budget state in %s; %d budgets%s", self.store.kind, len(self.budgets),
                       f"; decision endpoint on {self.cfg.endpoint}" if self.server is not None else "")
 
     async def on_shutdown(self) -> None:
-        """Close the endpoint, give queued webhook events a moment, close the store."""
+        """Close the endpoint, give queued webhook events a moment (the rest are counted dropped), close the store."""
         if self.server is not None:
             await self.server.stop()
         if self.webhook is not None:
             await self.webhook.drain(WEBHOOK_DRAIN)
+            task, self._webhook_task = self._webhook_task, None
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])  # (not `await task`: a cancellation of this shutdown must go on)
+            self.webhook.abandon()
         await self.store.close()
 
     async def consume(self, batch: Batch) -> None:
@@ -127,7 +146,8 @@ class BudgetProcessor(Processor):
         """
         if self.state in (State.STOPPING, State.STOPPED):
             raise RefusedError("shutting_down")
-        out = self._refused.pop(batch, None)
+        remembered = self._refused.pop(batch, None)
+        out = batch if remembered is _SAME else remembered
         if out is None:
             items = batch.items
             self.counters.incoming.inc(items)
@@ -140,7 +160,7 @@ class BudgetProcessor(Processor):
         try:
             await self.next.consume(out)
         except RefusedError:
-            self._refused[batch] = out
+            self._refused[batch] = _SAME if out is batch else out
             raise
         self.counters.outgoing.inc(out.items)
 
@@ -205,11 +225,14 @@ class BudgetProcessor(Processor):
             self._outages_seen = outages
 
     async def _gauge_loop(self) -> None:
-        """Refresh ``obs_pipeline_budget_spend_usd`` from the store every :data:`GAUGE_EVERY` seconds."""
+        """Refresh the spend gauge every :data:`GAUGE_EVERY` seconds."""
         while True:
-            now = self.clock()
-            for budget in self.budgets:
-                with contextlib.suppress(Exception):  # a store that fails is counted on the charging path
-                    scopes = await self.store.scopes(budget.id, budget.window.slot(now), now, 100_000)
-                    self._gauge[budget.id].set(sum(r.spend for _, r in scopes) / NANO)
+            await self.refresh_gauge()
             await asyncio.sleep(GAUGE_EVERY)
+
+    async def refresh_gauge(self) -> None:
+        """Set ``obs_pipeline_budget_spend_usd`` of every budget from the store's total for its current window."""
+        now = self.clock()
+        for budget in self.budgets:
+            with contextlib.suppress(Exception):  # a store that fails is counted on the charging path
+                self._gauge[budget.id].set(await self.store.total(budget.id, budget.window.slot(now), now) / NANO)

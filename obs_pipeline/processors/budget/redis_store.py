@@ -38,6 +38,7 @@ __all__ = ["UNAVAILABLE", "RedisStore", "where"]
 #: What counts as "Redis is away" (anything else is a bug and raises).
 UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 RECONNECT_EVERY = 1.0
+TOTAL_CHUNK = 500  # keys per SCAN step and per MGET of the spend gauge
 
 # KEYS: marks hash, applied hash, the current step's spend, the window's other steps (rolling).
 # ARGV: process id, charge sequence, amount, limit, spend expiry, marks expiry, block, mark, slide,
@@ -201,6 +202,13 @@ class RedisStore(Store):
         self._seeded.clear()
         if self._reconnect is None or self._reconnect.done():
             self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop(), name=f"{self.owner}: redis")
+            self._reconnect.add_done_callback(self._reconnect_done)
+
+    def _reconnect_done(self, task: asyncio.Task[None]) -> None:
+        """Say so if the reconnecting task died: the store would stay local, and stale, for good."""
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.log.error("reconnecting to Redis stopped (%s): charges stay local until a restart",
+                           describe_exception(error))
 
     def _apply_locally(self, charges: Sequence[Charge], now: float) -> list[Outcome]:
         local = self._local
@@ -223,9 +231,11 @@ class RedisStore(Store):
         """Ping until Redis answers, then add what was charged meanwhile."""
         while self._local is not None:
             await asyncio.sleep(RECONNECT_EVERY)
-            assert self.client is not None
+            client = self.client
+            if client is None:  # closed
+                return
             try:
-                await self.client.ping()
+                await client.ping()
                 async with self._order:
                     pending = self._pending
                     if pending:
@@ -285,6 +295,34 @@ class RedisStore(Store):
         readings = [(value, await self.read(budget, value, slot, now)) for value in values]
         readings.sort(key=lambda item: -item[1].spend)
         return readings[:limit]
+
+    async def total(self, budget: str, slot: Slot, now: float) -> int:
+        """Spend in ``slot`` over every scope value of ``budget``: a SCAN of its step keys, read with MGET.
+
+        Raises:
+            redis.exceptions.ConnectionError: Redis is away (the store counts locally from now on).
+        """
+        if self._local is not None:  # Redis is away: what this process charged meanwhile
+            return self._local.total_now(budget, slot, now)
+        assert self.client is not None
+        pattern = f"{self.prefix}{{{quote(budget, safe='')}/*}}:{slot.key}:*"
+        total = 0
+        names: list[str] = []
+        try:
+            async for raw in self.client.scan_iter(match=pattern, count=TOTAL_CHUNK):
+                name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                step = name.rpartition(":")[2]
+                if step.isdigit() and int(step) >= slot.first_bucket:  # not :marks nor :applied, nor an old step
+                    names.append(name)
+                if len(names) >= TOTAL_CHUNK:
+                    total += sum(int(v) for v in await self.client.mget(names) if v is not None)
+                    names = []
+            if names:
+                total += sum(int(v) for v in await self.client.mget(names) if v is not None)
+        except UNAVAILABLE as exc:
+            self._degrade(exc)
+            raise
+        return total
 
     async def close(self) -> None:
         """Stop reconnecting (one last try to add what was charged locally) and close the connections."""

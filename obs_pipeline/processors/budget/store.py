@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import sqlite3
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +94,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def scopes(self, budget: str, slot: Slot, now: float, limit: int) -> list[tuple[str, Reading]]:
         """Up to ``limit`` scope values with spend (or a block) in ``slot``, most spent first."""
+
+    async def total(self, budget: str, slot: Slot, now: float) -> int:
+        """Spend in ``slot`` over every scope value of ``budget`` (the spend gauge), in nano-dollars.
+
+        The default adds up :meth:`scopes`; stores override it with one aggregate, so the gauge
+        costs the same however many scope values there are.
+        """
+        return sum(reading.spend for _, reading in await self.scopes(budget, slot, now, 1 << 31))
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -216,6 +223,17 @@ class SqliteStore(Store):
                 found[scope] = 0
         return [(scope, Reading(spend, *_flip(state.get(scope, (0, False))))) for scope, spend in found.items()]
 
+    async def total(self, budget: str, slot: Slot, now: float) -> int:
+        """Spend in ``slot`` over every scope value of ``budget``: one SUM."""
+        return self.total_now(budget, slot, now)
+
+    def total_now(self, budget: str, slot: Slot, now: float) -> int:
+        """:meth:`total`, synchronously."""
+        row = self.connect().execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM spend WHERE budget = ? AND win = ? AND bucket >= ? "
+            "AND (expires IS NULL OR expires > ?)", (budget, slot.key, slot.first_bucket, now)).fetchone()
+        return int(row[0])
+
     async def close(self) -> None:
         """Close the file."""
         db, self._db = self._db, None
@@ -232,8 +250,3 @@ def _marks(db: sqlite3.Connection, key: tuple[str, str, str], now: float) -> tup
     if row is None or (row[2] is not None and row[2] <= now):
         return 0, False, None
     return int(row[0]), bool(row[1]), row[2]
-
-
-def wall_clock() -> float:
-    """Epoch seconds: windows follow the pipeline's clock."""
-    return time.time()

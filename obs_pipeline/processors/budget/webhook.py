@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from obs_pipeline.errors import describe_exception
 from obs_pipeline.processors.budget.charging import EXCEEDED, Event
 from obs_pipeline.processors.budget.config import NANO, WebhookConfig
 from obs_pipeline.processors.budget.decisions import iso
@@ -80,6 +81,7 @@ class WebhookSender:
         self._sent, self._failed, self._dropped = counters["sent"], counters["failed"], counters["dropped"]
         self.idle = asyncio.Event()
         self.idle.set()
+        self._sending = 0  # 1 while an event is taken from the queue and not yet sent or given up
 
     def submit(self, body: dict[str, Any]) -> None:
         """Queue one event; when the queue is full it is dropped and counted, never waited for."""
@@ -98,12 +100,16 @@ class WebhookSender:
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
             while True:
                 body = await self.queue.get()
+                self._sending = 1  # still 1 if this task is cancelled mid-send: abandon() counts it
                 try:
                     await self._deliver(session, body)
-                finally:
-                    self.queue.task_done()
-                    if self.queue.empty():
-                        self.idle.set()
+                except Exception as exc:  # a bad header value, a bug: this event fails, the sender lives on
+                    self._failed.inc()
+                    self.log.error("the webhook could not send a budget event: %s", describe_exception(exc))
+                self._sending = 0
+                self.queue.task_done()
+                if self.queue.empty():
+                    self.idle.set()
 
     async def _deliver(self, session: aiohttp.ClientSession, body: dict[str, Any]) -> None:
         url = self.cfg.url.reveal()
@@ -140,3 +146,13 @@ class WebhookSender:
         """Wait up to ``within`` seconds for the queue to empty (at shutdown)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.idle.wait(), within)
+
+    def abandon(self) -> None:
+        """Count what :meth:`run` (cancelled by now) did not send as dropped, so no event vanishes uncounted."""
+        left = self.queue.qsize() + self._sending
+        self._sending = 0
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        if left:
+            self._dropped.inc(left)
+            self.log.warning("%d budget events were not sent to the webhook before the shutdown", left)

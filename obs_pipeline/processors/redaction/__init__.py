@@ -80,7 +80,7 @@ class Redactor:
                     only[item] = None
             if len(wire) - sum(end - start for start, end, _ in layout) > limit:
                 return self._walk(batch, only or {_RESOURCE_ONLY: {}})
-            if not only:
+            if not only and not regions:  # (a hit outside every item, in a resource or scope, still needs the walk)
                 return batch
         if self._can_splice(layout, regions):
             return self._splice(batch, wire, layout, only)
@@ -147,7 +147,8 @@ _ITEM_CLASS: dict[Signal, Any] = {Signal.TRACES: Span, Signal.LOGS: LogRecord}
 
 
 def _create(settings: ProcessorSettings, cfg: Config, next_consumer: Consumer) -> FunctionProcessor:
-    return FunctionProcessor(settings, next_consumer, Redactor(cfg), drop_reason="redaction")
+    # It never drops anything: the one reason it counts under is the helper's own processing_error.
+    return FunctionProcessor(settings, next_consumer, Redactor(cfg), drop_reason="processing_error")
 
 
 FACTORY = ProcessorFactory[Config](

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from obs_pipeline.errors import Problem
-from obs_pipeline.processors.redaction.rules import BUILTIN, Rule, compile_problem
+from obs_pipeline.processors.redaction.rules import BLOCKED_KEY, BUILTIN, UNSCANNED, Rule, compile_problem
 from obs_pipeline.secret import Secret
 from obs_pipeline.units import parse_size
 
@@ -79,7 +79,7 @@ class Config:
 def check(cfg: Config) -> list[Problem]:
     """Every user pattern compiles in RE2; ids are known and unique; hash mode has a key."""
     problems: list[Problem] = []
-    known = {rule.id for rule in BUILTIN.rules} | {"sensitive-key", "unscanned"}
+    known = {rule.id for rule in BUILTIN.rules} | {BUILTIN.key_rule.id, BLOCKED_KEY, UNSCANNED}  # ids reports use
     seen: set[str] = set()
     for i, rule in enumerate(cfg.rules):
         if rule.id in known or rule.id in seen:
@@ -93,7 +93,7 @@ def check(cfg: Config) -> list[Problem]:
             problem = compile_problem(pattern, f"{name}[{i}]", f"{name}[{i}]")
             if problem is not None:
                 problems.append(problem)
-    builtin_ids = {rule.id for rule in BUILTIN.rules} | {"sensitive-key"}
+    builtin_ids = {rule.id for rule in BUILTIN.rules} | {BUILTIN.key_rule.id}
     problems.extend(
         Problem(path=f"disable[{i}]", message=f"no built-in rule {rule_id!r} (known: {', '.join(sorted(builtin_ids))})")
         for i, rule_id in enumerate(cfg.disable) if rule_id not in builtin_ids

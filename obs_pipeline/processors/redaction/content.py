@@ -8,7 +8,8 @@ event log records. Token counts and cost are other attributes and are never touc
 
 ``drop`` removes the attribute (or the body) and sets ``gen_ai.content.dropped=true`` next to it;
 ``truncate`` cuts a string to ``max_content_chars`` characters (after redaction, so no secret is
-cut in half and left readable) and records ``gen_ai.content.original_length.<key>``.
+cut in half and left readable) and records ``gen_ai.content.original_length.<key>``: the length
+before the cut, of the redacted text (a marker need not be as long as what it masked).
 """
 
 from __future__ import annotations

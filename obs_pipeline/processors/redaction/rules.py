@@ -20,8 +20,11 @@ import yaml
 
 from obs_pipeline.errors import Problem
 
-__all__ = ["BUILTIN", "Rule", "RuleSet", "compile_problem", "options", "strip_assertions"]
+__all__ = ["BLOCKED_KEY", "BUILTIN", "UNSCANNED", "Rule", "RuleSet", "compile_problem", "options", "strip_assertions"]
 
+#: Rule ids of what no value rule finds: a key matching ``blocked_keys``, a value that could not be scanned.
+BLOCKED_KEY = "blocked-key"
+UNSCANNED = "unscanned"
 _ASSERTION_ESCAPES = frozenset("bBAz")
 _LOOKAROUND = ("(?=", "(?!", "(?<=", "(?<!")
 

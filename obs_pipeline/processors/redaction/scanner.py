@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import re2
 
-from obs_pipeline.processors.redaction.rules import BUILTIN, Rule, options, strip_assertions
+from obs_pipeline.processors.redaction.rules import BLOCKED_KEY, BUILTIN, Rule, options, strip_assertions
 
 __all__ = ["Hit", "Scanner", "scan_text"]
 
@@ -234,7 +234,7 @@ class Scanner:
         rule: str | None = None
         if key not in self._safe_keys:
             if self._blocked is not None and self._blocked.search(key):
-                rule = "blocked-key"
+                rule = BLOCKED_KEY
             elif self._key_rule is not None and self._key_rule.search(key):
                 rule = BUILTIN.key_rule.id
         if len(self._key_cache) >= _KEY_CACHE_LIMIT:

@@ -19,11 +19,11 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from obs_pipeline.processors.redaction.rules import UNSCANNED
 from obs_pipeline.processors.redaction.scanner import Scanner
 
 __all__ = ["UNSCANNED", "Found", "Scrubber"]
 
-UNSCANNED = "unscanned"
 #: (rule id, location) of each value redacted (or detected) in one record.
 Found = list[tuple[str, str]]
 
@@ -121,7 +121,7 @@ class Scrubber:
             items = node.items() if isinstance(node, dict) else enumerate(node)
             for slot, value in list(items):
                 rule = self.scanner.key_rule(slot) if isinstance(slot, str) else None
-                if rule is not None and value not in (None, "", True, False):
+                if rule is not None and value is not None and value != "" and not isinstance(value, bool):
                     found.append((rule, location))
                     node[slot] = self.marker(rule, json.dumps(value))
                 elif isinstance(value, str):
@@ -171,22 +171,18 @@ class Scrubber:
             value.string_value = self.marker(rule, secret)
         return self.redact
 
-    def attributes(self, attrs: Any, prefix: str, found: Found, skip: frozenset[str] = frozenset(),
-                   indexes: set[int] | None = None) -> bool:
+    def attributes(self, attrs: Any, prefix: str, found: Found, indexes: set[int] | None = None) -> bool:
         """Redact a repeated ``KeyValue`` field; ``prefix`` is the location before each key.
 
         Args:
             attrs: the repeated field.
             prefix: the location before each key (``attributes.``).
             found: where to record what is found.
-            skip: keys left alone (our own summary attributes).
             indexes: only these attributes (None: all).
         """
         changed = False
         chosen = attrs if indexes is None else [attrs[i] for i in sorted(indexes) if i < len(attrs)]
-        for kv in chosen:
-            if kv.key in skip:
-                continue
+        for kv in chosen:  # our own summary attributes too: a value under their names is scanned like any other
             changed |= self.key_secret(kv, prefix, found)
             changed |= self.key_value(kv, f"{prefix}{kv.key}", found, 0)
         return changed

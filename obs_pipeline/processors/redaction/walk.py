@@ -19,15 +19,14 @@ import enum
 from typing import Any
 
 from obs_pipeline.processors.redaction.content import CONTENT_EVENTS as _CONTENT_EVENTS
-from obs_pipeline.processors.redaction.content import DROPPED, ContentPolicy, is_content_key
+from obs_pipeline.processors.redaction.content import ContentPolicy, is_content_key
 from obs_pipeline.processors.redaction.framing import Hits, Item
 from obs_pipeline.processors.redaction.values import Found, Scrubber
 from obs_pipeline.signals import Signal
 
-__all__ = ["SUMMARY_KEYS", "Walker"]
+__all__ = ["Walker"]
 
 MASKED, DETECTED = "redaction.masked", "redaction.detected"
-SUMMARY_KEYS = frozenset(f"{p}.{s}" for p in (MASKED, DETECTED) for s in ("count", "rules", "keys")) | {DROPPED}
 _POINT_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 # Field numbers (opentelemetry/proto/trace/v1/trace.proto, logs/v1/logs.proto).
 _SPAN_TRACE_STATE, _SPAN_NAME, _SPAN_ATTRIBUTES, _SPAN_EVENTS, _SPAN_LINKS, _SPAN_STATUS = 3, 5, 9, 11, 13, 15
@@ -61,7 +60,7 @@ class Walker:
     """
 
     def __init__(self, scrubber: Scrubber, content: ContentPolicy) -> None:
-        self._s = scrubber
+        self._scrubber = scrubber
         self._content = content
         self._summary = MASKED if scrubber.redact else DETECTED
 
@@ -104,9 +103,9 @@ class Walker:
         changed = False
         for r, rs in enumerate(message.resource_spans):
             pending: Found = []
-            changed |= self._s.attributes(rs.resource.attributes, "resource.attributes.", pending)
+            changed |= self._scrubber.attributes(rs.resource.attributes, "resource.attributes.", pending)
             for s, ss in enumerate(rs.scope_spans):
-                changed |= self._s.attributes(ss.scope.attributes, "scope.attributes.", pending)
+                changed |= self._scrubber.attributes(ss.scope.attributes, "scope.attributes.", pending)
                 for i, span in enumerate(ss.spans):
                     parts = self._parts(span, (r, s, i), only)
                     if parts is SKIP and not pending:
@@ -118,7 +117,7 @@ class Walker:
         return changed
 
     def _span(self, span: Any, found: Found, parts: Parts | None) -> bool:
-        s = self._s
+        scrub = self._scrubber
         changed = self._content.drop(span.attributes)
         if _wants(parts, _SPAN_NAME):
             changed |= self._field(span, "name", "name", found)
@@ -126,7 +125,7 @@ class Walker:
             changed |= self._field(span.status, "message", "status.message", found)
         if span.trace_state and _wants(parts, _SPAN_TRACE_STATE):
             changed |= self._field(span, "trace_state", "trace_state", found)
-        changed |= s.attributes(span.attributes, "attributes.", found, SUMMARY_KEYS, _which(parts, _SPAN_ATTRIBUTES))
+        changed |= scrub.attributes(span.attributes, "attributes.", found, _which(parts, _SPAN_ATTRIBUTES))
         changed |= self._content.truncate(span.attributes)
         events = _which(parts, _SPAN_EVENTS)
         for i, event in enumerate(span.events):
@@ -135,13 +134,13 @@ class Walker:
             content_event = event.name in _CONTENT_EVENTS
             changed |= self._content.drop(event.attributes, in_content_event=content_event)
             changed |= self._field(event, "name", f"events[{i}].name", found)
-            changed |= s.attributes(event.attributes, f"events[{i}].attributes.", found)
+            changed |= scrub.attributes(event.attributes, f"events[{i}].attributes.", found)
             changed |= self._content.truncate(event.attributes, in_content_event=content_event)
         links = _which(parts, _SPAN_LINKS)
         for i, link in enumerate(span.links):
             if links is not None and i not in links:
                 continue
-            changed |= s.attributes(link.attributes, f"links[{i}].attributes.", found)
+            changed |= scrub.attributes(link.attributes, f"links[{i}].attributes.", found)
             if link.trace_state:
                 changed |= self._field(link, "trace_state", f"links[{i}].trace_state", found)
         return changed
@@ -150,9 +149,9 @@ class Walker:
         changed = False
         for r, rl in enumerate(message.resource_logs):
             pending: Found = []
-            changed |= self._s.attributes(rl.resource.attributes, "resource.attributes.", pending)
+            changed |= self._scrubber.attributes(rl.resource.attributes, "resource.attributes.", pending)
             for s, sl in enumerate(rl.scope_logs):
-                changed |= self._s.attributes(sl.scope.attributes, "scope.attributes.", pending)
+                changed |= self._scrubber.attributes(sl.scope.attributes, "scope.attributes.", pending)
                 for i, record in enumerate(sl.log_records):
                     parts = self._parts(record, (r, s, i), only)
                     if parts is SKIP and not pending:
@@ -171,9 +170,8 @@ class Walker:
         if record.event_name and _wants(parts, _LOG_EVENT_NAME):
             changed |= self._field(record, "event_name", "event_name", found)
         if record.HasField("body") and _wants(parts, _LOG_BODY):
-            changed |= self._s.any_value(record.body, "body", found)
-        changed |= self._s.attributes(record.attributes, "attributes.", found, SUMMARY_KEYS,
-                                      _which(parts, _LOG_ATTRIBUTES))
+            changed |= self._scrubber.any_value(record.body, "body", found)
+        changed |= self._scrubber.attributes(record.attributes, "attributes.", found, _which(parts, _LOG_ATTRIBUTES))
         changed |= self._content.truncate(record.attributes)
         if content_event:
             changed |= self._content.body(record, record.attributes, after_redaction=True)
@@ -181,20 +179,20 @@ class Walker:
 
     def _metrics(self, message: Any) -> bool:
         changed = False
-        s = self._s
+        scrub = self._scrubber
         for rm in message.resource_metrics:
             found: Found = []  # counted nowhere: see the module docstring
-            changed |= s.attributes(rm.resource.attributes, "resource.attributes.", found)
+            changed |= scrub.attributes(rm.resource.attributes, "resource.attributes.", found)
             for sm in rm.scope_metrics:
-                changed |= s.attributes(sm.scope.attributes, "scope.attributes.", found)
+                changed |= scrub.attributes(sm.scope.attributes, "scope.attributes.", found)
                 for metric in sm.metrics:
                     which = metric.WhichOneof("data")
                     if which not in _POINT_FIELDS:
                         continue
                     for i, point in enumerate(getattr(metric, which).data_points):
-                        changed |= s.attributes(point.attributes, f"data_points[{i}].attributes.", found)
+                        changed |= scrub.attributes(point.attributes, f"data_points[{i}].attributes.", found)
                         for j, exemplar in enumerate(getattr(point, "exemplars", ())):
-                            changed |= s.attributes(exemplar.filtered_attributes,
+                            changed |= scrub.attributes(exemplar.filtered_attributes,
                                                     f"data_points[{i}].exemplars[{j}].filtered_attributes.", found)
         return changed
 
@@ -206,10 +204,10 @@ class Walker:
             data = item.SerializeToString()
         except Exception:
             return True
-        return len(data) > self._s.max_value_size or self._s.scanner.wire_may_hit(data)
+        return len(data) > self._scrubber.max_value_size or self._scrubber.scanner.wire_may_hit(data)
 
     def _field(self, holder: Any, name: str, location: str, found: Found) -> bool:
-        new = self._s.text(getattr(holder, name), location, found)
+        new = self._scrubber.text(getattr(holder, name), location, found)
         if new is None:
             return False
         setattr(holder, name, new)

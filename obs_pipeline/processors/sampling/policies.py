@@ -13,6 +13,7 @@ first that decided (in configuration order), or :data:`~.config.NO_POLICY`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -172,11 +173,15 @@ class PolicySet:
         values = list(settings["values"])
         if settings.get("enabled_regex_matching", False):
             patterns = []
+            options = re2.Options()
+            options.log_errors = False  # the error is raised (and reported by validate), not also written to stderr
             for i, value in enumerate(values):
                 try:
-                    patterns.append(re2.compile(value))
+                    patterns.append(re2.compile(value, options))
                 except re2.error as exc:
-                    raise PolicyError(f"{where}.values[{i}]", f"is not an RE2 regular expression ({exc})") from None
+                    detail = exc.args[0] if exc.args else ""
+                    text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+                    raise PolicyError(f"{where}.values[{i}]", f"is not an RE2 regular expression ({text})") from None
             test: ValueTest = lambda v: v.HasField("string_value") and any(p.search(v.string_value) for p in patterns)  # noqa: E731
         else:
             wanted = frozenset(values)
@@ -227,17 +232,23 @@ class PolicySet:
 
 
 def _number(value: Any) -> float:
+    """A cost to add to a trace's sum: a finite, non-negative number (a numeric string counts), else 0.
+
+    One NaN would make the sum NaN, and the trace never expensive; a negative or infinite cost is bad input.
+    """
     kind = value.WhichOneof("value")
     if kind == "double_value":
-        return float(value.double_value)
-    if kind == "int_value":
-        return float(value.int_value)
-    if kind == "string_value":
+        number = float(value.double_value)
+    elif kind == "int_value":
+        number = float(value.int_value)
+    elif kind == "string_value":
         try:
-            return float(value.string_value)
+            number = float(value.string_value)
         except ValueError:
             return 0.0
-    return 0.0
+    else:
+        return 0.0
+    return number if math.isfinite(number) and number >= 0 else 0.0
 
 
 def compile_policy(spec: PolicySpec) -> Policy:

@@ -115,11 +115,6 @@ def tail_hash_threshold(percentage: float) -> int:
     return int(Fraction(_MAX_UINT64) * Fraction(percentage / 100)) if percentage < 100 else _MAX_UINT64
 
 
-def tail_hash(salt: bytes, trace_id: bytes) -> int:
-    """FNV-1a 64 over the salt and the trace id (the collector's hashTraceID)."""
-    return fnv1a_64(trace_id, salt_state(salt))
-
-
 def salt_state(salt: bytes) -> int:
     """The FNV-1a 64 state after the salt, to hash many trace ids after it."""
     return fnv1a_64(salt or DEFAULT_TAIL_SALT)
@@ -137,7 +132,6 @@ __all__ = [
     "hashed_threshold",
     "probability_to_threshold",
     "salt_state",
-    "tail_hash",
     "tail_hash_threshold",
     "threshold_to_probability",
     "trace_id_randomness",

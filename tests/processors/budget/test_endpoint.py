@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from obs_pipeline.processors.budget.decisions import SWEEP_EVERY, Reservations
 from tests.processors.budget.kit import Harness, span
 
 BODY = {
@@ -124,6 +125,16 @@ class TestReservations:
             await c.post("/v1/budgets/cap/s/reserve", {"estimate_usd": 0.9})
             now[0] = 301.0  # past the default reservation_ttl of 5m
             assert (await c.get("/v1/budgets/cap/s"))[1]["reserved"] == 0
+
+    def test_expired_reservations_of_scope_values_never_asked_again_are_forgotten(self):
+        """An agent that reserves once per session and never reports the span leaks nothing."""
+        now = [0.0]
+        held = Reservations(ttl=300.0, cap=64, clock=lambda: now[0])
+        for session in range(1000):
+            held.add("cap", f"session-{session}", 1)
+        now[0] = 301.0 + SWEEP_EVERY
+        held.add("cap", "a-new-session", 1)
+        assert len(held) == 1
 
     async def test_priced_by_model_and_unpriced_follows_the_policy(self, tmp_path):
         async with Harness(tmp_path, BODY) as h:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import multiprocessing
+import weakref
 from pathlib import Path
 
 import pytest
@@ -164,6 +166,18 @@ class TestPassThrough:
             assert attrs(spans_of(refusing.batches[0])[0])["budget.spend"] == pytest.approx(0.3)
             assert h.metric("obs_pipeline_budget_charged_usd_total", budget="cap") == pytest.approx(0.3)
 
+    async def test_a_refused_batch_nobody_retries_is_not_kept_alive(self, tmp_path):
+        """A refused batch with nothing to charge is remembered only while its sender holds it."""
+        async with Harness(tmp_path, CAP) as h:
+            h.proc.next = RefusingConsumer()
+            b = batch(span(None, session__id="s"))
+            with pytest.raises(RefusedError):
+                await h.proc.consume(b)
+            alive = weakref.ref(b)
+            del b
+            gc.collect()
+            assert alive() is None
+
 
 class TestSqliteState:
     async def test_a_restart_keeps_spend_and_fired_warnings(self, tmp_path):
@@ -184,6 +198,19 @@ class TestSqliteState:
             reading = await h.proc.store.read("cap", "s", parse_window("session").slot(0), 0)
             assert reading.spend == 2_000_000_000
             assert h.metric("obs_pipeline_budget_events_total", budget="cap", event="exceeded") == 1
+
+    async def test_the_spend_gauge_adds_every_scope_value_of_the_current_window(self, tmp_path):
+        """obs_pipeline_budget_spend_usd is the budget's spend over all its scope values, none left out."""
+        rolling = {"budgets": [{"id": "hourly", "scope": "session", "limit_usd": 1000, "window": "1h"}]}
+        async with Harness(tmp_path, rolling) as h:
+            await h.proc.consume(batch(*(span(0.25, session__id=f"s{i}") for i in range(40))))
+            now = h.proc.clock()
+            earlier = now - 2 * 3600  # two hours ago: out of the window
+            h.proc.store.apply_now([Charge(budget="hourly", scope_value="s0", slot=parse_window("1h").slot(earlier),
+                                           amount=5 * 10**9, limit=10**12)], earlier)
+            assert await h.proc.store.total("hourly", parse_window("1h").slot(now), now) == 10 * 10**9
+            await h.proc.refresh_gauge()
+            assert h.metric("obs_pipeline_budget_spend_usd", budget="hourly") == pytest.approx(10.0)
 
     def test_two_processes_on_one_file_lose_no_update_and_fire_once(self, tmp_path):
         path = tmp_path / "state.sqlite3"

@@ -89,6 +89,15 @@ class TestShared:
             assert listing["budgets"][0]["scopes"][0]["scope_value"] == "s"
 
 
+    async def test_the_spend_gauge_total_adds_every_scope_value_in_redis(self, tmp_path, redis_server):
+        """The gauge's total reads every scope value's step keys, and not the marks."""
+        async with Harness(tmp_path, body(redis_server.url)) as h:
+            await h.proc.consume(batch(*(span(0.25, session__id=f"s{i}") for i in range(30))))
+            now = time.time()
+            for budget, window in (("cap", "session"), ("hourly", "1h"), ("daily", "1d")):
+                assert await h.proc.store.total(budget, parse_window(window).slot(now), now) == 7_500_000_000
+
+
 class TestOutage:
     async def test_redis_going_away_keeps_counting_locally_and_reconciles(self, tmp_path, redis_server):
         """Spans keep flowing and being marked; the spend made meanwhile reaches Redis when it is back."""

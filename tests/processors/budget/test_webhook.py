@@ -106,3 +106,19 @@ class TestWebhook:
             out = await asyncio.wait_for(h.send(span(5.0), resource={"tenant.id": "acme"}), 2)
             assert out[0]["budget.state"] == "exceeded"
             assert h.metric("obs_pipeline_budget_webhook_events_total", outcome="dropped") >= 1
+        outcomes = [h.metric("obs_pipeline_budget_webhook_events_total", outcome=o) for o in ("sent", "failed", "dropped")]
+        assert sum(outcomes) == 3  # after the shutdown every event is accounted for: none vanished
+
+    async def test_an_event_that_cannot_be_sent_is_counted_and_the_sender_lives_on(self, tmp_path):
+        """A header value no HTTP request may carry fails each event; the processor keeps running."""
+        receiver = Receiver([])
+        async with receiver as url:
+            cfg = body(url)
+            cfg["webhook"]["headers"] = {"X-Api-Key": "bad\r\nvalue"}
+            async with Harness(tmp_path, cfg) as h:
+                await h.send(span(2.0), resource={"tenant.id": "acme"})
+                await h.proc.webhook.drain(5)
+                assert h.proc.failed is None
+                assert h.host.fatal == []
+        assert receiver.bodies == []
+        assert h.metric("obs_pipeline_budget_webhook_events_total", outcome="failed") == 1

@@ -22,6 +22,19 @@ def test_a_10mb_attribute_is_masked_unscanned_and_the_rest_redacted():
     assert got["redaction.masked.rules"] == ["unscanned", "github-pat"]
 
 
+def test_a_resource_secret_in_a_request_larger_than_max_value_size_is_masked():
+    """Two spans of 0.7 MB each (no value over the limit) and a secret in the resource: still masked."""
+    request = span_request({"a": "x" * 700_000})
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans.add(name="second").attributes.add(key="b").value.string_value = "y" * 700_000
+    request.resource_spans[0].resource.attributes.add(key="note").value.string_value = f"token {SECRET}"
+    out = run(redactor(), request)
+    resource = {kv.key: kv.value.string_value for kv in out.message.resource_spans[0].resource.attributes}
+    assert resource == {"note": "token [REDACTED:github-pat]"}
+    assert attrs(first_span(out))["redaction.masked.keys"] == ["resource.attributes.note"]
+    assert SECRET.encode() not in out.serialized()
+
+
 def test_a_10000_deep_kvlist_is_cut_at_max_depth():
     """Nesting past max_depth is replaced by the unscanned marker; the batch still serializes."""
     request = ExportLogsServiceRequest()

@@ -50,6 +50,14 @@ def test_ids_disable_and_hash_key_are_checked():
     assert any("allowed_values[0]" in p for p in got)
 
 
+@pytest.mark.parametrize("rule_id", ["sensitive-key", "blocked-key", "unscanned"])
+def test_ids_the_reports_give_to_keys_and_unscanned_values_are_not_reusable(rule_id):
+    """A user rule may not take an id that redaction.masked.rules already gives another meaning."""
+    (message,) = problems(rules=[{"id": rule_id, "pattern": "x"}])
+    assert "rules[0].id" in message
+    assert "already used" in message
+
+
 def test_a_secret_group_the_pattern_lacks_is_refused():
     """secret_group must name a group of the pattern."""
     (message,) = problems(rules=[{"id": "a", "pattern": "x(y)", "secret_group": 2}])

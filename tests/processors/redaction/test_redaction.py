@@ -145,6 +145,15 @@ class TestJson:
         assert json.loads(doc[1]["parts"][0]["arguments"]) == {"headers": {"x": "Bearer [REDACTED:github-pat]"}}
         assert doc[2]["parts"][0]["response"] == {"password": "[REDACTED:sensitive-key]"}
 
+    def test_a_numeric_secret_under_a_sensitive_key_is_masked_whatever_its_value(self):
+        """A JSON pin or password of 0 or 1 is masked like any other number; booleans and nulls are not secrets."""
+        text = json.dumps({"password": 1, "api_key": 0, "token": 12345, "secret": True, "cookie": None})
+        got = attrs(first_span(run(redactor(), span_request({"tool.args": text}))))
+        assert json.loads(got["tool.args"]) == {
+            "password": "[REDACTED:sensitive-key]", "api_key": "[REDACTED:sensitive-key]",
+            "token": "[REDACTED:sensitive-key]", "secret": True, "cookie": None,
+        }
+
     def test_escaped_secrets_do_not_hide(self):
         """A unicode escape or an escaped newline in JSON does not hide a secret."""
         text = '{"content": "x\\n' + "\\u0073k-proj-" + OPENAI[8:] + '"}'
@@ -178,6 +187,14 @@ class TestReplacementAndModes:
         assert summary(out, "redaction.detected") == (2, ["openai-api-key", "sensitive-key"],
                                                       ["attributes.a", "attributes.db.password"])
         assert summary(out) == (None, None, None)
+
+    def test_attributes_named_like_the_summary_are_scanned_too(self):
+        """A secret sent under redaction.masked.keys or gen_ai.content.dropped is no way around the rules."""
+        sent = {"redaction.masked.keys": f"x {OPENAI}", "gen_ai.content.dropped": GITHUB,
+                "redaction.detected.rules": OPENAI}
+        got = attrs(first_span(run(redactor(), span_request(sent))))
+        assert OPENAI not in str(got)
+        assert GITHUB not in str(got)
 
     def test_a_second_pass_finds_nothing_new(self):
         """Markers match no rule: redacting twice counts each secret once."""

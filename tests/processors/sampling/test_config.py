@@ -56,6 +56,13 @@ class TestConfig:
         """Each mistake the schema cannot see is reported at its key, in the user's words."""
         assert any(p.startswith(expected) for p in _problems(body)), _problems(body)
 
+    def test_a_bad_regex_is_reported_once_in_words_and_not_on_stderr(self, capfd):
+        """RE2's own error log stays quiet; the problem quotes RE2's reason as text, not bytes."""
+        (problem,) = _problems({"mode": "tail", "policies": [{"name": "r", "type": "string_attribute", "string_attribute": {
+            "key": "k", "values": ["(gold"], "enabled_regex_matching": True}}]})
+        assert problem.endswith("is not an RE2 regular expression (missing ): (gold)")
+        assert capfd.readouterr().err == ""
+
     @pytest.mark.parametrize("body", [
         {"mode": "tail", "policies": [{"name": "x", "type": "latency"}]},  # block missing
         {"mode": "tail", "policies": [{"name": "x", "type": "status_code", "status_code": {"status_codes": ["FAILED"]}}]},

@@ -66,6 +66,17 @@ class TestPolicies:
         assert _value(metrics, "obs_pipeline_processor_sampling_traces_total", policy="none", decision="dropped") == 1
         assert _value(metrics, "obs_pipeline_processor_dropped_items_total", reason="sampled") == 10
 
+    async def test_a_cost_that_is_no_cost_does_not_poison_the_trace_sum(self):
+        """A NaN, negative or infinite cost on one span adds nothing: the other calls still make the trace expensive."""
+        proc, sink = await _sampler([EXPENSIVE])
+        (trace,) = trace_ids(1, seed=3)
+        for number, bad in enumerate((float("nan"), -5.0, float("inf"))):
+            await proc.consume(spans([(trace, number)], cost=bad))
+        await proc.consume(spans([(trace, 3)], cost=0.6))
+        await sink.wait_for_items(4)
+        await proc.shutdown()
+        assert kept_trace_ids(sink.batches) == {trace}
+
     @pytest.mark.parametrize(("policy", "keeps", "drops"), [
         ({"type": "latency", "latency": {"threshold_ms": 100}}, {"duration_ms": 150}, {"duration_ms": 50}),
         ({"type": "latency", "latency": {"threshold_ms": 100, "upper_threshold_ms": 200}},
