@@ -40,7 +40,7 @@ class Problem:
     file: str = ""
     line: int = 0
     column: int = 0
-    severity: str = "error"  # "error" | "warning"
+    severity: str = "error"  # "error" | "warning" | "note" (a fact worth saying, such as the price data in use)
 
     def __str__(self) -> str:
         where = self.file or "<config>"
@@ -48,7 +48,7 @@ class Problem:
             where = f"{where}:{self.line}:{self.column}"
         prefix = f"{where}: " if where else ""
         path = f"{self.path}: " if self.path else ""
-        tag = "warning: " if self.severity == "warning" else ""
+        tag = f"{self.severity}: " if self.severity in ("warning", "note") else ""
         return f"{prefix}{tag}{path}{self.message}"
 
 

@@ -88,7 +88,7 @@ def _plural(count: int, noun: str) -> str:
 def _summary(problems: list[Problem]) -> str:
     """``valid``, ``valid (1 warning)`` or ``3 problems, 1 warning``."""
     errors = sum(p.severity == "error" for p in problems)
-    warnings = len(problems) - errors
+    warnings = sum(p.severity == "warning" for p in problems)
     if not errors:
         return f"valid ({_plural(warnings, 'warning')})" if warnings else "valid"
     return _plural(errors, "problem") + (f", {_plural(warnings, 'warning')}" if warnings else "")

@@ -96,7 +96,7 @@ def check_config(path: str | Path, environ: Mapping[str, str] | None = None) -> 
     findings.problems = [_scrub(p, {**secrets, **_env_values(env, context, at=p.path)}) for p in findings.problems]
     if findings.has_errors or shutdown_timeout is None:
         return None, findings.sorted()
-    warnings = tuple(p for p in findings.sorted() if p.severity == "warning")
+    warnings = tuple(p for p in findings.sorted() if p.severity != "error")  # warnings and notes
     return _build(source, doc, declared, shutdown_timeout, warnings), list(warnings)
 
 

@@ -243,7 +243,7 @@ def reload_config(running_config: PipelineConfig, has_finite_receiver: bool) -> 
         log.info("%s: unchanged, nothing to reload", running_config.source)
         return None
     for warning in new.warnings:
-        log.warning("%s", warning)
+        (log.info if warning.severity == "note" else log.warning)("%s", warning)
     return new
 
 

@@ -41,7 +41,8 @@ class CostProcessor(FunctionProcessor):
         self.log.info("prices from %s (data of %s: %d providers, %d models), %d overrides",
                       data.source, data.date.isoformat(), data.providers, data.models, len(self.cfg.overrides))
         for problem in check(self.cfg):
-            self.log.warning("%s", problem.message)
+            if problem.severity == "warning":  # a note repeats the line above
+                self.log.warning("%s", problem.message)
 
 
 def _create(settings: ProcessorSettings, cfg: Config, next_consumer: Consumer) -> CostProcessor:

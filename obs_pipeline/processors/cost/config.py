@@ -80,12 +80,14 @@ class Config:
 
 
 def check(cfg: Config, today: date | None = None) -> list[Problem]:
-    """A warning when the bundled price data is older than ``max_price_age`` (prices go stale)."""
+    """A note naming the price data in use, or a warning when it is older than ``max_price_age`` (prices go stale)."""
     today = today or datetime.now(UTC).date()
     data = price_data()
     age = (today - data.date).days
     if age * DAY <= cfg.max_price_age:
-        return []
+        return [Problem(path="", severity="note",
+                        message=f"prices from {data.source}, data of {data.date.isoformat()} "
+                                f"({age} day{'' if age == 1 else 's'} old)")]
     return [Problem(
         path="max_price_age",
         message=(f"the price data ({data.source}, dated {data.date.isoformat()}) is {age} days old, more than "

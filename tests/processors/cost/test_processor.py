@@ -133,7 +133,8 @@ def test_price_data_age_warning() -> None:
     data = price_data()
     assert data.source.startswith("genai-prices@")
     cfg = parse_config(cost.FACTORY, {"max_price_age": "30d"})
-    assert cost.check(cfg, today=data.date + timedelta(days=30)) == []
+    [note] = cost.check(cfg, today=data.date + timedelta(days=30))
+    assert (note.severity, note.message) == ("note", f"prices from {data.source}, data of {data.date.isoformat()} (30 days old)")
     [problem] = cost.check(cfg, today=data.date + timedelta(days=31))
     assert problem.severity == "warning"
     assert problem.path == "max_price_age"
