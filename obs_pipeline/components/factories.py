@@ -38,6 +38,14 @@ def _no_problems(_cfg: object) -> list[Problem]:
     return []
 
 
+def _reads_nothing(_cfg: object, _path: str) -> str | None:
+    return None
+
+
+def _writes_nothing(_cfg: object) -> list[str]:
+    return []
+
+
 def _no_endpoints(_cfg: object) -> list[tuple[str, str]]:
     return []
 
@@ -124,11 +132,16 @@ class _Factory(Generic[ConfigT]):
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiverFactory(_Factory[ConfigT]):
-    """A receiver type: ``create(settings, cfg, consumers)``."""
+    """A receiver type: ``create(settings, cfg, consumers)``.
+
+    ``reads``: for the loop check (a pipeline must not read back the files it writes), the config
+    key (relative path, ``include``) that makes it read the file at an absolute path, or None.
+    """
 
     kind: ClassVar[Kind] = Kind.RECEIVER
     create: Callable[[Settings, ConfigT, Mapping[Signal, Consumer]], Receiver]
     traits: ReceiverTraits = ReceiverTraits()
+    reads: Callable[[ConfigT, str], str | None] = _reads_nothing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,10 +168,13 @@ class ExporterFactory(_Factory[ConfigT]):
     The shared ``timeout``, ``retry_on_failure`` and ``sending_queue`` keys that the exporter's
     schema references are not part of its ``Config``: the config layer builds them into one
     :class:`~obs_pipeline.delivery.DeliverySettings` (``ComponentConfig.delivery``).
+
+    ``writes``: absolute paths of files it writes, a rotated one among them (the loop check).
     """
 
     kind: ClassVar[Kind] = Kind.EXPORTER
     create: Callable[[Settings, ConfigT], Exporter]
+    writes: Callable[[ConfigT], list[str]] = _writes_nothing
 
 
 Factory = ReceiverFactory[Any] | ProcessorFactory[Any] | ExporterFactory[Any]

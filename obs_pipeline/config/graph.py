@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from obs_pipeline.components import ComponentID, Factory, Kind, Produces, ReceiverFactory
+from obs_pipeline.components import ComponentID, ExporterFactory, Factory, Kind, Produces, ReceiverFactory
 from obs_pipeline.config.document import Findings, JsonPath, format_path
 from obs_pipeline.errors import Problem
 from obs_pipeline.signals import Signal
@@ -83,6 +83,7 @@ def check_graph(findings: Findings, declared: Mapping[Kind, Mapping[ComponentID,
     _check_exclusive(findings, references)
     _check_outputs(findings, references)
     _check_sampling(findings, references)
+    _check_file_loops(findings, references)
     _check_unused(findings, declared, pipelines)
     _check_ports(findings, [c for k, components in declared.items() for cid, c in components.items() if (k, cid) in used])
 
@@ -268,6 +269,39 @@ def _check_sampling(findings: Findings, references: list[Reference]) -> None:
             if ref.signal is not Signal.TRACES and getattr(ref.component.config, "mode", None) == "tail":
                 findings.add(ref.path, f"processor {_q(ref.component.id)} is in mode tail, which samples traces only; "
                                        f"use mode head in a {ref.signal.value} pipeline")
+
+
+def _declared(findings: Findings, component: Declared, call: Any) -> Any:
+    """``call(config)`` for a parsed component, or None (an internal error is reported, not raised)."""
+    if component.factory is None or not component.parsed:
+        return None
+    try:
+        return call(component.config)
+    except Exception as exc:
+        findings.add(component.path, f"internal error listing the files it reads or writes ({type(exc).__name__})",
+                     key=True)
+        return None
+
+
+def _check_file_loops(findings: Findings, references: list[Reference]) -> None:
+    """A pipeline that reads files its own exporters write feeds every line back to itself, for ever."""
+    by_pipeline: dict[str, list[Reference]] = {}
+    for ref in references:
+        by_pipeline.setdefault(ref.pipeline, []).append(ref)
+    for pipeline, refs in by_pipeline.items():
+        written = [(ref, path) for ref in refs if isinstance(ref.component.factory, ExporterFactory)
+                   for path in _declared(findings, ref.component, ref.component.factory.writes) or ()]
+        for reader in refs:
+            factory = reader.component.factory
+            if not isinstance(factory, ReceiverFactory):
+                continue
+            for writer, path in written:
+                key = _declared(findings, reader.component, lambda cfg, f=factory, p=path: f.reads(cfg, p))
+                if key is not None:
+                    findings.add((*reader.component.path, *key.split(".")),
+                                 f"matches {path}, which {_q(writer.component.id)} writes in pipeline {pipeline}: "
+                                 "every line would be read back and written again, for ever; add it to exclude")
+                    break
 
 
 def _listeners(findings: Findings, components: list[Declared]) -> list[Listener]:

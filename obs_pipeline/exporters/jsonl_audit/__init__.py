@@ -27,14 +27,17 @@ A record the mapping cannot handle never costs its batch: it gets a minimal line
 from __future__ import annotations
 
 import asyncio
+import re
 import traceback
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.logs.v1.logs_pb2 import LogsData
 
+from obs_pipeline.audit.files import COMPRESSED_SUFFIX, rotated_name
 from obs_pipeline.audit.hook import NO_HOOK, LineHook
 from obs_pipeline.batch import Batch
 from obs_pipeline.components import Exporter, ExporterFactory, Host, PartialSuccess, Settings
@@ -47,7 +50,7 @@ from obs_pipeline.exporters.jsonl_audit.sink import AuditSink, check_file_option
 from obs_pipeline.exporters.jsonl_audit.spans import SpanEncoder
 from obs_pipeline.signals import Signal
 
-__all__ = ["FACTORY", "TYPE", "Config", "JsonlAuditExporter", "check", "parse"]
+__all__ = ["FACTORY", "TYPE", "Config", "JsonlAuditExporter", "check", "parse", "writes"]
 
 TYPE = "jsonl_audit"
 DEFAULT_FSYNC = Fsync.NEVER
@@ -178,6 +181,13 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def writes(cfg: Config) -> list[str]:
+    """The live file and a rotated one (compressed too), a placeholder standing for any value (the loop check)."""
+    live = Path(re.sub(r"\{[^{}]*\}", "value", cfg.path)).expanduser().absolute()
+    rotated = rotated_name(live, datetime.now(UTC))
+    return [str(live), str(rotated), f"{rotated}{COMPRESSED_SUFFIX}"]
+
+
 FACTORY = ExporterFactory[Config](
     type=TYPE,
     signals=frozenset({Signal.TRACES, Signal.LOGS}),
@@ -186,4 +196,5 @@ FACTORY = ExporterFactory[Config](
     parse=parse,
     create=JsonlAuditExporter,
     check=check,
+    writes=writes,
 )

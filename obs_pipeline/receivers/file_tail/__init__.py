@@ -9,6 +9,8 @@ Layout, one job per module: :mod:`.config` (settings, the preset or mapping in u
 
 from __future__ import annotations
 
+import fnmatch
+import os
 from collections.abc import Mapping
 
 from obs_pipeline.components import Consumer, Produces, ReceiverFactory, ReceiverTraits, Settings
@@ -49,6 +51,16 @@ def _produces(cfg: Config) -> Produces:
     return Produces(frozenset(Signal))
 
 
+def reads(cfg: Config, path: str) -> str | None:
+    """The ``include`` entry that makes this receiver read ``path`` (absolute), unless ``exclude`` drops it."""
+    if any(fnmatch.fnmatchcase(path, os.path.expanduser(x)) for x in cfg.exclude):  # noqa: PTH111 - globs
+        return None
+    for index, pattern in enumerate(cfg.include):
+        if fnmatch.fnmatchcase(path, os.path.abspath(os.path.expanduser(pattern))):  # noqa: PTH100, PTH111 - globs
+            return f"include.{index}"
+    return None
+
+
 FACTORY = ReceiverFactory[Config](
     type=TYPE,
     signals=frozenset(Signal),
@@ -58,6 +70,7 @@ FACTORY = ReceiverFactory[Config](
     create=create,
     check=check,
     traits=ReceiverTraits(produces=_produces),
+    reads=reads,
 )
 
-__all__ = ["FACTORY", "TYPE", "Config", "FileTailReceiver", "check", "create", "parse"]
+__all__ = ["FACTORY", "TYPE", "Config", "FileTailReceiver", "check", "create", "parse", "reads"]

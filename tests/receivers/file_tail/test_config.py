@@ -33,7 +33,7 @@ def _validate(tmp_path: Path, receiver: dict) -> tuple[ExitCode, str]:
 class TestValidate:
     def test_a_preset_config_is_valid(self, tmp_path: Path):
         """include + preset is all a known framework needs."""
-        code, out = _validate(tmp_path, {"include": [str(tmp_path / "*.jsonl")], "preset": "action_trace"})
+        code, out = _validate(tmp_path, {"include": [str(tmp_path / "traces" / "*.jsonl")], "preset": "action_trace"})
         assert code == ExitCode.OK, out
 
     @pytest.mark.parametrize(("receiver", "words"), [
