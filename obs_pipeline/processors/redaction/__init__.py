@@ -11,6 +11,10 @@ policy, metrics and bytes the framing cannot follow take the whole-message path 
 changed in place and its stale bytes dropped). A walk that finds nothing (the wide search can
 over-report) hands the batch on unchanged, bytes and all.
 
+Every value masked (or, in ``mode: detect``, found) is counted in
+``obs_pipeline_redaction_values_total`` by rule id, once per batch, in every signal: the count
+that also covers metric data points, which get no summary attributes.
+
 Rules are data (``rules.yaml``); user rules, blocked and allowed keys, allowed values and
 disabled rule ids come from the config and are checked at config time (:mod:`.config`).
 """
@@ -45,9 +49,10 @@ class Redactor:
 
     Args:
         cfg: the parsed config.
+        settings: where the values found are counted (None: counted nowhere, for tests of the rules).
     """
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, settings: ProcessorSettings | None = None) -> None:
         self.cfg = cfg
         self.scanner = Scanner(
             cfg.rules, disable=cfg.disable, blocked_keys=cfg.blocked_keys, allowed_keys=cfg.allowed_keys,
@@ -57,9 +62,28 @@ class Redactor:
         self.scrubber = Scrubber(self.scanner, redact=cfg.mode is Mode.REDACT, hash_key=hash_key,
                                  max_value_size=cfg.max_value_size, max_depth=cfg.max_depth)
         self.walker = Walker(self.scrubber, ContentPolicy(cfg.content, cfg.max_content_chars))
+        self._values: Any = None
+        self._labels: dict[str, str] = {}
+        self._children: dict[str, Any] = {}
+        if settings is not None:
+            mode = "masked" if cfg.mode is Mode.REDACT else "detected"
+            self._values = settings.metrics.redaction_values.labels
+            self._labels = {"processor": str(settings.id), "pipeline": settings.pipeline, "mode": mode}
 
     def __call__(self, batch: Batch) -> Batch:
         """Redact ``batch``: the same batch when nothing changed (wire bytes kept), else a redacted one."""
+        tally = self.walker.tally
+        tally.clear()
+        out = self._redact(batch)
+        if tally and self._values is not None:
+            for rule, count in tally.items():
+                child = self._children.get(rule)
+                if child is None:
+                    child = self._children[rule] = self._values(**self._labels, rule=rule)
+                child.inc(count)
+        return out
+
+    def _redact(self, batch: Batch) -> Batch:
         wire = self._wire(batch)
         regions = self.scanner.wire_regions(wire) if wire is not None else None
         limit = self.cfg.max_value_size
@@ -133,6 +157,7 @@ class Redactor:
             try:
                 record = _ITEM_CLASS[batch.signal].FromString(wire[start:end])
             except DecodeError:  # e.g. nested deeper than protobuf parses: the message path copes
+                self.walker.tally.clear()  # it walks the items counted so far again
                 return self._walk(batch, only)
             if self.walker.item(batch.signal, record, parts):
                 replaced[item] = record.SerializeToString()
@@ -148,7 +173,7 @@ _ITEM_CLASS: dict[Signal, Any] = {Signal.TRACES: Span, Signal.LOGS: LogRecord}
 
 def _create(settings: ProcessorSettings, cfg: Config, next_consumer: Consumer) -> FunctionProcessor:
     # It never drops anything: the one reason it counts under is the helper's own processing_error.
-    return FunctionProcessor(settings, next_consumer, Redactor(cfg), drop_reason="processing_error")
+    return FunctionProcessor(settings, next_consumer, Redactor(cfg, settings), drop_reason="processing_error")
 
 
 FACTORY = ProcessorFactory[Config](

@@ -14,6 +14,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator
 
+from obs_pipeline.wire import len_tag, varint
+
 __all__ = ["FramingError", "Hits", "Item", "items", "items_hit", "splice"]
 
 #: (resource index, scope index, item index) of one span or log record.
@@ -131,15 +133,6 @@ def _parts_hit(data: bytes, start: int, end: int, regions: list[tuple[int, int]]
     return parts
 
 
-def _varint_bytes(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 # The field that holds the children at each level: request -> resource (1) -> scope (2) -> item (2).
 _CHILD_FIELD = (1, 2, 2)
 
@@ -171,7 +164,7 @@ def _rebuild(data: bytes, start: int, end: int, depth: int, path: tuple[int, ...
             new = _rebuild(data, value_start, value_end, depth + 1, key, replaced=replaced)
         if new is None:
             continue
-        pieces += [data[cursor:tag_start], bytes(((wanted << 3) | 2,)), _varint_bytes(len(new)), new]
+        pieces += [data[cursor:tag_start], len_tag(wanted), varint(len(new)), new]
         cursor = value_end
     if not pieces:
         return None

@@ -11,11 +11,16 @@ masked), ``redaction.masked.rules`` (the rule of each, so as many entries as the
 ``redaction.masked.keys`` (where each was, never what): ``redaction.detected.*`` in detect mode.
 What is found in a resource or scope is counted once, on the first record under it. Metric data
 points get no summary attributes: a new attribute would make a new time series.
+
+Every value found, in every signal, is also added to :attr:`Walker.tally` (by rule id), which the
+processor turns into ``obs_pipeline_redaction_values_total`` once per batch: the one count that
+also covers metrics, values found in a resource with no record under it, and detect mode.
 """
 
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from typing import Any
 
 from obs_pipeline.processors.redaction.content import CONTENT_EVENTS as _CONTENT_EVENTS
@@ -63,6 +68,8 @@ class Walker:
         self._scrubber = scrubber
         self._content = content
         self._summary = MASKED if scrubber.redact else DETECTED
+        #: Rule id -> values found since the caller last cleared it (the caller clears it per batch).
+        self.tally: Counter[str] = Counter()
 
     def walk(self, signal: Signal, message: Any, only: Hits | None = None) -> bool:
         """Redact ``message`` (an Export*ServiceRequest of ``signal``); whether anything changed.
@@ -114,6 +121,7 @@ class Walker:
                     if parts is not SKIP:
                         changed |= self._span(span, found, parts)
                     changed |= self._summarize(span.attributes, found)
+            self._count(pending)  # found in a resource with no span under it: no summary, still counted
         return changed
 
     def _span(self, span: Any, found: Found, parts: Parts | None) -> bool:
@@ -160,6 +168,7 @@ class Walker:
                     if parts is not SKIP:
                         changed |= self._record(record, found, parts)
                     changed |= self._summarize(record.attributes, found)
+            self._count(pending)
         return changed
 
     def _record(self, record: Any, found: Found, parts: Parts | None) -> bool:
@@ -181,7 +190,7 @@ class Walker:
         changed = False
         scrub = self._scrubber
         for rm in message.resource_metrics:
-            found: Found = []  # counted nowhere: see the module docstring
+            found: Found = []  # no summary attributes (see the module docstring): only the tally
             changed |= scrub.attributes(rm.resource.attributes, "resource.attributes.", found)
             for sm in rm.scope_metrics:
                 changed |= scrub.attributes(sm.scope.attributes, "scope.attributes.", found)
@@ -194,6 +203,7 @@ class Walker:
                         for j, exemplar in enumerate(getattr(point, "exemplars", ())):
                             changed |= scrub.attributes(exemplar.filtered_attributes,
                                                     f"data_points[{i}].exemplars[{j}].filtered_attributes.", found)
+            self._count(found)
         return changed
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -213,10 +223,16 @@ class Walker:
         setattr(holder, name, new)
         return True
 
+    def _count(self, found: Found) -> None:
+        tally = self.tally
+        for rule, _location in found:
+            tally[rule] += 1
+
     def _summarize(self, attrs: Any, found: Found) -> bool:
         """Add ``found`` to the record's summary attributes (adding to any an earlier stage set)."""
         if not found:
             return False
+        self._count(found)
         prefix = self._summary
         existing = {kv.key: kv for kv in attrs if kv.key.startswith(prefix)}
         count = existing.get(f"{prefix}.count")
