@@ -17,7 +17,8 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from obs_pipeline.genai.attributes import str_fallback
+from obs_pipeline import wire
+from obs_pipeline.genai.attributes import number, str_fallback
 from obs_pipeline.processors.budget.config import NANO, Budget
 from obs_pipeline.processors.budget.scope import COST_AMOUNT, COST_UNPRICED, RESERVATION_ID, ScopeReader
 from obs_pipeline.processors.budget.store import EXCEEDED_BIT, Charge, Outcome, events_bits
@@ -69,20 +70,6 @@ class Mark:
     rank: tuple[int, int, float] = field(default=(0, 0, 0.0))
 
 
-def _amount(value: AnyValue) -> float | None:
-    kind = value.WhichOneof("value")
-    if kind == "double_value":
-        return value.double_value
-    if kind == "int_value":
-        return float(value.int_value)
-    if kind == "string_value":
-        try:
-            return float(value.string_value)
-        except ValueError:
-            return None
-    return None
-
-
 def _true(value: AnyValue) -> bool:
     kind = value.WhichOneof("value")
     return (kind == "bool_value" and value.bool_value) or (kind == "string_value" and value.string_value == "true")
@@ -130,7 +117,7 @@ def read_spans(message: Any, reader: ScopeReader, scope_of: Sequence[int]) -> Ba
                     if entry.__class__ is not int:
                         hits.append((entry, kv.value))
                     elif entry == _AMOUNT:
-                        amount = _amount(kv.value)
+                        amount = number(kv.value)  # any number: a bad one is counted below
                     elif entry == _UNPRICED:
                         unpriced = _true(kv.value)
                     elif entry == _RESERVATION:
@@ -253,37 +240,17 @@ def annotate(span: Any, mark: Mark, *, state_attributes: bool, event_attributes:
     span.MergeFromString(b"".join(parts))
 
 
-# --- the attribute encoder: Span.attributes is field 9; KeyValue is {1: key, 2: AnyValue}; AnyValue
-# has string_value (1) and double_value (4, fixed64). -----------------------------------------------
+# --- the attribute encoder (obs_pipeline.wire): span attributes as bytes, merged in one call -------
 _pack = struct.Struct("<d").pack
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _text_kv(key: str, text: str) -> bytes:
-    return _field(9, _field(1, key.encode()) + _field(2, _field(1, text.encode("utf-8", "replace"))))
+    return wire.attribute(key, wire.any_string(text))
 
 
-def _double_prefix(key: str) -> bytes:
-    """The serialized attribute ``key`` = a double, without its 8 value bytes."""
-    body = _field(1, key.encode()) + b"\x12\x09\x21"  # value: AnyValue of 9 bytes, double_value tag
-    return _varint(9 << 3 | 2) + _varint(len(body) + 8) + body
-
-
-_SPEND = _double_prefix("budget.spend")
-_LIMIT = _double_prefix("budget.limit")
-_THRESHOLD = _double_prefix("budget.threshold")
+_SPEND = wire.double_attribute_prefix("budget.spend")
+_LIMIT = wire.double_attribute_prefix("budget.limit")
+_THRESHOLD = wire.double_attribute_prefix("budget.threshold")
 
 
 @functools.lru_cache(maxsize=1024)

@@ -27,6 +27,8 @@ __all__ = ["ANNOTATE", "AUDIT", "WEBHOOK", "Budget", "Config", "WebhookConfig", 
 ANNOTATE = "annotate"
 AUDIT = "audit"
 WEBHOOK = "webhook"
+SQLITE = "sqlite"
+REDIS = "redis"
 FAIL_OPEN = "fail_open"
 FAIL_CLOSED = "fail_closed"
 #: Nano-dollars per dollar: spend is kept as an integer number of them, so sums are exact.
@@ -69,7 +71,11 @@ class Config:
     """See ``schemas/processors/budget.schema.json`` for each option."""
 
     budgets: tuple[Budget, ...] = ()
-    state: str = "sqlite"
+    #: The store's kind, ``sqlite`` or ``redis``; the URL of a Redis store is :attr:`redis_url`.
+    state: str = SQLITE
+    #: ``state: redis://[:password@]host:port/db``: a :class:`Secret` (it may hold a password),
+    #: revealed only where the client is made.
+    redis_url: Secret | None = None
     key_prefix: str = "obs_pipeline:budget:"
     endpoint: str | None = "127.0.0.1:8890"
     bearer_token: Secret | None = None
@@ -86,7 +92,8 @@ class Config:
         No endpoint, no webhook, and local state (under the test case's own ``data_dir``) in place
         of a shared Redis, so a test run never holds a running pipeline's port nor charges its budgets.
         """
-        return dataclasses.replace(self, endpoint=None, webhook=None, actions=self.actions - {WEBHOOK}, state="sqlite")
+        return dataclasses.replace(self, endpoint=None, webhook=None, actions=self.actions - {WEBHOOK}, state=SQLITE,
+                                   redis_url=None)
 
     @property
     def fail_closed(self) -> bool:
@@ -96,7 +103,7 @@ class Config:
     @property
     def uses_redis(self) -> bool:
         """Whether the state is in Redis."""
-        return self.state != "sqlite"
+        return self.redis_url is not None
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Config:
@@ -113,8 +120,12 @@ class Config:
             max_elapsed_time=parse_duration(hook["max_elapsed_time"]), queue_size=hook["queue_size"],
         )
         auth = raw["auth"]
+        state = raw["state"]  # marked x-secret in the schema, so a Secret even when it is "sqlite"
+        url = state if isinstance(state, Secret) else Secret(state)
+        redis_url = None if url.reveal() == SQLITE else url
         return cls(
-            budgets=budgets, state=raw["state"], key_prefix=raw["key_prefix"], endpoint=raw["endpoint"],
+            budgets=budgets, state=SQLITE if redis_url is None else REDIS, redis_url=redis_url,
+            key_prefix=raw["key_prefix"], endpoint=raw["endpoint"],
             bearer_token=None if auth is None else auth["bearer_token"], actions=frozenset(raw["actions"]),
             webhook=webhook, unpriced=raw["unpriced"], reservation_ttl=parse_duration(raw["reservation_ttl"]),
             max_reservations_per_scope=raw["max_reservations_per_scope"], session_ttl=session_ttl,
@@ -152,14 +163,16 @@ def _edits(a: str, b: str) -> int:
     return previous[-1]
 
 
-def _state_problem(state: str) -> str | None:
-    if state == "sqlite":
+def _state_problem(secret: Secret | None) -> str | None:
+    """What is wrong with the Redis URL, in words that never quote it (it may hold a password)."""
+    if secret is None:
         return None
+    state = secret.reveal()
     try:
         parts = urlsplit(state)
         port = parts.port
-    except ValueError as exc:
-        return f"is not a Redis URL ({exc}); use redis://host:port/db"
+    except ValueError:  # (its message would quote part of the URL)
+        return "is not a Redis URL (its port is not a number, or its host is malformed); use redis://host:port/db"
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         return "is not a Redis URL: use redis://host:port/db"
     del port  # None is Redis's 6379; a bad one raised above
@@ -183,7 +196,7 @@ def check(cfg: Config) -> list[Problem]:
             problems.append(Problem(f"budgets[{i}].scope", reason))
         if budget.window.kind == ROLLING and budget.window.seconds <= 0:
             problems.append(Problem(f"budgets[{i}].window", "a rolling window must be longer than 0s"))
-    if (reason := _state_problem(cfg.state)) is not None:
+    if (reason := _state_problem(cfg.redis_url)) is not None:
         problems.append(Problem("state", reason))  # the URL may hold a password: never quote it
     if WEBHOOK in cfg.actions and cfg.webhook is None:
         problems.append(Problem("actions", "webhook is listed but there is no webhook: {url: ...} block"))

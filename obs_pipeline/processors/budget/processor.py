@@ -25,12 +25,13 @@ from urllib.parse import quote
 from obs_pipeline.batch import Batch
 from obs_pipeline.components import Consumer, Host, Processor, ProcessorSettings, State
 from obs_pipeline.errors import ProcessingError, RefusedError, describe_exception
+from obs_pipeline.genai import COST_PREFIX
 from obs_pipeline.processors._helper import ProcessorCounters
 from obs_pipeline.processors.budget import charging
 from obs_pipeline.processors.budget.config import ANNOTATE, AUDIT, NANO, WEBHOOK, Config
 from obs_pipeline.processors.budget.decisions import Decisions, Reservations
 from obs_pipeline.processors.budget.endpoint import DecisionServer
-from obs_pipeline.processors.budget.scope import ScopeReader
+from obs_pipeline.processors.budget.scope import RESERVATION_ID, ScopeReader
 from obs_pipeline.processors.budget.store import SqliteStore, Store
 from obs_pipeline.processors.budget.webhook import WebhookSender, payload
 
@@ -38,7 +39,7 @@ __all__ = ["GAUGE_EVERY", "STATE_FILE", "BudgetProcessor", "make_store", "state_
 
 STATE_FILE = "budget.sqlite3"
 GAUGE_EVERY = 15.0
-_MARKERS = (b"gen_ai.usage.cost.", b"budget.reservation.id")
+_MARKERS = (COST_PREFIX.encode(), RESERVATION_ID.encode())
 WEBHOOK_DRAIN = 2.0  # seconds the shutdown waits for queued webhook events
 
 
@@ -58,10 +59,10 @@ def state_path(data_dir: Path, component_id: str) -> Path:
 
 def make_store(cfg: Config, data_dir: Path, component_id: str, log: Any) -> Store:
     """The configured state store (not opened)."""
-    if cfg.uses_redis:
+    if cfg.redis_url is not None:
         from obs_pipeline.processors.budget.redis_store import RedisStore  # noqa: PLC0415 - only Redis users load redis
 
-        return RedisStore(cfg.state, cfg.key_prefix, component_id, log)
+        return RedisStore(cfg.redis_url, cfg.key_prefix, component_id, log)
     return SqliteStore(state_path(data_dir, component_id))
 
 

@@ -32,6 +32,7 @@ from redis import exceptions as redis_errors
 from obs_pipeline.errors import StartupError, describe_exception
 from obs_pipeline.processors.budget.store import Charge, Outcome, Reading, SqliteStore, Store
 from obs_pipeline.processors.budget.windows import ROLLING, Slot
+from obs_pipeline.secret import Secret
 
 __all__ = ["UNAVAILABLE", "RedisStore", "where"]
 
@@ -101,7 +102,7 @@ class RedisStore(Store):
     """The shared store (see the module docstring).
 
     Args:
-        url: ``redis://[:password@]host:port/db`` (or ``rediss://``).
+        url: ``redis://[:password@]host:port/db`` (or ``rediss://``), revealed only to make the client.
         prefix: the key prefix.
         owner: the component id, for messages.
         log: the component's logger.
@@ -109,8 +110,10 @@ class RedisStore(Store):
 
     kind = "redis"
 
-    def __init__(self, url: str, prefix: str, owner: str, log: Any) -> None:
-        self.url = url
+    def __init__(self, url: Secret, prefix: str, owner: str, log: Any) -> None:
+        self._url = url
+        #: ``host:port/db``: what messages name, never the password.
+        self.where = where(url.reveal())
         self.prefix = prefix
         self.owner = owner
         self.log = log
@@ -143,13 +146,13 @@ class RedisStore(Store):
         Raises:
             StartupError: Redis does not answer (the message names host, port and db, not the password).
         """
-        self.client = aioredis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=2.0)
+        self.client = aioredis.Redis.from_url(self._url.reveal(), socket_timeout=1.0, socket_connect_timeout=2.0)
         self._script = self.client.register_script(_SCRIPT)
         try:
             await self.client.ping()
         except (*UNAVAILABLE, redis_errors.RedisError) as exc:
             await self.close()
-            raise StartupError(f"{self.owner}: cannot reach the Redis state store at {where(self.url)}: "
+            raise StartupError(f"{self.owner}: cannot reach the Redis state store at {self.where}: "
                                f"{type(exc).__name__}; start Redis or set state: sqlite") from exc
 
     def key(self, budget: str, scope_value: str, window: str) -> str:
@@ -197,7 +200,7 @@ class RedisStore(Store):
             return
         self.outages += 1
         self.log.warning("the Redis state store at %s is unreachable (%s): counting locally until it is back",
-                         where(self.url), type(exc).__name__)
+                         self.where, type(exc).__name__)
         self._local = SqliteStore(":memory:")
         self._seeded.clear()
         if self._reconnect is None or self._reconnect.done():
@@ -248,7 +251,7 @@ class RedisStore(Store):
                 self.log.error("reconciling with Redis failed (%s); retrying", describe_exception(exc))
                 continue
             self.log.info("the Redis state store at %s is back: added %d charges made meanwhile",
-                          where(self.url), len(pending))
+                          self.where, len(pending))
             if local is not None:
                 await local.close()
 

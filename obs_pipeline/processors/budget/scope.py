@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from obs_pipeline import genai
+from obs_pipeline.genai import COST_AMOUNT, COST_UNPRICED
 from obs_pipeline.genai.attributes import str_fallback
 
 __all__ = [
@@ -28,9 +29,8 @@ __all__ = [
     "names_of",
 ]
 
-#: Attributes the cost processor writes and this one reads.
-COST_AMOUNT = "gen_ai.usage.cost.amount"
-COST_UNPRICED = "gen_ai.usage.cost.unpriced"
+# The attributes the cost processor writes and this one reads (COST_AMOUNT, COST_UNPRICED) are
+# named in obs_pipeline.genai, imported above.
 #: Set by the agent on the span of a call it reserved budget for (``POST .../reserve``).
 RESERVATION_ID = "budget.reservation.id"
 

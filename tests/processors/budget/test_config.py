@@ -8,8 +8,11 @@ import textwrap
 import pytest
 
 from obs_pipeline.config import check_config
+from obs_pipeline.processors import budget
 from obs_pipeline.processors.budget.config import scope_problem
 from obs_pipeline.processors.budget.windows import parse_window
+from obs_pipeline.secret import Secret
+from obs_pipeline.testing import parse_config
 
 
 def problems(tmp_path, processor: str, environ: dict | None = None) -> list[str]:
@@ -61,7 +64,7 @@ class TestValidate:
         assert hint in found[0]
 
     @pytest.mark.parametrize("url", ["redis://:pw@/0", "redis://host:port/0", "redis://h:6379/zero",
-                                     "memcached://h:1", "redis://h:6379/0?x=1"])
+                                     "memcached://h:1", "redis://h:6379/0?x=1", "reddis://:pw@h:1/0"])
     def test_an_invalid_redis_url_is_an_error_that_never_shows_it(self, tmp_path, url):
         found = problems(tmp_path, f"""\
             budgets: [{{id: b, scope: session, limit_usd: 1}}]
@@ -98,6 +101,37 @@ class TestValidate:
             """)
         assert len(found) == 1
         assert "SECRETPART" not in found[0]
+
+
+class TestRedisUrlIsASecret:
+    URL = "redis://:hunter2@127.0.0.1:6390/2"
+
+    def test_the_parsed_config_holds_the_url_as_a_secret(self):
+        """Nothing that prints the config (repr, str, a log of it) shows the password."""
+        cfg = parse_config(budget.FACTORY, {"budgets": [], "state": self.URL})
+        assert (cfg.state, cfg.uses_redis) == ("redis", True)
+        assert isinstance(cfg.redis_url, Secret)
+        assert cfg.redis_url.reveal() == self.URL
+        assert "hunter2" not in repr(cfg)
+        assert "hunter2" not in str(cfg)
+
+    def test_sealing_drops_the_redis_url(self):
+        """``obs-pipeline test`` runs on local state: the sealed config holds no URL at all."""
+        sealed = parse_config(budget.FACTORY, {"budgets": [], "state": self.URL}).sealed()
+        assert (sealed.state, sealed.redis_url, sealed.uses_redis) == ("sqlite", None, False)
+
+    @pytest.mark.parametrize("url", ["reddis://:hunter2@h:1/0", "redis://h:hunter2/0", "redis://:hunter2@h:1/x"])
+    def test_no_problem_quotes_any_part_of_a_bad_url(self, tmp_path, url):
+        found = problems(tmp_path, f"""\
+            budgets: [{{id: b, scope: session, limit_usd: 1}}]
+            state: "{url}"
+            """)
+        assert len(found) == 1
+        assert "hunter2" not in found[0]
+
+    def test_sqlite_is_no_redis(self):
+        cfg = parse_config(budget.FACTORY, {"budgets": []})
+        assert (cfg.state, cfg.redis_url, cfg.uses_redis) == ("sqlite", None, False)
 
 
 class TestScopeRule:

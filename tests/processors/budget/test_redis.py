@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import signal
 import time
 from dataclasses import replace
 
 import pytest
 import redis
+import yaml
+from click.testing import CliRunner
 
+from obs_pipeline.commands import main
 from obs_pipeline.errors import StartupError
 from obs_pipeline.processors.budget.redis_store import RedisStore
 from obs_pipeline.processors.budget.store import Charge
 from obs_pipeline.processors.budget.windows import parse_window
+from obs_pipeline.secret import Secret
 from obs_pipeline.telemetry.logs import component_logger
 from tests.e2e.harness import free_port
 from tests.processors.budget.kit import Harness, batch, span
-from tests.processors.budget.redis_kit import needs_redis, redis_server
+from tests.processors.budget.redis_kit import RedisServer, needs_redis, redis_server
 
 pytestmark = needs_redis
 __all__ = ["redis_server"]  # the fixture
@@ -31,7 +37,7 @@ def body(url: str, **extra) -> dict:
 
 
 async def spend(url: str, budget: str, value: str, window: str = "session") -> int:
-    store = RedisStore(url, "obs_pipeline:budget:", "budget", component_logger("processor", "budget"))
+    store = RedisStore(Secret(url), "obs_pipeline:budget:", "budget", component_logger("processor", "budget"))
     await store.open()
     try:
         now = time.time()
@@ -156,7 +162,7 @@ class TestPausedRedis:
 
     async def test_a_charge_replayed_after_it_ran_adds_nothing(self, tmp_path, redis_server):
         """A command that timed out may still run when Redis resumes: its replay must not count twice."""
-        store = RedisStore(redis_server.url, "obs_pipeline:budget:", "budget", component_logger("processor", "budget"))
+        store = RedisStore(Secret(redis_server.url), "obs_pipeline:budget:", "budget", component_logger("processor", "budget"))
         await store.open()
         try:
             slot = parse_window("1d").slot(time.time())
@@ -166,3 +172,58 @@ class TestPausedRedis:
             assert (first[0].spend, replayed[0].spend, later[0].spend) == (5, 5, 10)
         finally:
             await store.close()
+
+
+class TestPassword:
+    """A Redis URL with a password: it reaches Redis, and no log line, error or status output shows it."""
+
+    PASSWORD = "hunter2-s3cret"
+
+    async def test_charges_outage_and_status_never_show_the_password(self, tmp_path, caplog):
+        caplog.set_level(logging.DEBUG)
+        server = RedisServer(tmp_path, password=self.PASSWORD).start()
+        try:
+            async with Harness(tmp_path / "p", body(server.url)) as h:
+                assert (await h.send(span(0.3, session__id="s")))[0]["budget.spend"] == pytest.approx(0.3)
+                server.stop()
+                await h.send(span(0.1, session__id="s"))  # counted locally, with a warning naming host:port/db
+                server.start()
+                for _ in range(100):
+                    if not h.proc.store.degraded:
+                        break
+                    await asyncio.sleep(0.05)
+                assert not h.proc.store.degraded
+            assert await spend(server.url, "cap", "s") == 100_000_000  # (the restarted Redis is empty)
+            assert f"127.0.0.1:{server.port}/0" in caplog.text
+            assert self.PASSWORD not in caplog.text
+            result = await asyncio.to_thread(_status, tmp_path, server.url)
+        finally:
+            server.stop()
+        assert result.exit_code == 0, result.output
+        assert {row["store"] for row in json.loads(result.output)["budgets"]} == {"redis"}
+        assert self.PASSWORD not in result.output
+
+    async def test_a_wrong_password_is_a_start_error_without_it(self, tmp_path):
+        server = RedisServer(tmp_path, password=self.PASSWORD).start()
+        try:
+            wrong = server.url.replace(self.PASSWORD, "not-the-" + self.PASSWORD)
+            h = Harness(tmp_path / "p", body(wrong))
+            with pytest.raises(StartupError) as caught:
+                await h.proc.start(h.host)
+        finally:
+            server.stop()
+        assert f"127.0.0.1:{server.port}/0" in str(caught.value)
+        assert self.PASSWORD not in str(caught.value)
+
+
+def _status(tmp_path, url: str):
+    """``obs-pipeline budget status --json`` on a config whose state is ``url``."""
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({
+        "receivers": {"otlp": {}},
+        "processors": {"budget": {"budgets": body(url)["budgets"], "state": url, "endpoint": None}},
+        "exporters": {"debug": {}},
+        "service": {"data_dir": str(tmp_path / "data"),
+                    "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["budget"], "exporters": ["debug"]}}},
+    }))
+    return CliRunner().invoke(main, ["budget", "status", "--config", str(path), "--json"])
