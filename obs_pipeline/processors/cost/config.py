@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from obs_pipeline import genai
 from obs_pipeline.errors import Problem
 from obs_pipeline.processors.cost.data_age import price_data
 from obs_pipeline.processors.cost.normalize import Convention
@@ -19,9 +20,9 @@ from obs_pipeline.units import parse_duration
 __all__ = ["ALIAS_KEYS", "Config", "check", "parse_age"]
 
 DAY = 86400.0
-#: ``aliases`` option -> the attribute it writes beside ``gen_ai.usage.cost.amount``.
-ALIAS_KEYS = {"operation_cost": "operation.cost", "gen_ai_usage_cost": "gen_ai.usage.cost",
-              "llm_cost_total": "llm.cost.total"}
+#: ``aliases`` option (the attribute's name with ``_`` for ``.``) -> the attribute it writes beside
+#: ``gen_ai.usage.cost.amount``.
+ALIAS_KEYS = {name.replace(".", "_"): name for name in genai.COST_ALIASES}
 _DAYS = re.compile(r"([0-9]+)d(.*)")
 
 

@@ -32,7 +32,7 @@ from obs_pipeline.processors.cost.providers import PROVIDER_IDS
 from obs_pipeline.processors.cost.usage import Tokens
 
 __all__ = [
-    "INVALID_TOKENS", "MISSING_MODEL", "NEGATIVE_UNCACHED", "OVERRIDE", "PRICES_VERSION", "SOURCE_GENAI_PRICES",
+    "INVALID_TOKENS", "LOOKUP_FAILED", "MISSING_MODEL", "NEGATIVE_UNCACHED", "OVERRIDE", "PRICES_VERSION", "SOURCE_GENAI_PRICES",
     "UNKNOWN_MODEL", "UNKNOWN_PROVIDER", "Override", "PriceBook", "Quote", "Rate",
 ]
 
@@ -46,6 +46,9 @@ UNKNOWN_PROVIDER = "unknown_provider"
 MISSING_MODEL = "missing_model"
 NEGATIVE_UNCACHED = "negative_uncached"
 INVALID_TOKENS = "invalid_tokens"
+#: The price tables raised something other than "not found" (a bug or bad data in them): that
+#: span is unpriced, the rest of its batch is priced as usual.
+LOOKUP_FAILED = "lookup_failed"
 
 #: Model references longer than this are no model names (and are never matched or cached).
 MAX_MODEL_CHARS = 256
@@ -201,6 +204,8 @@ class PriceBook:
         self._cache: dict[tuple[str | None, str, int, str | None], _Entry] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        #: The exception class of the last lookup that failed (``lookup_failed``), for the caller's log.
+        self.last_failure: str | None = None
 
     def estimate_usd(
         self, provider: str | None, model: str, input_tokens: int, output_tokens: int, when: datetime | None = None,
@@ -238,8 +243,12 @@ class PriceBook:
         key = (provider, model, day, service_tier)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._look_up(provider.lower() if provider else None, model.strip().lower(),
-                                  _EPOCH + timedelta(days=day), service_tier)
+            try:
+                entry = self._look_up(provider.lower() if provider else None, model.strip().lower(),
+                                      _EPOCH + timedelta(days=day), service_tier)
+            except Exception as exc:  # not cached: the next span asks again
+                self.last_failure = type(exc).__name__
+                return LOOKUP_FAILED
             with self._lock:
                 if len(self._cache) >= self._cache_size:
                     self._cache.clear()  # starts again: cheaper per hit than keeping an LRU order
@@ -247,13 +256,17 @@ class PriceBook:
         if isinstance(entry, str):
             return entry
         candidates, source = entry
-        if len(candidates) == 1:
-            return Quote(candidates[0][1].usd(tokens), source)
-        when = datetime.fromtimestamp(start_ns / 1e9, UTC)
-        for constraint, rate in candidates:
-            if constraint is None or constraint.active(when):
-                return Quote(rate.usd(tokens), source)
-        return Quote(candidates[-1][1].usd(tokens), source)  # pragma: no cover - the last candidate is unconditional
+        try:  # (free when nothing raises)
+            if len(candidates) == 1:
+                return Quote(candidates[0][1].usd(tokens), source)
+            when = datetime.fromtimestamp(start_ns / 1e9, UTC)
+            for constraint, rate in candidates:
+                if constraint is None or constraint.active(when):
+                    return Quote(rate.usd(tokens), source)
+            return Quote(candidates[-1][1].usd(tokens), source)  # pragma: no cover - the last candidate is unconditional
+        except Exception as exc:  # a price genai-prices gave us that cannot be applied
+            self.last_failure = type(exc).__name__
+            return LOOKUP_FAILED
 
     def _look_up(self, provider: str | None, model: str, day: date, service_tier: str | None = None) -> _Entry:
         if len(model) > MAX_MODEL_CHARS:

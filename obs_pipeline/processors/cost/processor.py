@@ -17,12 +17,19 @@ from collections import Counter
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, TracesData
 
+from obs_pipeline import wire
 from obs_pipeline.batch import Batch
 from obs_pipeline.components import ProcessorSettings
 from obs_pipeline.otlp_view import TracesView
 from obs_pipeline.processors.cost.config import Config
 from obs_pipeline.processors.cost.normalize import normalize
-from obs_pipeline.processors.cost.pricing import OVERRIDE, SOURCE_GENAI_PRICES, PriceBook, Quote
+from obs_pipeline.processors.cost.pricing import (
+    LOOKUP_FAILED,
+    OVERRIDE,
+    SOURCE_GENAI_PRICES,
+    PriceBook,
+    Quote,
+)
 from obs_pipeline.processors.cost.reading import (
     COST_AMOUNT,
     COST_CURRENCY,
@@ -69,6 +76,8 @@ class CostFunction:
         self._normalized = metrics.cost_normalized_spans.labels
         self._drift = metrics.cost_drift_spans.labels(**labels)
         self._labels = labels
+        self._log = settings.logger
+        self._failures_logged: set[str] = set()
         self._reader = SpanReader(cfg.max_tokens)
         self._out = _Attributes()
         self._skew_ns = int(cfg.max_clock_skew * _NS)
@@ -154,7 +163,12 @@ class CostFunction:
         return parts
 
     def _count(self, tally: Counter[tuple[str, str]]) -> None:
-        """Move the counters once per batch."""
+        """Move the counters once per batch (and log a new kind of lookup failure, once)."""
+        failed = tally.get(("unpriced", LOOKUP_FAILED), 0)
+        if failed and (kind := self.book.last_failure or "Exception") not in self._failures_logged:
+            self._failures_logged.add(kind)
+            self._log.warning("the price lookup failed (%s) on %d spans: marked unpriced (lookup_failed); "
+                              "further failures of this kind are only counted", kind, failed)
         for (what, reason), n in tally.items():
             if what == "priced":
                 self._priced[reason].inc(n)
@@ -173,23 +187,7 @@ def _drifts(reported: float, estimate: float, threshold: float) -> bool:
     return math.fabs(estimate - reported) / reported > threshold
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
-
-
-def _attribute(key: str, any_value: bytes) -> bytes:
-    """A span's attributes field (number 9) holding ``KeyValue(key, any_value)``, serialized."""
-    name = key.encode()
-    kv = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(any_value)) + any_value
-    return b"\x4a" + _varint(len(kv)) + kv
+_pack_double = struct.Struct("<d").pack
 
 
 class _Attributes:
@@ -207,17 +205,13 @@ class _Attributes:
         """``key`` = a double ``value``."""
         prefix = self._doubles.get(key)
         if prefix is None:
-            prefix = self._doubles[key] = _attribute(key, b"\x21" + bytes(8))[:-8]
-        return prefix + struct.pack("<d", value)
+            prefix = self._doubles[key] = wire.double_attribute_prefix(key)
+        return prefix + _pack_double(value)
 
     def constant(self, key: str, value: str | bool) -> bytes:
         """``key`` = a string or boolean ``value`` (cached: call it with few distinct values)."""
         found = self._constants.get((key, value))
         if found is None:
-            if isinstance(value, bool):
-                any_value = b"\x10" + (b"\x01" if value else b"\x00")
-            else:
-                text = value.encode()
-                any_value = b"\x0a" + _varint(len(text)) + text
-            found = self._constants[key, value] = _attribute(key, any_value)
+            any_value = wire.any_bool(value) if isinstance(value, bool) else wire.any_string(value)
+            found = self._constants[key, value] = wire.attribute(key, any_value)
         return found

@@ -16,23 +16,27 @@ from typing import Final
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from obs_pipeline import genai
+from obs_pipeline.genai import (
+    COST_ALIASES,
+    COST_AMOUNT,
+    COST_CURRENCY,
+    COST_SOURCE,
+    COST_UNPRICED,
+    COST_UNPRICED_REASON,
+)
+from obs_pipeline.genai.attributes import cost_amount
 
 __all__ = [
     "COST_AMOUNT", "COST_CURRENCY", "COST_SOURCE", "COST_UNPRICED", "COST_UNPRICED_REASON", "DRIFT", "ESTIMATE",
     "INFERENCE_KINDS", "INFERENCE_OPERATIONS", "INVALID", "REPORTED_COST_ALIASES", "SpanFacts", "SpanReader", "count",
 ]
 
-# The cost attributes (semantic-conventions-genai PR 443) and ours.
-COST_AMOUNT = "gen_ai.usage.cost.amount"
-COST_CURRENCY = "gen_ai.usage.cost.currency"
-COST_SOURCE = "gen_ai.usage.cost.source"
-COST_UNPRICED = "gen_ai.usage.cost.unpriced"
-COST_UNPRICED_REASON = "gen_ai.usage.cost.unpriced_reason"
+# The cost attributes (semantic-conventions-genai PR 443) are named in obs_pipeline.genai; these are ours.
 ESTIMATE = "obs_pipeline.cost.estimate_usd"
 DRIFT = "obs_pipeline.cost.drift"
-#: Costs backends read (Langfuse/OpenLIT, OpenInference/Phoenix, Logfire): a span carrying one
-#: already has a cost from its instrumentation, kept as the ``provider`` cost.
-REPORTED_COST_ALIASES = ("gen_ai.usage.cost", "llm.cost.total", "operation.cost")
+#: Costs backends read: a span carrying one already has a cost from its instrumentation, kept as
+#: the ``provider`` cost.
+REPORTED_COST_ALIASES = COST_ALIASES
 
 #: ``gen_ai.operation.name`` values of inference calls: the only spans priced (agent and workflow
 #: spans may repeat their children's usage).
@@ -107,24 +111,6 @@ def count(value: AnyValue, max_tokens: int) -> Count:
     return int(number)
 
 
-def _amount(value: AnyValue) -> float | None:
-    """A reported cost: a finite, non-negative number (a numeric string counts), else None."""
-    kind = value.WhichOneof("value")
-    number: float
-    if kind == "double_value":
-        number = value.double_value
-    elif kind == "int_value":
-        number = value.int_value
-    elif kind == "string_value":
-        try:
-            number = float(value.string_value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return float(number) if math.isfinite(number) and number >= 0 else None
-
-
 @dataclass(slots=True)
 class SpanFacts:
     """What one inference span says about its cost (None: not reported)."""
@@ -190,7 +176,7 @@ class SpanReader:
         if fld in _TOKEN_NAMES:
             value = count(kv.value, self.max_tokens)
         elif fld in (_AMOUNT, _ALT_COST, _ESTIMATE):
-            value = _amount(kv.value)
+            value = cost_amount(kv.value)
         elif fld == _UNPRICED:
             value = kv.value.bool_value
         else:
