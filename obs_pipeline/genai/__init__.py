@@ -98,6 +98,18 @@ EVENT_NAME = "event.name"  # log attribute used before LogRecord.event_name exis
 OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
 TRACELOOP_SPAN_KIND = "traceloop.span.kind"
 
+# Cost (semantic-conventions-genai PR 443): written by the cost processor; read by budget,
+# sampling's cost sums, the audit exporter. Defined here only, so a rename reaches all of them.
+COST_PREFIX = "gen_ai.usage.cost."
+COST_AMOUNT = "gen_ai.usage.cost.amount"  # a double
+COST_CURRENCY = "gen_ai.usage.cost.currency"  # ISO 4217, USD for ours
+COST_SOURCE = "gen_ai.usage.cost.source"  # genai-prices@<version>, override, provider
+COST_UNPRICED = "gen_ai.usage.cost.unpriced"  # true: no price could be found (never priced at $0)
+COST_UNPRICED_REASON = "gen_ai.usage.cost.unpriced_reason"
+#: Costs backends read (Langfuse/OpenLIT, OpenInference/Phoenix, Logfire): a span carrying one
+#: already has a cost from its instrumentation; the cost processor can also write them.
+COST_ALIASES = ("gen_ai.usage.cost", "llm.cost.total", "operation.cost")
+
 # --- Aliases: alias attribute name -> canonical name (genai.md §1.6) ------------------------------
 
 PROVIDER_ALIASES = ("gen_ai.system", "llm.provider", "llm.system")

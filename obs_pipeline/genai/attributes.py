@@ -29,7 +29,7 @@ __all__ = [
     "FINISH_REASONS", "GUARDRAIL", "IN", "INT64_MAX", "INT64_MIN", "INT_SLOTS", "N_INT", "N_WANTED", "OI_KIND",
     "OPERATION", "OUT", "PROVIDER", "REASONING", "REQUEST_MODEL", "RESPONSE_MODEL", "SESSION", "SLOTS", "TASK",
     "TL_KIND", "TOOL", "TOTAL", "USER", "WANTED", "ResourceContext", "Value", "any_value_to_json", "category",
-    "decision_result", "int_fallback", "normalize", "read_value", "read_wanted", "resource_context",
+    "cost_amount", "decision_result", "int_fallback", "normalize", "number", "read_value", "read_wanted", "resource_context",
     "resource_context_of", "str_fallback", "tokens",
 ]
 
@@ -158,6 +158,32 @@ def int_fallback(value: AnyValue) -> int | None:
         return None
     count = int(number)
     return count if INT64_MIN <= count <= INT64_MAX else None
+
+
+def number(value: AnyValue) -> float | None:
+    """The number a value holds: a double, an int, or a numeric string (some SDKs send costs as text).
+
+    None for anything else (absent, a boolean, bytes, an array, a map, text that is no number). No
+    range check: NaN, infinities and negatives come back as they are, for the caller to judge
+    (budgets count them as bad amounts; :func:`cost_amount` treats them as absent).
+    """
+    kind = value.WhichOneof("value")
+    if kind == "double_value":
+        return value.double_value
+    if kind == "int_value":
+        return float(value.int_value)
+    if kind == "string_value":
+        try:
+            return float(value.string_value)
+        except ValueError:
+            return None
+    return None
+
+
+def cost_amount(value: AnyValue) -> float | None:
+    """A cost (``gen_ai.usage.cost.amount`` or an alias): a finite, non-negative :func:`number`, else None."""
+    amount = number(value)
+    return amount if amount is not None and 0.0 <= amount < math.inf else None
 
 
 def normalize(slot: int, value: str | None) -> str | None:

@@ -157,7 +157,7 @@ class SelfMetrics:
         self.cost_unpriced_spans = Counter(
             "obs_pipeline_cost_unpriced_spans",
             "Inference spans a cost processor marked gen_ai.usage.cost.unpriced, by reason (unknown_model, "
-            "unknown_provider, missing_model, no_usage, invalid_tokens, negative_uncached).",
+            "unknown_provider, missing_model, no_usage, invalid_tokens, negative_uncached, lookup_failed).",
             ["processor", "pipeline", "reason"], registry=r,
         )
         self.cost_drift_spans = Counter(
@@ -170,6 +170,12 @@ class SelfMetrics:
             "Inference spans whose counts or time a cost processor read in another convention, by reason "
             "(input_excludes_cache, output_excludes_reasoning, future_start_time).",
             ["processor", "pipeline", "reason"], registry=r,
+        )
+        self.redaction_values = Counter(
+            "obs_pipeline_redaction_values",
+            "Values a redaction processor masked (mode masked) or, in detect mode, found (mode detected), in every "
+            "signal, by rule id (unscanned, sensitive-key and blocked-key included).",
+            ["processor", "pipeline", "rule", "mode"], registry=r,
         )
         self.budget_events = Counter(
             "obs_pipeline_budget_events",

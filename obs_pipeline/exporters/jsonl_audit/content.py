@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from obs_pipeline import genai
+from obs_pipeline.wire import varint
 
 __all__ = [
     "CONTENT_NAMES", "DEFAULT_MAX_DETAIL_CHARS", "SUMMARY_CHARS", "Content", "ContentPolicy", "SpanContent",
@@ -223,15 +224,6 @@ class SpanContent:
                               else {"text": text[:limit], "truncated": True, "original_length": len(text)})
 
 
-def _varint_bytes(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _header(rest: int) -> bytes:
     """The bytes between a ``KeyValue``'s key and its string when ``rest`` bytes follow the key.
 
@@ -239,8 +231,8 @@ def _header(rest: int) -> bytes:
     once per length and remembered (:data:`_HEADERS`). ``b""`` when no string fits ``rest``.
     """
     for text in range(max(0, rest - 22), rest):
-        inner = b"\x0a" + _varint_bytes(text)
-        outer = b"\x12" + _varint_bytes(len(inner) + text)
+        inner = b"\x0a" + varint(text)
+        outer = b"\x12" + varint(len(inner) + text)
         if len(outer) + len(inner) + text == rest:
             return outer + inner
     return b""

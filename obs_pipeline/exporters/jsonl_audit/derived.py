@@ -26,14 +26,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from obs_pipeline.audit import line as audit
 from obs_pipeline.exporters.jsonl_audit.content import CONTENT_NAMES, Content, ContentPolicy, content_detail
+from obs_pipeline.genai import COST_AMOUNT, COST_UNPRICED  # (re-exported: the cost processor writes them)
 
 __all__ = [
     "BUDGET_EVENT", "COST_AMOUNT", "COST_UNPRICED", "EVENT_BUDGET_EXCEEDED", "EVENT_BUDGET_WARNING",
     "EVENT_SECRET_REDACTED", "cost_of", "derive", "derive_from", "key_names",
 ]
 
-COST_AMOUNT: Final = "gen_ai.usage.cost.amount"  # USD, a double (the cost processor)
-COST_UNPRICED: Final = "gen_ai.usage.cost.unpriced"  # true: the model or provider has no price
 BUDGET_EVENT: Final = "budget.event"  # exceeded | warning (the budget processor, once per crossing)
 _BUDGET_FIELDS: Final = (("budget.id", "budget_id"), ("budget.scope", "scope"), ("budget.scope_value", "scope_value"),
                          ("budget.window", "window"), ("budget.spend", "spend"), ("budget.limit", "limit"),

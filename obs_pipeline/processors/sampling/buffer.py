@@ -17,21 +17,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from obs_pipeline.processors.sampling.policies import Summary
+from obs_pipeline.wire import varint
 
 SPAN_OVERHEAD = 100  # bytes object, tuple and list slot of one buffered span
 TRACE_OVERHEAD = 600  # the trace's object, summary, spans list, trace-id key and table entry
 HEADER_OVERHEAD = 200  # the header object and its two bytes objects
 _TAG_1, _TAG_2, _TAG_3 = b"\x0a", b"\x12", b"\x1a"  # fields 1, 2, 3 with wire type LEN
-
-
-def varint(value: int) -> bytes:
-    """``value`` as a protobuf varint."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:

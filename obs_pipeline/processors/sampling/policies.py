@@ -13,13 +13,14 @@ first that decided (in configuration order), or :data:`~.config.NO_POLICY`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import re2
 
+from obs_pipeline.genai import COST_AMOUNT
+from obs_pipeline.genai.attributes import cost_amount
 from obs_pipeline.processors.sampling.config import NO_POLICY, PolicySpec
 from obs_pipeline.processors.sampling.threshold import fnv1a_64, salt_state, tail_hash_threshold
 
@@ -112,7 +113,7 @@ class PolicySet:
                     if test(value):
                         bits |= bit
                 if slot is not None:
-                    summary.sums[slot] += _number(value)
+                    summary.sums[slot] += cost_amount(value) or 0.0  # a NaN would make the sum NaN
         summary.matched |= bits
 
     def decide(self, summary: Summary, trace_id: bytes) -> tuple[bool, str]:
@@ -165,7 +166,7 @@ class PolicySet:
         return lambda s, _t: s.end - s.start >= low and s.start > 0
 
     def _cost(self, settings: dict[str, Any], _where: str) -> Callable[[Summary, bytes], bool]:
-        slot = self._sum_slots.setdefault(settings.get("key", "gen_ai.usage.cost.amount"), len(self._sum_slots))
+        slot = self._sum_slots.setdefault(settings.get("key", COST_AMOUNT), len(self._sum_slots))
         minimum = float(settings["min_usd"])
         return lambda s, _t: s.sums[slot] >= minimum
 
@@ -229,26 +230,6 @@ class PolicySet:
         if settings.get("invert_match", False):
             return lambda s, _t: not s.matched & bit
         return lambda s, _t: bool(s.matched & bit)
-
-
-def _number(value: Any) -> float:
-    """A cost to add to a trace's sum: a finite, non-negative number (a numeric string counts), else 0.
-
-    One NaN would make the sum NaN, and the trace never expensive; a negative or infinite cost is bad input.
-    """
-    kind = value.WhichOneof("value")
-    if kind == "double_value":
-        number = float(value.double_value)
-    elif kind == "int_value":
-        number = float(value.int_value)
-    elif kind == "string_value":
-        try:
-            number = float(value.string_value)
-        except ValueError:
-            return 0.0
-    else:
-        return 0.0
-    return number if math.isfinite(number) and number >= 0 else 0.0
 
 
 def compile_policy(spec: PolicySpec) -> Policy:
