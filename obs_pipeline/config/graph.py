@@ -243,32 +243,54 @@ def _check_outputs(findings: Findings, references: list[Reference]) -> None:
             )
 
 
-def _check_sampling(findings: Findings, references: list[Reference]) -> None:
-    """Warn where a pipeline that samples also audits or enforces budgets; tail mode takes traces only.
+def _position(ref: Reference) -> int:
+    """Where ``ref`` stands in its pipeline list (``processors: [a, b]``: b is 1)."""
+    index = ref.path[-1]
+    return index if isinstance(index, int) else -1
 
-    The audit log and budgets must see every span: sampling belongs in a separate pipeline to
-    the backend (``traces/backend``), fed by the same receiver.
+
+def _check_sampling(findings: Findings, references: list[Reference]) -> None:
+    """Warn where sampling hides data from the audit log or a budget, or a budget comes before any cost.
+
+    The audit log and budgets must see every span: sampling belongs in a separate pipeline to the
+    backend (``traces/backend``), fed by the same receiver. A budget ahead of the sampler sees
+    everything and is fine; exporters always come after every processor. A budget meters
+    ``gen_ai.usage.cost.amount``, which the ``cost`` processor writes: without one before it, only
+    spans that carry their own cost are counted. Tail mode takes traces only.
     """
     by_pipeline: dict[str, list[Reference]] = {}
     for ref in references:
         by_pipeline.setdefault(ref.pipeline, []).append(ref)
     for pipeline, refs in by_pipeline.items():
-        types = {(ref.component.kind, ref.component.factory.type) for ref in refs if ref.component.factory is not None}
-        samplers = [ref for ref in refs if ref.component.kind is Kind.PROCESSOR and ref.component.factory is not None
-                    and ref.component.factory.type == "sampling"]
-        needs_all = [what for what, key in (("a jsonl_audit exporter", (Kind.EXPORTER, "jsonl_audit")),
-                                            ("a budget processor", (Kind.PROCESSOR, "budget"))) if key in types]
-        for ref in samplers:
-            if needs_all:
+        processors = [ref for ref in refs if ref.component.kind is Kind.PROCESSOR and ref.component.factory is not None]
+        by_type = {t: [ref for ref in processors if ref.component.factory is not None and ref.component.factory.type == t]
+                   for t in ("sampling", "budget", "cost")}
+        audits = [ref for ref in refs if ref.component.kind is Kind.EXPORTER and ref.component.factory is not None
+                  and ref.component.factory.type == "jsonl_audit"]
+        items = "span" if pipeline.partition("/")[0] == "traces" else "record"
+        for ref in by_type["sampling"]:
+            hidden = [f"exporter {_q(a.component.id)}" for a in audits[:1]]
+            hidden += [f"processor {_q(b.component.id)}" for b in by_type["budget"] if _position(b) > _position(ref)]
+            if hidden:
                 findings.add(
                     ref.path,
-                    f"pipeline {pipeline} samples with {_q(ref.component.id)} but has {' and '.join(needs_all)}, which must "
-                    "see every span: put sampling in a separate pipeline to the backend (traces/backend)",
+                    f"pipeline {pipeline} samples with {_q(ref.component.id)} ahead of {' and '.join(hidden)}, which must "
+                    f"see every {items}: put sampling in a separate pipeline to the backend "
+                    f"({pipeline.partition('/')[0]}/backend)",
                     severity="warning",
                 )
             if ref.signal is not Signal.TRACES and getattr(ref.component.config, "mode", None) == "tail":
                 findings.add(ref.path, f"processor {_q(ref.component.id)} is in mode tail, which samples traces only; "
                                        f"use mode head in a {ref.signal.value} pipeline")
+        for ref in by_type["budget"]:
+            if not any(_position(c) < _position(ref) for c in by_type["cost"]):
+                findings.add(
+                    ref.path,
+                    f"processor {_q(ref.component.id)} meters gen_ai.usage.cost.amount, but no cost processor comes "
+                    f"before it in pipeline {pipeline}: only spans that carry their own cost are counted "
+                    "(put cost ahead of it)",
+                    severity="warning",
+                )
 
 
 def _declared(findings: Findings, component: Declared, call: Any) -> Any:
