@@ -42,8 +42,9 @@ def run_pipeline(config_path: Path) -> ExitCode:
         # grpc's C core logs its own lines (e.g. "add_port.cc ... Address already in use") next to
         # ours, which already say the same in words; keep them for debugging only.
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    for warning in config.warnings:  # the log level already says "warning" or "info"
-        (log.info if warning.severity == "note" else log.warning)("%s", replace(warning, severity="error"))
+    for warning in config.warnings:  # notes are validate's: each component says its own at start
+        if warning.severity == "warning":
+            log.warning("%s", replace(warning, severity="error"))  # the log level already says "warning"
     try:
         return asyncio.run(serve(config))
     except asyncio.CancelledError:  # a second signal cut the drain short

@@ -243,7 +243,8 @@ def reload_config(running_config: PipelineConfig, has_finite_receiver: bool) -> 
         log.info("%s: unchanged, nothing to reload", running_config.source)
         return None
     for warning in new.warnings:
-        (log.info if warning.severity == "note" else log.warning)("%s", warning)
+        if warning.severity == "warning":  # notes are validate's: each component says its own at start
+            log.warning("%s", warning)
     return new
 
 
