@@ -285,8 +285,17 @@ def _totals(metrics: SelfMetrics) -> str:
         return int(sum(s.value for m in registry.collect() if m.name == name for s in m.samples
                        if s.name.endswith("_total")))
 
+    drops: dict[str, int] = {}
+    for metric in registry.collect():
+        if metric.name == "obs_pipeline_processor_dropped_items":
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.value:
+                    reason = sample.labels.get("reason", "")
+                    drops[reason] = drops.get(reason, 0) + int(sample.value)
+    lost = sum(count for reason, count in drops.items() if reason in LOSS_REASONS)
+    on_purpose = ", ".join(f"{reason} {count}" for reason, count in sorted(drops.items()) if reason not in LOSS_REASONS)
     return (f"totals: accepted {total('obs_pipeline_receiver_accepted_items')}, "
             f"refused {total('obs_pipeline_receiver_refused_items')}, "
             f"sent {total('obs_pipeline_exporter_sent_items')}, "
             f"failed {total('obs_pipeline_exporter_failed_items')}, "
-            f"dropped {total('obs_pipeline_processor_dropped_items')} items")
+            f"dropped {lost} items" + (f"; dropped on purpose: {on_purpose}" if on_purpose else ""))

@@ -68,6 +68,9 @@ class TestHeadAcrossProcesses:
             finally:
                 proc.kill()
             kept.append(_audited_trace_ids(proc))
+            # The totals line keeps deliberate drops apart from losses ("did anything get lost?": no).
+            totals = [line for line in proc.stderr().splitlines() if "totals:" in line][-1]
+            assert ", dropped 0 items; dropped on purpose: sampled " in totals, totals
         assert kept[0] == kept[1]
         assert 0.25 < len(kept[0]) / len(ids) < 0.35
 
