@@ -118,6 +118,8 @@ class Scrubber:
             node, level = stack.pop()
             if level > self._max_depth:
                 raise _NotJson  # scanned as text instead: still complete, only less exact
+            if isinstance(node, dict):
+                self._json_keys(node, location, found)
             items = node.items() if isinstance(node, dict) else enumerate(node)
             for slot, value in list(items):
                 rule = self.scanner.key_rule(slot) if isinstance(slot, str) else None
@@ -134,6 +136,19 @@ class Scrubber:
             return None
         compact = '": ' not in text and '", ' not in text
         return json.dumps(root[0], ensure_ascii=False, separators=(",", ":") if compact else None)
+
+    def _json_keys(self, node: dict[str, Any], location: str, found: Found) -> None:
+        """Mask secrets inside the object keys of a JSON document (``{"tool_AKIA...": 1}``), order kept."""
+        renamed: dict[str, str] = {}
+        for key in node:
+            masked = self.scanner.masked_key(key, self.marker)
+            if masked is not None:
+                found.append((masked[1], location))
+                renamed[key] = masked[0]
+        if renamed:
+            items = [(renamed.get(key, key), value) for key, value in node.items()]
+            node.clear()
+            node.update(items)
 
     def data(self, data: bytes, location: str, found: Found) -> bytes | None:
         """The redacted bytes, or None when nothing changes."""
