@@ -13,7 +13,7 @@ import gzip
 import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import orjson
@@ -37,6 +37,10 @@ class BadLine:
     number: int  # 1-based line number in the file
     reason: str  # "partial last line", "not JSON", "not a JSON object"
     size: int  # its length in bytes
+    #: Whether it can be a write cut short by a crash: the start of a JSON object (``{"``) that does
+    #: not parse. Anything else (other text, a whole JSON value that is not an audit line) was put
+    #: there by something other than our writer: ``audit verify`` counts it as an insertion.
+    torn: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return f"line {self.number}: {self.reason} ({self.size} bytes); skipped"
@@ -58,7 +62,8 @@ def iter_entries(lines: Iterable[bytes], on_bad: Callable[[BadLine], None] | Non
             record = orjson.loads(raw)
         except orjson.JSONDecodeError:
             if on_bad is not None:
-                on_bad(BadLine(number, "not JSON" if complete else "partial last line", len(raw)))
+                on_bad(BadLine(number, "not JSON" if complete else "partial last line", len(raw),
+                               torn=raw.startswith(b'{"')))
             continue
         if not isinstance(record, dict):
             if on_bad is not None:

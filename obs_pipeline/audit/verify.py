@@ -13,9 +13,12 @@ consistent chain and are found only with the checkpoint key (:mod:`.checkpoints`
 recomputed after an edit (a signed ``hash`` no longer matches), and lines cut from the end (the
 trail ends before a signed ``seq``).
 
-Not breaks, but reported: torn lines (a crash mid-write; the chain resumes after them), lines
-written before ``hash_chain`` was turned on, and a trail that begins after ``seq`` 1 (its oldest
-files were removed by ``retention_days``, or deleted: the two look the same).
+Not breaks, but reported (each torn line by file and line): torn lines (a crash mid-write: the
+start of a JSON object that does not parse, and the chain continues after it with the next
+``seq``), lines written before ``hash_chain`` was turned on, and a trail that begins after ``seq``
+1 (its oldest files were removed by ``retention_days``, or deleted: the two look the same). Any
+other line that is not an audit line (other text, a whole JSON value without the chain keys, a
+"torn" line after which ``seq`` jumps) is an insertion, so a break.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ __all__ = ["Break", "Report", "verify_trail"]
 _HEX64 = frozenset("0123456789abcdef")
 #: Lines between two calls of a ``progress`` callback.
 PROGRESS_EVERY = 10_000
+#: Torn lines named one by one in the notes; past this many, only counted (memory stays bounded).
+TORN_NOTES = 100
 Progress = Callable[[Path, int], None]
 
 
@@ -63,6 +68,8 @@ class Report:
     last_seq: int | None = None
     checkpoints: int = 0  # signed checkpoints checked against the trail
     notes: list[str] = field(default_factory=list)  # findings that are not breaks
+    torn: list[tuple[Path, int]] = field(default_factory=list)  # file and line of each torn line (the first TORN_NOTES)
+    torn_count: int = 0  # every torn line skipped
     broken: Break | None = None
 
     @property
@@ -84,7 +91,7 @@ class _Walk:
         self.seq: int | None = None
         self.hash = GENESIS
         self.unchained = 0
-        self.torn = 0
+        self.pending: tuple[Path, int] | None = None  # a torn line the next line must continue the chain after
         self.last: tuple[Path, int] | None = None  # file and line of the last chained line
         self.file_start = False
         self.progress: Progress | None = None
@@ -202,11 +209,10 @@ def _walk_file(walk: _Walk, path: Path) -> Break | None:
     walk.file_start = True
     try:
         for entry in read_entries(path, bad.append):
-            for skipped in bad:
-                if skipped.reason.startswith("compressed"):
-                    return Break(path, skipped.number, "the compressed file is truncated or corrupt")
-                walk.torn += 1
-            bad.clear()
+            if bad or walk.pending is not None:  # rare: after a line the reader skipped
+                broken = _skipped(walk, path, bad) or _after_torn(walk, entry.record)
+                if broken is not None:
+                    return broken
             reason = walk.line(path, entry.number, entry.record)
             if walk.progress is not None and walk.report.lines and not walk.report.lines % PROGRESS_EVERY:
                 walk.progress(path, walk.report.lines)
@@ -214,10 +220,35 @@ def _walk_file(walk: _Walk, path: Path) -> Break | None:
                 return Break(path, entry.number, reason)
     except OSError as exc:
         return Break(path, 0, f"cannot be read: {exc.strerror or type(exc).__name__}")
+    return _skipped(walk, path, bad)
+
+
+def _skipped(walk: _Walk, path: Path, bad: list[BadLine]) -> Break | None:
+    """Account for the lines the reader skipped before the next one: a torn line is noted, anything else breaks."""
     for skipped in bad:
         if skipped.reason.startswith("compressed"):
             return Break(path, skipped.number, "the compressed file is truncated or corrupt")
-        walk.torn += 1
+        if not skipped.torn:
+            what = "a JSON value that is not an object" if skipped.reason == "not a JSON object" else "not JSON"
+            return Break(path, skipped.number, f"a line that is not an audit line ({what}, and not a write cut short "
+                                               "by a crash): inserted")
+        walk.report.torn_count += 1
+        if len(walk.report.torn) < TORN_NOTES:
+            walk.report.torn.append((path, skipped.number))
+        walk.pending = (path, skipped.number)
+    bad.clear()
+    return None
+
+
+def _after_torn(walk: _Walk, record: dict[str, Any]) -> Break | None:
+    """The break a torn line is when the chain does not go on after it with the next ``seq``, or None."""
+    pending, walk.pending = walk.pending, None
+    if pending is None or walk.seq is None:
+        return None
+    seq = record.get("seq")
+    if isinstance(seq, int) and not isinstance(seq, bool) and seq != walk.seq + 1:
+        return Break(pending[0], pending[1], f"a line that does not parse, after which seq jumps from {walk.seq} to "
+                                             f"{seq}: inserted or replaced, not a write cut short by a crash")
     return None
 
 
@@ -235,5 +266,7 @@ def _finish(walk: _Walk, report: Report, keyed: bool) -> None:
         return
     if walk.unchained:
         report.notes.append(f"{walk.unchained} line(s) before the chain starts carry no hash (written with hash_chain off)")
-    if walk.torn:
-        report.notes.append(f"{walk.torn} torn or unparsable line(s) skipped (a crash mid-write leaves one)")
+    report.notes.extend(f"{path}:{number}: a torn line skipped (a write cut short by a crash; the chain goes on after it)"
+                        for path, number in report.torn)
+    if report.torn_count > len(report.torn):
+        report.notes.append(f"{report.torn_count - len(report.torn)} more torn line(s) skipped")

@@ -4,7 +4,8 @@ What counts: a line with a numeric ``detail.cost_usd`` is a *priced* call (the c
 prices inference spans only, so agent spans that repeat their children's usage are not counted
 twice); an ``llm`` line without one (``detail.unpriced: true``, or no cost processor in the
 pipeline) is an *unpriced* call: its calls and tokens go to the unpriced row, never into a
-group as if it cost $0. Retried copies of a line are dropped on ``event_id``.
+group as if it cost $0 (its ``cost_usd`` is null in ``--json``). Retried copies of a line are
+dropped on ``event_id``; a token count that is negative or not an integer is left out and counted.
 
 Keys: ``session``, ``user`` and ``agent`` are often set on a turn's top span only; a line
 without one takes its trace's (the first value seen in the trace). Those lines are held per
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from obs_pipeline.audit.line import BUDGET, LLM
-from obs_pipeline.auditquery.describe import cost_of, tokens_of
+from obs_pipeline.auditquery.describe import cost_of, invalid_tokens_of, tokens_of
 from obs_pipeline.auditquery.traces import TraceResolver
 from obs_pipeline.auditquery.trail import Line
 
@@ -82,16 +83,19 @@ class CostReport:
     unpriced_keys: list[tuple[str, int]] = field(default_factory=list)  # (key, calls), most calls first
     total: Amounts = field(default_factory=Amounts)
     duplicates: int = 0
+    invalid_tokens: int = 0  # token counts left out: negative or not integers (a buggy SDK)
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--json`` document."""
         return {
             "by": self.by,
             "rows": [{"key": key, **amounts.as_dict()} for key, amounts in self.rows],
-            "unpriced": {**self.unpriced.as_dict(), "keys": [{"key": key, "calls": calls}
-                                                             for key, calls in self.unpriced_keys]},
+            # Its cost is unknown, never $0: null.
+            "unpriced": {**self.unpriced.as_dict(), "cost_usd": None,
+                         "keys": [{"key": key, "calls": calls} for key, calls in self.unpriced_keys]},
             "total": self.total.as_dict(),
             "duplicates_dropped": self.duplicates,
+            "invalid_token_counts": self.invalid_tokens,
         }
 
 
@@ -144,6 +148,7 @@ def cost_report(lines: Iterable[Line], by: str) -> CostReport:
         if record.get("category") == BUDGET:
             continue
         tokens = tokens_of(line)
+        report.invalid_tokens += invalid_tokens_of(line)
         if key is None and inherits and isinstance(trace, str):
             held = traces.hold(trace)
             (held[0] if cost is not None else held[1]).add(tokens, cost or 0.0)

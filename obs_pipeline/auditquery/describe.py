@@ -10,15 +10,15 @@ a budget line's budget id, scope value, spend and limit; a security line's rules
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import orjson
 
 from obs_pipeline.audit.line import AGENT, BUDGET, DENY, ERROR, LLM, SECURITY, TOOL
 from obs_pipeline.auditquery.trail import Line
 
-__all__ = ["KINDS", "SUMMARY_CHARS", "cost_of", "is_problem", "kind_of", "subject", "summary", "text_of",
-           "tokens_of"]
+__all__ = ["KINDS", "SUMMARY_CHARS", "cost_of", "invalid_tokens_of", "is_problem", "kind_of", "subject", "summary",
+           "text_of", "tokens_of"]
 
 #: The kinds a replay can narrow to (``--kind``); everything else is ``other``.
 KINDS: Final = (LLM, TOOL, AGENT, BUDGET, SECURITY)
@@ -46,13 +46,25 @@ def cost_of(line: Line) -> float | None:
     return float(value)
 
 
+def _count(value: Any) -> TypeGuard[int]:
+    """Whether ``value`` is a token count: a non-negative integer (not a bool, a float, a negative)."""
+    return type(value) is int and value >= 0
+
+
 def tokens_of(line: Line) -> dict[str, int]:
-    """``detail.tokens``, integer counts only."""
+    """``detail.tokens``, valid counts only: a negative or non-integer count (a buggy SDK) is never summed."""
     tokens = line.detail.get("tokens")
     if not isinstance(tokens, dict):
         return {}
-    return {key: value for key in _TOKEN_KEYS
-            if isinstance(value := tokens.get(key), int) and not isinstance(value, bool)}
+    return {key: value for key in _TOKEN_KEYS if _count(value := tokens.get(key))}
+
+
+def invalid_tokens_of(line: Line) -> int:
+    """How many of ``detail.tokens``' counts :func:`tokens_of` leaves out as invalid (present, not a valid count)."""
+    tokens = line.detail.get("tokens")
+    if not isinstance(tokens, dict):
+        return 0
+    return sum(1 for key in _TOKEN_KEYS if tokens.get(key) is not None and not _count(tokens[key]))
 
 
 def text_of(value: Any, limit: int = SUMMARY_CHARS, *, last: bool = False) -> str:

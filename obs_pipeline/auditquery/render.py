@@ -117,6 +117,9 @@ def cost_table(report: CostReport, console: Console) -> None:
         more = f", +{len(report.unpriced_keys) - 5} more" if len(report.unpriced_keys) > 5 else ""
         console.print(Text(f"{report.unpriced.calls:,} of {report.total.calls:,} calls could not be priced "
                            f"(the total spend leaves them out); by {report.by}: {shown}{more}"))
+    if report.invalid_tokens:
+        console.print(Text(f"{report.invalid_tokens:,} token count(s) left out: negative or not an integer",
+                           style="yellow"))
 
 
 def sessions_table(sessions: list[SessionSummary], console: Console) -> None:

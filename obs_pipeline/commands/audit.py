@@ -120,7 +120,8 @@ def verify_targets(targets: list[_Target], *, as_json: bool = False, out: TextIO
             doc = {
                 "trail": str(live), "intact": report.intact, "files": len(report.files), "lines": report.lines,
                 "first_seq": report.first_seq, "last_seq": report.last_seq, "checkpoints": report.checkpoints,
-                "keyed": target.key is not None, "notes": report.notes,
+                "keyed": target.key is not None, "notes": report.notes, "torn_lines": report.torn_count,
+                "torn": [{"file": str(file), "line": line} for file, line in report.torn],
                 "break": None if broken is None else {"file": str(broken.file), "line": broken.line,
                                                       "reason": broken.reason},
             }

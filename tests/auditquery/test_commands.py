@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import orjson
 import pytest
@@ -100,6 +101,17 @@ class TestAudit:
         result = run(*command, "--path", tmp_path / "nope" / "audit.jsonl")
         assert result.exit_code == 1
         assert f"no audit file at {tmp_path / 'nope' / 'audit.jsonl'} (the directory {tmp_path / 'nope'} does not exist)" in result.stderr
+
+    @pytest.mark.parametrize("command", [["audit", "recent"], ["audit", "security"], ["audit", "query"], ["cost"],
+                                         ["replay", "list"]])
+    def test_filters_that_match_nothing_exit_0_as_docs_cli_says(self, live, command):
+        """An empty answer is an answer: exit 0 (docs/cli.md used to say 1 for "nothing matches")."""
+        result = run(*command, "--path", live, "--session", "no-such-session")
+        assert result.exit_code == 0, result.output
+        row = next(line for line in (Path(__file__).parents[2] / "docs" / "cli.md").read_text().splitlines()
+                   if line.startswith("| `audit recent/security/query/export`"))
+        assert "0 the trail was read, also when the filters match no line" in row
+        assert "nothing matches" not in row
 
     def test_no_source_is_an_error(self):
         result = run("audit", "recent")

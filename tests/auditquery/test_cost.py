@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from obs_pipeline.auditquery.cost import cost_report
@@ -9,7 +10,7 @@ from obs_pipeline.auditquery.filters import Deduper, Filter
 from obs_pipeline.auditquery.query import matching
 from obs_pipeline.auditquery.traces import TraceResolver
 from obs_pipeline.auditquery.trail import Trail, trails_of
-from tests.auditquery.trailkit import dumps, session_two, write_trail
+from tests.auditquery.trailkit import T1, chat, dumps, session_two, write_trail
 
 
 def report(trails, by, where=None):
@@ -24,7 +25,7 @@ class TestCost:
         assert [(row["key"], row["calls"], row["input"], row["output"], row["cost_usd"]) for row in result["rows"]] == [
             ("s2", 1, 1000, 100, 0.5), ("s1", 2, 300, 50, 0.03)]
         assert result["unpriced"] == {"calls": 1, "input": 50, "output": 5, "cache_read": 0, "cache_write": 0,
-                                      "reasoning": 0, "total": 0, "cost_usd": 0.0,
+                                      "reasoning": 0, "total": 0, "cost_usd": None,
                                       "keys": [{"key": "s1", "calls": 1}]}
         assert result["total"]["calls"] == 4
         assert result["total"]["input"] == 1350
@@ -104,3 +105,47 @@ class TestBoundedMemory:
         assert traces.known("t1") is None  # forgotten: only the 2 most recent known traces are kept
         traces.finish()
         assert [key for key, _ in folded] == ["s1", None, None, None]
+
+
+class TestUnknownIsNeverZero:
+    def test_the_unpriced_row_has_no_cost_in_json_or_table(self, tmp_path):
+        """An unpriced call's cost is unknown: null in --json, "unpriced" in the table, never $0."""
+        from click.testing import CliRunner  # noqa: PLC0415
+
+        from obs_pipeline.commands import main  # noqa: PLC0415
+
+        live = write_trail(tmp_path / "audit.jsonl")
+        runner = CliRunner()
+        done = runner.invoke(main, ["cost", "--path", str(live), "--json"])
+        assert done.exit_code == 0, done.output
+        assert orjson.loads(done.output)["unpriced"]["cost_usd"] is None
+        done = runner.invoke(main, ["cost", "--path", str(live)], env={"COLUMNS": "160"})
+        unpriced_row = next(row for row in done.output.splitlines() if "unpriced" in row and "│" in row)
+        assert "$" not in unpriced_row
+
+
+class TestInvalidTokenCounts:
+    @pytest.mark.parametrize("bad", [-5, 2.5, "100", True])
+    def test_counts_that_are_not_non_negative_integers_are_left_out_and_counted(self, tmp_path, bad):
+        """`input_tokens: -5` from a buggy SDK is neither summed nor hidden: it is counted as invalid."""
+        live = tmp_path / "audit.jsonl"
+        live.write_bytes(dumps([
+            chat("10:00:01", T1, "c1", "a", "gpt-4o", (100, 20), 0.01, session="s1"),
+            chat("10:00:02", T1, "c2", "a", "gpt-4o", (0, 10), 0.01, session="s1",
+                 detail={"tokens": {"input": bad, "output": 10}}),
+        ]))
+        result = report([Trail(live)], "session")
+        assert (result["total"]["input"], result["total"]["output"]) == (100, 30)
+        assert result["invalid_token_counts"] == 1
+
+    def test_replay_does_not_show_a_negative_count(self, tmp_path):
+        from obs_pipeline.auditquery.render import event_text  # noqa: PLC0415
+        from obs_pipeline.auditquery.replay import build_turns  # noqa: PLC0415
+
+        live = tmp_path / "audit.jsonl"
+        live.write_bytes(dumps([chat("10:00:01", T1, "c1", "a", "gpt-4o", (0, 10), 0.01, session="s1",
+                                     detail={"tokens": {"input": -5, "output": 10}})]))
+        lines = list(matching([Trail(live)], Filter(), print, dedupe=Deduper()))
+        assert "-5" not in str(event_text(lines[0]))
+        (turn,) = build_turns(lines)
+        assert (turn.totals()["input_tokens"], turn.totals()["output_tokens"]) == (0, 10)

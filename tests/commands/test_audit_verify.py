@@ -161,6 +161,52 @@ class TestTampering:
         assert report.notes[0].startswith("the trail begins at seq 2")
 
 
+class TestLinesThatAreNotAuditLines:
+    @pytest.mark.parametrize("inserted", [b"this is not json\n", b"[1, 2]\n", b"42\n", b'"text"\n', b'{"a": 1}\n'])
+    async def test_an_inserted_line_is_a_break_at_its_line(self, tmp_path, inserted):
+        """`sed -i '4i ...'`: a line that is not a write cut short by a crash is an insertion (file:line)."""
+        files = await trail(tmp_path)
+        lines = lines_of(files[1])
+        lines.insert(3, inserted)
+        put(files[1], lines)
+        file, line, _ = broken(files)
+        assert (file, line) == (files[1], 4)
+
+    async def test_a_torn_looking_line_in_place_of_a_deleted_one_is_a_break(self, tmp_path):
+        """A line cut like a crash's, but seq jumps after it: a line was replaced, not torn."""
+        files = await trail(tmp_path)
+        lines = lines_of(files[1])
+        lines[3] = lines[3][:40] + b"\n"
+        put(files[1], lines)
+        file, line, reason = broken(files)
+        assert (file, line) == (files[1], 4)
+        assert "seq jumps" in reason
+
+    async def test_a_torn_line_is_a_note_naming_its_file_and_line(self, tmp_path):
+        """A crash's torn line with the chain going on after it: intact, and the note says where it is."""
+        files = await trail(tmp_path)
+        lines = lines_of(files[1])
+        lines.insert(3, lines[3][:40] + b"\n")  # a batch cut short, then written again whole
+        put(files[1], lines)
+        report = verify_trail(files[-1])
+        assert report.intact
+        assert report.notes == [f"{files[1]}:4: a torn line skipped (a write cut short by a crash; the chain goes on after it)"]
+        done = CliRunner().invoke(main, ["audit", "verify", "--json", str(files[-1])])
+        assert done.exit_code == 0
+        doc = orjson.loads(done.output)
+        assert (doc["torn_lines"], doc["torn"]) == (1, [{"file": str(files[1]), "line": 4}])
+
+    async def test_the_cli_exits_1_naming_the_inserted_line(self, tmp_path):
+        """The new-user trial: a garbage line inserted used to pass as intact with an anonymous note."""
+        files = await trail(tmp_path)
+        lines = lines_of(files[-1])
+        lines.insert(1, b"this is not json\n")
+        put(files[-1], lines)
+        done = CliRunner().invoke(main, ["audit", "verify", str(files[-1])])
+        assert done.exit_code == 1
+        assert f"BROKEN at {files[-1]}:2: a line that is not an audit line" in done.output
+
+
 class TestOnlyTheKeyFinds:
     async def test_rewritten_chain(self, tmp_path):
         """An edit with every later hash recomputed passes the chain, and fails at the next signed line."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
@@ -37,9 +38,13 @@ from obs_pipeline.exporters.jsonl_audit import spans as spans_module
 from obs_pipeline.exporters.jsonl_audit.logs import DEFAULT_PRESET, LogPreset, encode_logs
 from obs_pipeline.exporters.jsonl_audit.spans import SpanEncoder, encode_traces
 from obs_pipeline.genai.attributes import (
+    IN,
+    INT_SLOTS,
     N_WANTED,
+    SLOTS,
     WANTED,
     category,
+    read_value,
     read_wanted,
     resource_context,
     tokens,
@@ -319,16 +324,33 @@ class TestAliases:
         assert (line["session_id"], line["agent"]) == (session, "агент")
 
     def test_large_and_negative_token_counts(self):
-        """Multi-byte and negative varints decode exactly."""
-        for value in (127, 128, 16_383, 16_384, 2_097_151, 2_097_152, 2**40, -1, -(2**63)):
+        """Multi-byte varints decode exactly; a negative count (a buggy SDK) is not written as usage."""
+        for value in (0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, 2**40, 2**63 - 1):
             line = line_of(traces({"attrs": {"gen_ai.usage.input_tokens": value}}))
             assert line["detail"]["tokens"] == {"input": value}
+        for value in (-1, -5, -(2**63)):
+            line = line_of(traces({"attrs": {"gen_ai.usage.input_tokens": value, "gen_ai.usage.output_tokens": 10}}))
+            assert line["detail"]["tokens"] == {"output": 10}
+            line = line_of(traces({"attrs": {"gen_ai.usage.input_tokens": value}}))
+            assert "tokens" not in line["detail"]
+
+
+def _negative_counts_unreadable(attributes: Any) -> list[Any]:
+    """``attributes`` with each negative token count made unreadable: the writer reads it as no count."""
+    out = []
+    for kv in attributes:
+        slot = SLOTS.get(kv.key)
+        if slot in INT_SLOTS and isinstance(count := read_value(IN, kv.value), int) and count < 0:
+            kv = KeyValue(key=kv.key)  # noqa: PLW2901 - the copy stands in for it
+            kv.value.string_value = "not a count"
+        out.append(kv)
+    return out
 
 
 def reference_line(span: Any, resource: Any) -> dict[str, Any]:
     """The audit line computed the slow, obvious way from the protobuf objects (spans with valid ids)."""
     service, res_session, res_task, res_user, res_agent = resource_context(resource)
-    vals = read_wanted(span.attributes)
+    vals = read_wanted(_negative_counts_unreadable(span.attributes))
 
     def val(name: str) -> Any:
         return vals[WANTED.index(name)]
@@ -560,11 +582,11 @@ class TestLogMapping:
 BAD_TOKEN_COUNTS: list[Any] = [
     float("inf"), float("-inf"), float("nan"), "inf", "-Infinity", "nan", "NaN", "1e999", "-1e999",
     1e300, -1e300, "1e300", 2.0**63, -(2.0**64), "9223372036854775808", "-9223372036854775809", "1" * 5000,
+    -1, -5, -(2**63), "-9223372036854775808", -(2.0**63), "-3",  # negative: not a count (a buggy SDK)
 ]
 #: Token counts at the edges that are still integers, with the value the line must carry.
 EDGE_TOKEN_COUNTS: list[tuple[Any, int]] = [
-    (2**63 - 1, 2**63 - 1), (-(2**63), -(2**63)), ("9223372036854775807", 2**63 - 1),
-    ("-9223372036854775808", -(2**63)), (-(2.0**63), -(2**63)), (12.0, 12), ("34", 34), (" 7 ", 7), ("1e3", 1000),
+    (2**63 - 1, 2**63 - 1), ("9223372036854775807", 2**63 - 1), (12.0, 12), ("34", 34), (" 7 ", 7), ("1e3", 1000),
     (0.0, 0), ("0", 0),
 ]
 
@@ -612,7 +634,7 @@ class TestBadValues:
         assert (line["event_type"], line["service"]) == ("x", "svc")
 
     @pytest.mark.parametrize(("any_value", "expected"), [
-        (b"\x18" + b"\xff" * 9 + b"\x7f", -1),  # a 10-byte varint with more than 64 bits
+        (b"\x18" + b"\xff" * 9 + b"\x7e", 2**63 - 1),  # a 10-byte varint with more than 64 bits, cut to 64
         (b"\x18\x05\x18\x07", 7),  # int_value twice: the last one wins
         (b"\x18\x85\x80\x80\x80\x00", 5),  # over-long but valid
         (b"\x18\x80\x01", 128),

@@ -341,6 +341,13 @@ def _repaired(record: LogRecord) -> list[str] | None:
     return None
 
 
+def _counts(found: dict[str, int] | None) -> dict[str, int] | None:
+    """``found`` without negative counts (a buggy SDK's): never written as if they were usage."""
+    if found is None or all(count >= 0 for count in found.values()):
+        return found
+    return {name: count for name, count in found.items() if count >= 0} or None
+
+
 def _detail(own: Any, rest: dict[str, Any], message: Any, vals: list[Value]) -> dict[str, Any]:
     """The body's own ``detail``, then its other keys, then the message and GenAI attributes."""
     if isinstance(own, dict):
@@ -354,7 +361,7 @@ def _detail(own: Any, rest: dict[str, Any], message: Any, vals: list[Value]) -> 
     if message is not None:
         detail.setdefault("message", message)
     model = vals[RESPONSE_MODEL] or vals[REQUEST_MODEL]
-    derived = (("model", model), ("provider", vals[PROVIDER]), ("tokens", tokens(vals)), ("tool", vals[TOOL]),
+    derived = (("model", model), ("provider", vals[PROVIDER]), ("tokens", _counts(tokens(vals))), ("tool", vals[TOOL]),
                ("error_type", vals[ERROR_TYPE] or vals[EXCEPTION_TYPE]),
                ("exception_message", vals[EXCEPTION_MESSAGE]), ("finish_reasons", vals[FINISH_REASONS]),
                ("decision", vals[DECISION]), ("guardrail_action", vals[GUARDRAIL]))

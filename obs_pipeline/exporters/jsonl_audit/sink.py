@@ -59,6 +59,9 @@ def check_file_options(cfg: FileConfig) -> list[Problem]:
         problems.append(Problem(path="path", message=f"cannot write: {reason}"))
     if cfg.checkpoint is not None and not cfg.hash_chain:
         problems.append(Problem(path="checkpoint", message="checkpoints sign the hash chain: set hash_chain: true"))
+    if cfg.checkpoint is not None and not cfg.checkpoint.key.reveal().strip():  # the message never shows the key
+        problems.append(Problem(path="checkpoint.key", message="is empty: anyone could sign a forged checkpoint "
+                                                               "with an empty key (set a long random secret)"))
     if cfg.retention_days and cfg.rotation is None:
         problems.append(Problem(path="retention_days", severity="warning",
                                 message="nothing is ever rotated without rotation, so nothing is removed"))

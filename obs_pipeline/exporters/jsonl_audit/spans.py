@@ -117,7 +117,9 @@ def _classify(raw: bytes, kv_cache: dict[bytes, tuple[int, Value]]) -> tuple[int
 
 
 def _int_value(raw: bytes, key_end: int, int_values: dict[bytes, int]) -> int | None:
-    """The integer of a token-count ``KeyValue`` not seen before; remembered by its value bytes.
+    """The count of a token-count ``KeyValue`` not seen before; remembered by its value bytes.
+
+    A negative value is not a count: None (not remembered; rare enough to decode each time).
 
     The usual layout after the key, ``12 <len> 18 <varint>``, is decoded by hand when the varint
     is the only thing there (every byte but the last has the continuation bit, at most 10 bytes);
@@ -137,8 +139,8 @@ def _int_value(raw: bytes, key_end: int, int_values: dict[bytes, int]) -> int | 
             value |= tail[-1] << shift
             if value >= 1 << 63:
                 value &= 0xFFFF_FFFF_FFFF_FFFF  # as protobuf does: 10 varint bytes can carry 70 bits
-                if value >= 1 << 63:
-                    value -= 1 << 64
+                if value >= 1 << 63:  # negative as an int64: not a count
+                    return None
             int_values[tail] = value
             return value
     return _parsed_int_value(raw, key_end, int_values)
@@ -147,7 +149,7 @@ def _int_value(raw: bytes, key_end: int, int_values: dict[bytes, int]) -> int | 
 def _parsed_int_value(raw: bytes, key_end: int, int_values: dict[bytes, int]) -> int | None:
     """As :func:`_int_value`, always through the real ``KeyValue`` parser."""
     parsed = read_value(IN, KeyValue.FromString(raw).value)
-    if isinstance(parsed, int):
+    if type(parsed) is int and parsed >= 0:  # a negative count (a buggy SDK) is absent, never written
         int_values[raw[key_end:]] = parsed
         return parsed
     return None

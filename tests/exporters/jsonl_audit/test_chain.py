@@ -138,7 +138,7 @@ class TestTrail:
         assert (after["seq"], after["prev_hash"]) == (6, last["hash"])
         report = verify_trail(path)
         assert report.intact
-        assert report.notes == ["1 torn or unparsable line(s) skipped (a crash mid-write leaves one)"]
+        assert report.notes == [f"{path}:6: a torn line skipped (a write cut short by a crash; the chain goes on after it)"]
 
     async def test_failed_write_resumes_from_the_file(self, tmp_path):
         """After a failed write the chain is read back from the file, so the retry continues what is really there."""
