@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,6 +164,28 @@ def _edits(a: str, b: str) -> int:
     return previous[-1]
 
 
+#: How long validate waits for a Redis server to accept a connection.
+REACH_TIMEOUT = 1.0
+
+
+def _unreachable(secret: Secret) -> str | None:
+    """Why nothing accepts a TCP connection at the Redis URL's host:port now, or None (it does).
+
+    A warning, not an error: ``validate`` often runs in CI, where the production Redis is not
+    reachable by design; ``run`` fails at start with a clear error if it still is not. Only the
+    host, port and database are named, never the password.
+    """
+    parts = urlsplit(secret.reveal())
+    host, port = parts.hostname or "", parts.port or 6379
+    where = f"{host}:{port}/{parts.path.lstrip('/') or '0'}"
+    try:
+        with socket.create_connection((host, port), timeout=REACH_TIMEOUT):
+            return None
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        return f"cannot reach Redis at {where} now ({why}): run will fail at start unless it is up by then"
+
+
 def _state_problem(secret: Secret | None) -> str | None:
     """What is wrong with the Redis URL, in words that never quote it (it may hold a password)."""
     if secret is None:
@@ -198,6 +221,8 @@ def check(cfg: Config) -> list[Problem]:
             problems.append(Problem(f"budgets[{i}].window", "a rolling window must be longer than 0s"))
     if (reason := _state_problem(cfg.redis_url)) is not None:
         problems.append(Problem("state", reason))  # the URL may hold a password: never quote it
+    elif cfg.redis_url is not None and (reason := _unreachable(cfg.redis_url)) is not None:
+        problems.append(Problem("state", reason, severity="warning"))
     if WEBHOOK in cfg.actions and cfg.webhook is None:
         problems.append(Problem("actions", "webhook is listed but there is no webhook: {url: ...} block"))
     if cfg.webhook is not None:

@@ -13,6 +13,7 @@ from obs_pipeline.processors.budget.config import scope_problem
 from obs_pipeline.processors.budget.windows import parse_window
 from obs_pipeline.secret import Secret
 from obs_pipeline.testing import parse_config
+from tests.processors.budget.redis_kit import REDIS_SERVER, RedisServer, free_port
 
 
 def problems(tmp_path, processor: str, environ: dict | None = None) -> list[str]:
@@ -162,3 +163,36 @@ class TestWindows:
     def test_session_never_resets(self):
         slot = parse_window("session").slot(1e9)
         assert (slot.expires, slot.resets_at) == (None, None)
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (scripts/test installs it)")
+class TestRedisReachability:
+    """validate says when nothing answers at the Redis URL (a warning: CI often cannot reach production)."""
+
+    def _warnings(self, tmp_path, url: str) -> list[str]:
+        path = tmp_path / "pipeline.yaml"
+        path.write_text(textwrap.dedent(f"""\
+            receivers: {{otlp: {{}}}}
+            processors:
+              cost:
+              budget: {{budgets: [{{id: cap, scope: session, limit_usd: 1}}], state: "{url}", endpoint: null}}
+            exporters: {{debug: {{}}}}
+            service:
+              pipelines:
+                traces: {{receivers: [otlp], processors: [cost, budget], exporters: [debug]}}
+            """))
+        _config, found = check_config(path, environ={})
+        return [str(p) for p in found if p.severity == "warning"]
+
+    def test_an_unreachable_redis_is_named_without_its_password(self, tmp_path):
+        port = free_port()
+        [warning] = self._warnings(tmp_path, f"redis://:hunter2@127.0.0.1:{port}/3")
+        assert f"cannot reach Redis at 127.0.0.1:{port}/3 now" in warning
+        assert "hunter2" not in warning
+
+    def test_a_running_redis_gives_no_warning(self, tmp_path):
+        server = RedisServer(tmp_path, password="hunter2").start()
+        try:
+            assert self._warnings(tmp_path, server.url) == []
+        finally:
+            server.stop()
