@@ -33,7 +33,15 @@ from obs_pipeline.components import Consumer, ProcessorFactory, ProcessorSetting
 from obs_pipeline.processors._helper import FunctionProcessor
 from obs_pipeline.processors.redaction.config import Config, Content, Mode, Replacement, check
 from obs_pipeline.processors.redaction.content import ContentPolicy, literals
-from obs_pipeline.processors.redaction.framing import FramingError, Hits, Item, items, items_hit, splice
+from obs_pipeline.processors.redaction.framing import (
+    FramingError,
+    Hits,
+    Item,
+    Layout,
+    items_hit,
+    layout,
+    splice,
+)
 from obs_pipeline.processors.redaction.scanner import Hit, Scanner, scan_text
 from obs_pipeline.processors.redaction.values import Scrubber
 from obs_pipeline.processors.redaction.walk import Walker
@@ -92,22 +100,23 @@ class Redactor:
         if wire is None or regions is None or batch.signal is Signal.METRICS:
             return self._walk(batch, None)
         try:
-            layout = items(wire)
-            only = items_hit(wire, layout, regions)
+            # Over max_value_size every item's size matters; else only the items up to the last hit.
+            found = layout(wire, None if len(wire) > limit else regions)
+            only = items_hit(wire, found.entries, regions)
         except FramingError:
             return self._walk(batch, None)
         if len(wire) > limit:
             # Values over max_value_size must become the unscanned marker: items that could hold
             # one are walked whole; if the rest of the request could, the message path takes it.
-            for start, end, item in layout:
+            for start, end, item in found.entries:
                 if end - start > limit:
                     only[item] = None
-            if len(wire) - sum(end - start for start, end, _ in layout) > limit:
+            if len(wire) - sum(end - start for start, end, _ in found.entries) > limit:
                 return self._walk(batch, only or {_RESOURCE_ONLY: {}})
             if not only and not regions:  # (a hit outside every item, in a resource or scope, still needs the walk)
                 return batch
-        if self._can_splice(layout, regions):
-            return self._splice(batch, wire, layout, only)
+        if self._can_splice(found.entries, regions):
+            return self._splice(batch, wire, found, only)
         return self._walk(batch, only or {_RESOURCE_ONLY: {}})
 
     def _wire(self, batch: Batch) -> bytes | None:
@@ -144,16 +153,15 @@ class Redactor:
                 return False
         return True
 
-    def _splice(self, batch: Batch, wire: bytes, layout: list[tuple[int, int, Item]], only: Hits) -> Batch:
+    def _splice(self, batch: Batch, wire: bytes, found: Layout, only: Hits) -> Batch:
         """Parse, redact and re-encode only the spans or records hit, and splice them into the bytes.
 
         The rest of the request is neither parsed nor serialized, and the result is bytes again,
         which is what the batch processor and the audit exporter want.
         """
-        bounds = {item: (start, end) for start, end, item in layout if item in only}
         replaced: dict[Item, bytes] = {}
         for item, parts in only.items():
-            start, end = bounds[item]
+            _, start, end = found.frame(item)
             try:
                 record = _ITEM_CLASS[batch.signal].FromString(wire[start:end])
             except DecodeError:  # e.g. nested deeper than protobuf parses: the message path copes
@@ -163,7 +171,7 @@ class Redactor:
                 replaced[item] = record.SerializeToString()
         if not replaced:
             return batch
-        return Batch.from_wire(batch.signal, splice(wire, replaced), items=batch.items)
+        return Batch.from_wire(batch.signal, splice(wire, found, replaced), items=batch.items)
 
 
 #: Marks "walk the resources and scopes only": a hit outside every span or record.

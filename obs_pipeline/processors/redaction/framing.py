@@ -2,8 +2,9 @@
 
 Why: when the batch's one wide RE2 search over the wire finds something, only the spans (or
 log records) that the hits fall into need walking; walking all of a 100-span request to find the
-two that hold a secret costs twenty times more. Reading tags and lengths three levels deep costs
-a few microseconds per item, no parse.
+two that hold a secret costs twenty times more. Reading tags and lengths three levels deep, no
+parse: resources and scopes no hit touches are skipped by their length, the walk ends past the
+last hit, and the splice rewrites only the length prefixes around the items it replaces.
 
 Traces and logs share the shape: request field 1 (``resource_spans`` / ``resource_logs``) ->
 field 2 (``scope_spans`` / ``scope_logs``) -> field 2 (``spans`` / ``log_records``).
@@ -12,11 +13,11 @@ field 2 (``scope_spans`` / ``scope_logs``) -> field 2 (``spans`` / ``log_records
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterator
+from dataclasses import dataclass
 
-from obs_pipeline.wire import len_tag, varint
+from obs_pipeline.wire import varint
 
-__all__ = ["FramingError", "Hits", "Item", "items", "items_hit", "splice"]
+__all__ = ["FramingError", "Hits", "Item", "Layout", "items", "items_hit", "layout", "splice"]
 
 #: (resource index, scope index, item index) of one span or log record.
 Item = tuple[int, int, int]
@@ -48,41 +49,109 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise FramingError("varint too long")
 
 
-def _all_fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """``(field number, first byte of the tag, first byte of the value, end)`` of each field."""
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The items found, in wire order, and where the framing of each item and its parents lies.
+
+    A frame is ``(first byte of the length prefix, first byte of the value, end)``: what
+    :func:`splice` rewrites by byte range. ``frames`` holds those of the resources ``(r,)`` and
+    scopes ``(r, s)`` walked, ``children`` those of each walked scope's items, in order.
+    """
+
+    entries: list[tuple[int, int, Item]]
+    frames: dict[tuple[int, ...], tuple[int, int, int]]
+    children: dict[tuple[int, int], list[tuple[int, int, int]]]
+
+    def frame(self, key: tuple[int, ...]) -> tuple[int, int, int]:
+        """The frame of a resource, scope or item (KeyError: not walked)."""
+        if len(key) == 3:  # an item: (resource, scope, index)
+            return self.children[key[0], key[1]][key[2]]
+        return self.frames[key]
+
+
+def _children(data: bytes, start: int, end: int, wanted: int, stop: int) -> list[tuple[int, int, int]]:
+    """``(length prefix, value start, value end)`` of each field ``wanted`` in ``data[start:end]``.
+
+    Fields are skipped by their length, and the walk ends at the first field that starts past
+    ``stop`` (nothing beyond it is looked at). One loop with the one-byte varints inline: this
+    runs once per span of a request that holds a secret.
+    """
+    out: list[tuple[int, int, int]] = []
     pos = start
-    try:
-        while pos < end:
-            tag_start = pos
-            tag = data[pos]
+    while pos < end and pos <= stop:
+        tag = data[pos]
+        if tag < 0x80:
             pos += 1
-            if tag & 0x80:  # a tag of more than one byte (fields 16 and up)
-                tag, pos = _varint(data, tag_start)
-            field, wire_type = tag >> 3, tag & 7
-            value_start = pos
-            if wire_type == 2:
-                length, value_start = _varint(data, pos)
-                pos = value_start + length
-            elif wire_type == 0:
-                _, pos = _varint(data, pos)
-            elif wire_type == 1:
-                pos += 8
-            elif wire_type == 5:
-                pos += 4
+        else:  # a tag of more than one byte (fields 16 and up)
+            tag, pos = _varint(data, pos)
+        wire_type = tag & 7
+        if wire_type == 2:
+            length_start = pos
+            length = data[pos]
+            if length < 0x80:
+                pos += 1
+            elif data[pos + 1] < 0x80:  # two bytes: up to 16 KiB, most spans
+                length = (length & 0x7F) | (data[pos + 1] << 7)
+                pos += 2
             else:
-                raise FramingError(f"wire type {wire_type}")
-            yield field, tag_start, value_start, pos
+                length, pos = _varint(data, pos)
+            value_start = pos
+            pos += length
+            if tag >> 3 == wanted:
+                out.append((length_start, value_start, pos))
+        elif tag >> 3 == wanted:
+            raise FramingError(f"wire type {wire_type} for a message field")
+        elif wire_type == 0:
+            _, pos = _varint(data, pos)
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 5:
+            pos += 4
+        else:
+            raise FramingError(f"wire type {wire_type}")
+        if pos > end:
+            raise FramingError("field runs past its parent")
+    return out
+
+
+def layout(data: bytes, regions: list[tuple[int, int]] | None = None) -> Layout:
+    """The items of a traces or logs request, all of them, or only as many as ``regions`` need.
+
+    With ``regions`` (byte ranges), a resource or scope that no region touches is skipped by its
+    length, and the walk stops past the last region: the items listed are every one that any
+    region overlaps and every one before a region in the same scope, which is all that
+    :func:`items_hit` and the "inside one item" check need. The bytes past the last region are
+    not looked at (the wide search found nothing there).
+
+    Raises:
+        FramingError: the bytes walked are not a request of that shape.
+    """
+    size = len(data)
+    spans = [(0, size)] if regions is None else regions
+    stop = max((end for _, end in spans), default=-1)
+    entries: list[tuple[int, int, Item]] = []
+    frames: dict[tuple[int, ...], tuple[int, int, int]] = {}
+    children: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    try:
+        for r, resource in enumerate(_children(data, 0, size, 1, stop)):
+            if not _touched(spans, resource):
+                continue
+            frames[r,] = resource
+            for s, scope in enumerate(_children(data, resource[1], resource[2], 2, stop)):
+                if not _touched(spans, scope):
+                    continue
+                frames[r, s] = scope
+                found = children[r, s] = _children(data, scope[1], scope[2], 2, stop)
+                entries += [(start, end, (r, s, i)) for i, (_, start, end) in enumerate(found)]
     except IndexError as exc:
         raise FramingError("truncated") from exc
-    if pos != end:
-        raise FramingError("field runs past its parent")
+    return Layout(entries, frames, children)
 
 
-def _fields(data: bytes, start: int, end: int, wanted: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of the value of every field ``wanted`` in ``data[start:end]``."""
-    for field, _tag, value_start, value_end in _all_fields(data, start, end):
-        if field == wanted:
-            yield value_start, value_end
+def _touched(spans: list[tuple[int, int]], frame: tuple[int, int, int]) -> bool:
+    """Whether any range meets the value of ``frame`` (ends included: an empty range counts)."""
+    _, start, end = frame
+    return any(span_start <= end and span_end >= start for span_start, span_end in spans)
 
 
 def items(data: bytes) -> list[tuple[int, int, Item]]:
@@ -91,11 +160,7 @@ def items(data: bytes) -> list[tuple[int, int, Item]]:
     Raises:
         FramingError: the bytes are not a request of that shape.
     """
-    out: list[tuple[int, int, Item]] = []
-    for r, (rs_start, rs_end) in enumerate(_fields(data, 0, len(data), 1)):
-        for s, (ss_start, ss_end) in enumerate(_fields(data, rs_start, rs_end, 2)):
-            out.extend((start, end, (r, s, i)) for i, (start, end) in enumerate(_fields(data, ss_start, ss_end, 2)))
-    return out
+    return layout(data).entries
 
 
 def items_hit(data: bytes, layout: list[tuple[int, int, Item]],
@@ -123,50 +188,90 @@ def items_hit(data: bytes, layout: list[tuple[int, int, Item]],
 
 
 def _parts_hit(data: bytes, start: int, end: int, regions: list[tuple[int, int]]) -> dict[int, set[int]]:
+    """Field number -> indexes of its occurrences that a region overlaps (tag included), in one item.
+
+    Every field of the item is read (its framing is checked to the end), in one loop with the
+    short varints inline.
+    """
     parts: dict[int, set[int]] = {}
     seen: dict[int, int] = {}
-    for field, tag_start, _value_start, field_end in _all_fields(data, start, end):
-        index = seen.get(field, 0)
-        seen[field] = index + 1
-        if any(region_start < field_end and region_end > tag_start for region_start, region_end in regions):
-            parts.setdefault(field, set()).add(index)
+    pos = start
+    try:
+        while pos < end:
+            tag_start = pos
+            tag = data[pos]
+            if tag < 0x80:
+                pos += 1
+            else:
+                tag, pos = _varint(data, pos)
+            wire_type = tag & 7
+            if wire_type == 2:
+                length = data[pos]
+                if length < 0x80:
+                    pos += 1 + length
+                else:
+                    length, pos = _varint(data, pos)
+                    pos += length
+            elif wire_type == 0:
+                _, pos = _varint(data, pos)
+            elif wire_type == 1:
+                pos += 8
+            elif wire_type == 5:
+                pos += 4
+            else:
+                raise FramingError(f"wire type {wire_type}")
+            field = tag >> 3
+            index = seen.get(field, 0)
+            seen[field] = index + 1
+            for region_start, region_end in regions:
+                if region_start < pos and region_end > tag_start:
+                    parts.setdefault(field, set()).add(index)
+                    break
+    except IndexError as exc:
+        raise FramingError("truncated") from exc
+    if pos != end:
+        raise FramingError("field runs past its parent")
     return parts
 
 
-# The field that holds the children at each level: request -> resource (1) -> scope (2) -> item (2).
-_CHILD_FIELD = (1, 2, 2)
-
-
-def splice(data: bytes, replaced: dict[Item, bytes]) -> bytes:
+def splice(data: bytes, found: Layout, replaced: dict[Item, bytes]) -> bytes:
     """``data`` with the given items' bytes replaced, every enclosing length prefix rewritten.
 
-    Raises:
-        FramingError: the bytes are not a request of the expected shape.
+    By byte range: each replaced item's length prefix and bytes, and the length prefixes of its
+    scope and resource, are the only pieces written; everything between them is copied as one
+    slice. ``found`` must list every item replaced (any :func:`layout` that found them does).
     """
-    out = _rebuild(data, 0, len(data), 0, (), replaced=replaced)
-    return data if out is None else out
-
-
-def _rebuild(data: bytes, start: int, end: int, depth: int, path: tuple[int, ...], *,
-             replaced: dict[Item, bytes]) -> bytes | None:
-    wanted = _CHILD_FIELD[depth]
-    pieces: list[bytes] = []
-    cursor = start
-    index = -1
-    for field, tag_start, value_start, value_end in _all_fields(data, start, end):
-        if field != wanted:
-            continue
-        index += 1
-        key = (*path, index)
-        if depth == len(_CHILD_FIELD) - 1:
-            new = replaced.get(key)  # type: ignore[arg-type]
-        else:
-            new = _rebuild(data, value_start, value_end, depth + 1, key, replaced=replaced)
-        if new is None:
-            continue
-        pieces += [data[cursor:tag_start], len_tag(wanted), varint(len(new)), new]
-        cursor = value_end
-    if not pieces:
-        return None
-    pieces.append(data[cursor:end])
+    if not replaced:
+        return data
+    frame = found.frame
+    edits: list[tuple[int, int, bytes]] = []
+    # How much each scope, then each resource, grows: its items' new bytes and length prefixes,
+    # then (for a resource) its scopes' new length prefixes.
+    grown: dict[tuple[int, ...], int] = {}
+    for item, new in replaced.items():
+        length_start, _start, end = frame(item)
+        framed = varint(len(new)) + new
+        edits.append((length_start, end, framed))
+        grown[item[:2]] = grown.get(item[:2], 0) + len(framed) - (end - length_start)
+    for scope, delta in list(grown.items()):
+        length_start, start, end = frame(scope)
+        prefix = varint(end - start + delta)
+        edits.append((length_start, start, prefix))
+        resource = scope[:1]
+        grown[resource] = grown.get(resource, 0) + delta + len(prefix) - (start - length_start)
+    for resource in {item[:1] for item in replaced}:
+        length_start, start, end = frame(resource)
+        edits.append((length_start, start, varint(end - start + grown[resource])))
+    edits.sort(key=_first)
+    view = memoryview(data)  # the untouched runs are copied once, by the join
+    pieces: list[bytes | memoryview] = []
+    cursor = 0
+    for start, end, new in edits:
+        pieces += (view[cursor:start], new)
+        cursor = end
+    pieces.append(view[cursor:])
     return b"".join(pieces)
+
+
+def _first(edit: tuple[int, int, bytes]) -> int:
+    return edit[0]
