@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from obs_pipeline.errors import StartupError
+from obs_pipeline.listen import listen
 from obs_pipeline.telemetry.metrics import SelfMetrics
-from obs_pipeline.units import parse_endpoint
 
 
 class TelemetryServer:
@@ -45,21 +44,12 @@ class TelemetryServer:
             StartupError: an endpoint could not be bound.
         """
         for endpoint, app in self._plan:
-            host, port = parse_endpoint(endpoint)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            site = web.TCPSite(runner, host, port)
             try:
-                await site.start()
-            except OSError as exc:
-                await runner.cleanup()
+                runner, self.bound[endpoint] = await listen(app, endpoint, "service.telemetry")
+            except StartupError:
                 await self.stop()
-                reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
-                raise StartupError(f"service.telemetry: cannot listen on {endpoint}: {reason}") from exc
+                raise
             self._runners.append(runner)
-            server = getattr(site, "_server", None)  # aiohttp keeps the asyncio server private
-            sockets = getattr(server, "sockets", None) or []
-            self.bound[endpoint] = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:
         """Close every endpoint (idempotent)."""

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import errno
-
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from obs_pipeline.errors import StartupError
-from obs_pipeline.units import parse_endpoint
+from obs_pipeline.listen import listen
 
 __all__ = ["PATH", "MetricsServer"]
 
@@ -38,22 +35,9 @@ class MetricsServer:
         Raises:
             StartupError: it cannot be bound (in use, no such address, no permission).
         """
-        host, port = parse_endpoint(self.endpoint)
         app = web.Application()
         app.router.add_get(PATH, self._scrape)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or type(exc).__name__
-            raise StartupError(f"{self.owner}: cannot listen on {self.endpoint}: {reason}") from exc
-        self._runner = runner
-        server = getattr(site, "_server", None)  # aiohttp keeps the asyncio server private
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._runner, self.port = await listen(app, self.endpoint, self.owner)
 
     async def stop(self) -> None:
         """Close the endpoint (idempotent)."""

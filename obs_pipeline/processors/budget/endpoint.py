@@ -9,7 +9,6 @@ problem, never a scope value or the token.
 
 from __future__ import annotations
 
-import errno
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -17,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from obs_pipeline.errors import StartupError, describe_exception
+from obs_pipeline.errors import describe_exception
+from obs_pipeline.listen import listen
 from obs_pipeline.processors.budget.decisions import Decisions
 from obs_pipeline.secret import Secret
-from obs_pipeline.units import parse_endpoint
 
 __all__ = ["DecisionServer"]
 
@@ -58,25 +57,12 @@ class DecisionServer:
         Raises:
             StartupError: it cannot be bound.
         """
-        host, port = parse_endpoint(self.endpoint)
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
         app.router.add_get("/v1/budgets", self._list)
         app.router.add_get("/v1/budgets/{id}/{scope_value}", self._one)
         app.router.add_post("/v1/budgets/{id}/{scope_value}/reserve", self._reserve)
         app.router.add_delete("/v1/budgets/{id}/{scope_value}/reserve/{reservation_id}", self._release)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or type(exc).__name__
-            raise StartupError(f"{self.owner}: cannot listen on {self.endpoint} (decision endpoint): {reason}") from exc
-        self._runner = runner
-        server = getattr(site, "_server", None)  # aiohttp keeps the asyncio server private
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._runner, self.port = await listen(app, self.endpoint, self.owner, "decision endpoint")
 
     async def stop(self) -> None:
         """Close the endpoint (idempotent)."""
