@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from obs_pipeline.processors.redaction.content import CONTENT_EVENTS as _CONTENT_EVENTS
@@ -38,6 +39,8 @@ _SPAN_TRACE_STATE, _SPAN_NAME, _SPAN_ATTRIBUTES, _SPAN_EVENTS, _SPAN_LINKS, _SPA
 _LOG_BODY, _LOG_ATTRIBUTES, _LOG_EVENT_NAME = 5, 6, 12
 #: Field number -> indexes of its occurrences to look at.
 Parts = dict[int, set[int]]
+#: Walks one span or log record: (item, findings so far, the fields to walk or None for all) -> changed.
+Visit = Callable[[Any, Found, Parts | None], bool]
 
 
 class _Skip(enum.Enum):
@@ -82,9 +85,9 @@ class Walker:
                 walked. None: every item whose own bytes may hit, all of it.
         """
         if signal is Signal.TRACES:
-            return self._traces(message, only)
+            return self._grouped(message.resource_spans, "scope_spans", "spans", self._span, only)
         if signal is Signal.LOGS:
-            return self._logs(message, only)
+            return self._grouped(message.resource_logs, "scope_logs", "log_records", self._record, only)
         return self._metrics(message)
 
     @property
@@ -106,22 +109,23 @@ class Walker:
 
     # -- per signal ------------------------------------------------------------------------------
 
-    def _traces(self, message: Any, only: Hits | None) -> bool:
+    def _grouped(self, groups: Any, scopes: str, items: str, visit: Visit, only: Hits | None) -> bool:
+        """Walk resource -> scope -> item (spans or log records) of one request, the same for both signals."""
         changed = False
-        for r, rs in enumerate(message.resource_spans):
+        for r, group in enumerate(groups):
             pending: Found = []
-            changed |= self._scrubber.attributes(rs.resource.attributes, "resource.attributes.", pending)
-            for s, ss in enumerate(rs.scope_spans):
-                changed |= self._scrubber.attributes(ss.scope.attributes, "scope.attributes.", pending)
-                for i, span in enumerate(ss.spans):
-                    parts = self._parts(span, (r, s, i), only)
+            changed |= self._scrubber.attributes(group.resource.attributes, "resource.attributes.", pending)
+            for s, scope in enumerate(getattr(group, scopes)):
+                changed |= self._scrubber.attributes(scope.scope.attributes, "scope.attributes.", pending)
+                for i, item in enumerate(getattr(scope, items)):
+                    parts = self._parts(item, (r, s, i), only)
                     if parts is SKIP and not pending:
                         continue
-                    found, pending = pending, []  # what the resource had goes on its first span
+                    found, pending = pending, []  # what the resource had goes on its first item
                     if parts is not SKIP:
-                        changed |= self._span(span, found, parts)
-                    changed |= self._summarize(span.attributes, found)
-            self._count(pending)  # found in a resource with no span under it: no summary, still counted
+                        changed |= visit(item, found, parts)
+                    changed |= self._summarize(item.attributes, found)
+            self._count(pending)  # found in a resource with no item under it: no summary, still counted
         return changed
 
     def _span(self, span: Any, found: Found, parts: Parts | None) -> bool:
@@ -151,24 +155,6 @@ class Walker:
             changed |= scrub.attributes(link.attributes, f"links[{i}].attributes.", found)
             if link.trace_state:
                 changed |= self._field(link, "trace_state", f"links[{i}].trace_state", found)
-        return changed
-
-    def _logs(self, message: Any, only: Hits | None) -> bool:
-        changed = False
-        for r, rl in enumerate(message.resource_logs):
-            pending: Found = []
-            changed |= self._scrubber.attributes(rl.resource.attributes, "resource.attributes.", pending)
-            for s, sl in enumerate(rl.scope_logs):
-                changed |= self._scrubber.attributes(sl.scope.attributes, "scope.attributes.", pending)
-                for i, record in enumerate(sl.log_records):
-                    parts = self._parts(record, (r, s, i), only)
-                    if parts is SKIP and not pending:
-                        continue
-                    found, pending = pending, []
-                    if parts is not SKIP:
-                        changed |= self._record(record, found, parts)
-                    changed |= self._summarize(record.attributes, found)
-            self._count(pending)
         return changed
 
     def _record(self, record: Any, found: Found, parts: Parts | None) -> bool:
