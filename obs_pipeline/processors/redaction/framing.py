@@ -188,17 +188,22 @@ def items_hit(data: bytes, layout: list[tuple[int, int, Item]],
 
 
 def _parts_hit(data: bytes, start: int, end: int, regions: list[tuple[int, int]]) -> dict[int, set[int]]:
-    """Field number -> indexes of its occurrences that a region overlaps (tag included), in one item.
+    """Field number -> indexes of its occurrences that a region overlaps, in one item.
 
-    Every field of the item is read (its framing is checked to the end), in one loop with the
-    short varints inline.
+    A length-delimited field counts when a region overlaps its value, not only its tag and length:
+    a wide match that runs on from the end of one string (``...sk-proj-abc`` then the next
+    attribute's tag ``J`` and length byte, both alphanumeric) says nothing of the next field,
+    whose own secrets the wide search would have found on their own (a match overlapping them or
+    starting in them), so only the field it started in is walked. Other fields count by their
+    tag too. Every field of the item is read (its framing is checked to the end), in one loop
+    with the short varints inline.
     """
     parts: dict[int, set[int]] = {}
     seen: dict[int, int] = {}
     pos = start
     try:
         while pos < end:
-            tag_start = pos
+            counted_from = pos  # where a region must end past for the field to count
             tag = data[pos]
             if tag < 0x80:
                 pos += 1
@@ -208,10 +213,11 @@ def _parts_hit(data: bytes, start: int, end: int, regions: list[tuple[int, int]]
             if wire_type == 2:
                 length = data[pos]
                 if length < 0x80:
-                    pos += 1 + length
+                    pos += 1
                 else:
                     length, pos = _varint(data, pos)
-                    pos += length
+                counted_from = pos
+                pos += length
             elif wire_type == 0:
                 _, pos = _varint(data, pos)
             elif wire_type == 1:
@@ -224,7 +230,7 @@ def _parts_hit(data: bytes, start: int, end: int, regions: list[tuple[int, int]]
             index = seen.get(field, 0)
             seen[field] = index + 1
             for region_start, region_end in regions:
-                if region_start < pos and region_end > tag_start:
+                if region_start < pos and region_end > counted_from:
                     parts.setdefault(field, set()).add(index)
                     break
     except IndexError as exc:

@@ -92,3 +92,25 @@ def test_a_request_over_max_value_size_is_still_targeted():
     spans = out.message.resource_spans[0].scope_spans[1].spans
     assert plain(spans[399].attributes[0].value) == "[REDACTED:xai-api-key]"
     assert [i for i, span in enumerate(spans) if "redaction.masked.count" in attrs(span)] == [399]
+
+
+def test_a_match_running_into_the_next_attribute_walks_only_its_own():
+    """A secret ending a value bleeds into the next attribute's tag; that attribute is not walked for it.
+
+    Its own secrets are still found: one right at the start of its value, and one in its key.
+    """
+    request = _request(resources=1, spans=3)
+    span = request.resource_spans[0].scope_spans[0].spans[1]
+    span.attributes[1].value.string_value = f"ends with {SECRET}"
+    data = request.SerializeToString()
+    regions = redactor().scanner.wire_regions(data)
+    found = framing.layout(data, regions)
+    assert framing.items_hit(data, found.entries, regions) == {(0, 0, 1): {9: {1}}}
+
+    span.attributes[2].value.string_value = f"{SECRET} starts this one"
+    span.attributes[3].key = "api_key"
+    out = redactor()(Batch.from_wire(Signal.TRACES, request.SerializeToString())).settled()
+    got = out.message.resource_spans[0].scope_spans[0].spans[1]
+    assert SECRET.encode() not in out.serialized()
+    assert attrs(got)["redaction.masked.keys"] == ["attributes.a1", "attributes.a2", "attributes.api_key"]
+    assert plain(got.attributes[3].value) == "[REDACTED:sensitive-key]"
