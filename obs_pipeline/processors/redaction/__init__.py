@@ -58,13 +58,14 @@ class Redactor:
     Args:
         cfg: the parsed config.
         settings: where the values found are counted (None: counted nowhere, for tests of the rules).
+        hyperscan: False to always search the wire with RE2 (:mod:`.prefilter`; for comparisons).
     """
 
-    def __init__(self, cfg: Config, settings: ProcessorSettings | None = None) -> None:
+    def __init__(self, cfg: Config, settings: ProcessorSettings | None = None, *, hyperscan: bool = True) -> None:
         self.cfg = cfg
         self.scanner = Scanner(
             cfg.rules, disable=cfg.disable, blocked_keys=cfg.blocked_keys, allowed_keys=cfg.allowed_keys,
-            allowed_values=cfg.allowed_values, literals=literals(cfg.content),
+            allowed_values=cfg.allowed_values, literals=literals(cfg.content), hyperscan=hyperscan,
         )
         hash_key = cfg.hash_key.reveal().encode() if cfg.replacement is Replacement.HASH and cfg.hash_key else None
         self.scrubber = Scrubber(self.scanner, redact=cfg.mode is Mode.REDACT, hash_key=hash_key,

@@ -9,11 +9,14 @@ a known token, the token's own rule id is reported.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import re2
 
+from obs_pipeline.processors.redaction.matcher import NO_MATCH, Matcher, matcher
+from obs_pipeline.processors.redaction.prefilter import WirePrefilter
 from obs_pipeline.processors.redaction.rules import BLOCKED_KEY, BUILTIN, Rule, options, strip_assertions
 
 __all__ = ["Hit", "Scanner", "scan_text"]
@@ -24,6 +27,7 @@ _KEY_CACHE_LIMIT = 10_000
 _UNICODE_ESCAPE = re2.compile(r"\\u[0-9A-Fa-f]{4}")
 _UNICODE_ESCAPE_BYTES = re2.compile(rb"\\u[0-9A-Fa-f]{4}")
 _QUOTE_ESCAPE = re2.compile(r"\\[\"']")
+_JSON_ESCAPE_BYTES = re2.compile(rb'\\(?:[nrtbf/"\\]|u[0-9A-Fa-f]{4})')
 _QUOTE_ESCAPE_BYTES = re2.compile(rb"\\[\"']")
 # How a key ends in the wire: the KeyValue's value tag (field 2, length-delimited) follows it; a
 # key inside a JSON string is followed by its closing quote (perhaps escaped).
@@ -58,11 +62,14 @@ class Scanner:
         allowed_values: RE2 patterns; a found secret that fully matches one is left alone.
         literals: extra text whose presence in the wire means the batch must be walked (the keys
             of the content policy).
+        hyperscan: let :mod:`.prefilter` find where to look in a request, when the rules are the
+            built-in ones and the wheel is here (False: always the RE2 pass, for comparisons).
     """
 
     def __init__(self, user_rules: tuple[Rule, ...] = (), *, disable: tuple[str, ...] = (),
                  blocked_keys: tuple[str, ...] = (), allowed_keys: tuple[str, ...] = (),
-                 allowed_values: tuple[str, ...] = (), literals: tuple[str, ...] = ()) -> None:
+                 allowed_values: tuple[str, ...] = (), literals: tuple[str, ...] = (),
+                 hyperscan: bool = True) -> None:
         off = set(disable)
         rules = [r for r in BUILTIN.rules if r.id not in off] + list(user_rules)
         opts = options()
@@ -81,14 +88,16 @@ class Scanner:
         for rule in rules:
             self._set.Add(rule.pattern.encode())
         self._set.Compile()
-        self._each = [re2.compile(rule.pattern.encode(), opts) for rule in rules]
-        self._regex = re2.compile("|".join(parts), opts) if parts else None
-        self._bytes_regex = re2.compile("|".join(parts).encode(), opts) if parts else None
+        self._each = [matcher(re2.compile(rule.pattern.encode(), opts), anchored=True) for rule in rules]
+        bytes_regex = re2.compile("|".join(parts).encode(), opts) if parts else None
         # A yes/no search: without capture groups RE2 never runs its slower submatch engine.
         yes_no = options()
         yes_no.never_capture = True
         # Where the matches are, found by the DFA alone; the groups are then read on each match only.
         self._bounds = re2.compile("|".join(parts).encode(), yes_no) if parts else None
+        self._find_bounds = matcher(self._bounds, anchored=False) if self._bounds is not None else None
+        self._find_first = matcher(bytes_regex, anchored=False) if bytes_regex is not None else None
+        self._whole = matcher(bytes_regex, anchored=True) if bytes_regex is not None else _never
         self._allowed = re2.compile("|".join(f"(?:{p})" for p in allowed_values), opts) if allowed_values else None
         self._key_rule = None if "sensitive-key" in off else re2.compile(BUILTIN.key_rule.pattern, opts)
         self._blocked = re2.compile("|".join(f"(?:{p})" for p in blocked_keys), opts) if blocked_keys else None
@@ -105,6 +114,21 @@ class Scanner:
         wide.extend(re2.escape(literal) for literal in literals)
         self._wide = re2.compile("|".join(wide), yes_no) if wide else None
         self._wide_bytes = re2.compile("|".join(wide).encode(), yes_no) if wide else None
+        self._prefilter = None
+        if hyperscan and wide and not user_rules and not blocked_keys and not literals:
+            # In a whole request a key is always followed by its value's tag: no "$" needed, and
+            # without an assertion Hyperscan reports matches in order of their end.
+            key_end = _WIRE_KEY_END.removesuffix("|$)") + ")"
+            fast = [strip_assertions(p) for p in parts]
+            if self._key_rule is not None:
+                fast.append(strip_assertions(BUILTIN.key_rule.pattern) + key_end)
+            with contextlib.suppress(ImportError, ValueError):
+                self._prefilter = WirePrefilter(fast)
+
+    @property
+    def prefilter_active(self) -> bool:
+        """Whether :meth:`wire_regions` asks Hyperscan where to look (:mod:`.prefilter`)."""
+        return self._prefilter is not None
 
     def wire_may_hit(self, data: bytes) -> bool:
         r"""Whether serialized data may hold anything to redact (False is certain, True is a maybe).
@@ -134,6 +158,12 @@ class Scanner:
         wide = self._wide_bytes
         if wide is None:
             return []
+        ends = self._prefilter.ends(data) if self._prefilter is not None else None
+        if ends is not None:  # the last byte of each match: what the framing needs to find its field
+            regions = [(end - 1, end) for end in ends]
+            if b"\\" in data:
+                regions += [m.span() for m in _UNICODE_ESCAPE_BYTES.finditer(data)]
+            return regions
         regions = [m.span() for m in wide.finditer(data)]
         if b"\\" in data:
             regions += [m.span() for m in _UNICODE_ESCAPE_BYTES.finditer(data)]
@@ -157,9 +187,19 @@ class Scanner:
         return wide.search(text.replace("\\", "")) is not None
 
     def scan(self, text: str) -> list[Hit]:
-        """The secrets in ``text`` (character offsets), in order, not overlapping."""
+        r"""The secrets in ``text`` (character offsets), in order, not overlapping.
+
+        Text holding JSON escapes is also searched with each escape blanked out (same length, so
+        the offsets hold): in ``"my key:\nrk_live_..."``, prose around a JSON document that is
+        therefore not decoded, the ``n`` of ``\n`` would otherwise glue onto the token and defeat
+        the rules' word boundaries.
+        """
         data = text.encode("utf-8", "surrogatepass")
         hits = self._scan(data, text)
+        if b"\\" in data:
+            blanked = _JSON_ESCAPE_BYTES.sub(_blank, data)
+            if blanked != data:
+                hits = _union(hits, self._scan(blanked, text))
         if len(data) == len(text) or not hits:
             return hits  # ASCII: byte and character offsets agree
         return [Hit(h.rule, len(data[:h.start].decode("utf-8", "surrogatepass")),
@@ -174,36 +214,42 @@ class Scanner:
         return self._scan(data, None)
 
     def _scan(self, data: bytes, text: str | None) -> list[Hit]:
-        if self._bounds is None or self._bytes_regex is None:
+        bounds, find = self._find_bounds, self._find_first
+        if bounds is None or find is None:
             return []
         hits = []
         candidates: list[int] | None = None
-        for bound in self._bounds.finditer(data):
-            start, end = bound.span()
+        pos, size = 0, len(data)
+        while pos <= size:
+            start, end = bounds(data, pos, size)[0]
+            if start < 0:
+                break
+            pos = end if end > start else end + 1
             if candidates is None:
                 candidates = sorted(self._set.Match(data) or ())
-            hit = self._identify(data, start, end, candidates, own_rule=text is not None)
+            hit = self._identify(data, start, end, candidates, find, own_rule=text is not None)
             if hit is not None:
                 hits.append(hit)
         return hits
 
-    def _identify(self, data: bytes, start: int, end: int, candidates: list[int], *, own_rule: bool) -> Hit | None:
+    def _identify(self, data: bytes, start: int, end: int, candidates: list[int], find: Matcher, *,
+                  own_rule: bool) -> Hit | None:
         """The hit of the match ``data[start:end]``: the first rule that matches there wins.
 
         The alternation is leftmost-first, so of the rules matching anywhere in the value, the
         first in order that matches at ``start`` is the one it chose.
         """
         for i in candidates:
-            m = self._each[i].match(data, start, end)
-            if m is None:
+            spans = self._each[i](data, start, end)
+            if spans[0][0] < 0:
                 continue
             group = self._groups[i]
-            offset = group.index
-            spans = _spans(m)
-            secret_start, secret_end = spans[group.secret - offset]
+            secret_start, secret_end = spans[group.secret - group.index]
             return self._finish(group, data, secret_start, secret_end, own_rule=own_rule)
-        m = self._bytes_regex.match(data, start, end) or self._bytes_regex.search(data, start)  # type: ignore[union-attr]
-        return None if m is None else self._hit(m, data, own_rule)
+        spans = self._whole(data, start, end)
+        if spans[0][0] < 0:
+            spans = find(data, start, len(data))
+        return None if spans[0][0] < 0 else self._hit(spans, data, own_rule)
 
     def masked_key(self, key: str, marker: Callable[[str, str], str]) -> tuple[str, str] | None:
         """``(the key with its secrets masked by marker(rule, secret), the first rule)``, or None (cached)."""
@@ -242,8 +288,7 @@ class Scanner:
         self._key_cache[key] = rule
         return rule
 
-    def _hit(self, m: re2._Match, data: bytes, own_rule: bool) -> Hit | None:
-        spans = _spans(m)
+    def _hit(self, spans: list[tuple[int, int]], data: bytes, own_rule: bool) -> Hit | None:
         for group in self._groups:
             if spans[group.index][0] >= 0:
                 start, end = spans[group.secret]
@@ -270,16 +315,26 @@ class Scanner:
         return None
 
 
-def _spans(m: re2._Match) -> tuple[tuple[int, int], ...]:
-    """Every group's span of a match.
+def _never(_data: bytes, _pos: int, _endpos: int) -> list[tuple[int, int]]:
+    return NO_MATCH
 
-    The wrapper keeps them in ``_spans``; its public ``span(g)`` asks RE2 for the group count on
-    every call, which for this alternation of some 60 groups costs about 6 µs a group.
-    """
-    spans = getattr(m, "_spans", None)
-    if spans is None:  # another version of the wrapper
-        return tuple(m.span(g) for g in range(len(m.groups()) + 1))
-    return tuple(spans)
+
+def _blank(m: re2._Match) -> bytes:
+    width: int = m.end() - m.start()
+    return b" " * width
+
+
+def _union(first: list[Hit], second: list[Hit]) -> list[Hit]:
+    """Both scans' hits in order; overlapping ones become one (the earlier's rule, the larger extent)."""
+    merged: list[Hit] = []
+    for hit in sorted({*first, *second}, key=lambda h: (h.start, -h.end)):
+        if merged and hit.start < merged[-1].end:
+            last = merged[-1]
+            if hit.end > last.end:
+                merged[-1] = Hit(last.rule, last.start, hit.end)
+            continue
+        merged.append(hit)
+    return merged
 
 
 _DEFAULT: Scanner | None = None

@@ -122,6 +122,15 @@ class TestLocations:
         assert plain(point.exemplars[0].filtered_attributes[0].value) == "[REDACTED:openai-api-key]"
 
 
+def test_a_token_right_after_a_json_escape_in_prose_is_caught():
+    r"""JSON quoted inside prose is not decoded, so ``\n`` sits right before the token: its ``n`` is no word."""
+    for token, rule in (("rk_test_mxaMz9prTCTusC11LQzdwR9E", "stripe-key"),
+                        ("api_org_EHZraPFF8ybWrIFb0fKmgqc7PavcUmteop", "huggingface-token")):
+        text = f'résumé: [{{"content": "my key:\\n{token}\\n"}}] (pasted)'
+        out = first_span(run(redactor(), span_request({"gen_ai.prompt": text})))
+        assert plain(out.attributes[0].value) == f'résumé: [{{"content": "my key:\\n[REDACTED:{rule}]\\n"}}] (pasted)'
+
+
 def test_a_secret_used_as_a_key_is_masked_and_never_echoed_as_a_location():
     """A map keyed by a token: the key is masked, and redaction.masked.keys shows the masked key."""
     got = attrs(first_span(run(redactor(), span_request({f"seen.{GITHUB}": "yes"}))))

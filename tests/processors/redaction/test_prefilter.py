@@ -1,0 +1,153 @@
+"""The Hyperscan prefilter never misses what the RE2 pass would find: the output is the same, byte for byte.
+
+Hyperscan only chooses where the RE2 rules look (obs_pipeline/processors/redaction/prefilter.py);
+so the test is a differential one: random requests holding the corpus' secrets in every place a
+secret can be (start, middle and end of values, keys, names, events, links, resources, JSON with
+escapes, non-ASCII text around them), redacted with and without it, must come out identical.
+Then the cases where bytes and RE2's UTF-8 characters part ways, each on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from typing import Any
+
+import pytest
+import re2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from obs_pipeline.batch import Batch
+from obs_pipeline.processors.redaction import FACTORY, Redactor
+from obs_pipeline.processors.redaction.prefilter import RE2_ASCII_FOLDS, byte_superset
+from obs_pipeline.signals import Signal
+from obs_pipeline.testing import parse_config
+from tests.processors.redaction.corpus import KEY_CASES, lookalikes, secret_cases
+from tests.processors.redaction.kit import attrs, plain, span_request
+
+pytest.importorskip("hyperscan")
+
+CASES = secret_cases()
+LOOKALIKES = lookalikes()
+PROSE = ["résumé of the naïve café", "日本語のテキスト", "plain words here", "emoji 🎉 party", ""]
+
+
+def _pair() -> tuple[Redactor, Redactor]:
+    fast = Redactor(parse_config(FACTORY, None))
+    slow = Redactor(parse_config(FACTORY, None), hyperscan=False)
+    assert fast.scanner.prefilter_active
+    assert not slow.scanner.prefilter_active
+    return fast, slow
+
+
+FAST, SLOW = _pair()
+
+
+def _text(rng: random.Random) -> tuple[str, str | None]:
+    """A value: prose, a look-alike, or a secret at its start, middle or end (and the secret)."""
+    roll = rng.random()
+    if roll < 0.4:
+        return rng.choice(PROSE + LOOKALIKES), None
+    case = rng.choice(CASES)
+    where = rng.randrange(3)
+    filler = rng.choice(PROSE)
+    text = [f"{case.text} {filler}", f"{filler} {case.text} {filler}", f"{filler} {case.text}"][where]
+    if rng.random() < 0.15:
+        text = json.dumps({"role": "user", "content": text}, ensure_ascii=rng.random() < 0.5)
+    return text, case.secret
+
+
+def _request(rng: random.Random) -> tuple[ExportTraceServiceRequest, list[str]]:
+    request = ExportTraceServiceRequest()
+    secrets: list[str] = []
+
+    def value() -> str:
+        text, secret = _text(rng)
+        if secret is not None:
+            secrets.append(secret)
+        return text
+
+    for _ in range(rng.randrange(1, 3)):
+        rs = request.resource_spans.add()
+        if rng.random() < 0.2:
+            rs.resource.attributes.add(key="service.note").value.string_value = value()
+        for _ in range(rng.randrange(1, 3)):
+            ss = rs.scope_spans.add()
+            for _ in range(rng.randrange(0, 12)):
+                span = ss.spans.add(name=value() if rng.random() < 0.1 else "chat", span_id=rng.randbytes(8),
+                                    trace_id=rng.randbytes(16), start_time_unix_nano=rng.getrandbits(63))
+                for k in range(rng.randrange(0, 8)):
+                    if rng.random() < 0.1:
+                        key_case = rng.choice(KEY_CASES)
+                        span.attributes.add(key=key_case.key).value.string_value = key_case.value
+                        secrets.append(key_case.value)
+                    else:
+                        span.attributes.add(key=f"gen_ai.attr{k}").value.string_value = value()
+                if rng.random() < 0.15:
+                    span.status.message = value()
+                if rng.random() < 0.15:
+                    span.events.add(name="exception").attributes.add(key="exception.message").value.string_value = value()
+                if rng.random() < 0.1:
+                    span.links.add(trace_id=rng.randbytes(16)).attributes.add(key="note").value.string_value = value()
+    return request, secrets
+
+
+def _redact(r: Redactor, data: bytes) -> bytes:
+    return r(Batch.from_wire(Signal.TRACES, data)).settled().serialized()
+
+
+@pytest.mark.parametrize("seed", range(250))
+def test_random_requests_come_out_the_same_with_and_without_hyperscan(seed: int) -> None:
+    """Same bytes out, whatever holds a secret where; and no secret survives either way."""
+    request, secrets = _request(random.Random(seed))
+    data = request.SerializeToString()
+    fast, slow = _redact(FAST, data), _redact(SLOW, data)
+    assert fast == slow
+    for secret in secrets:
+        assert secret.encode() not in fast
+
+
+@pytest.mark.parametrize("text", [
+    "pa\u017f\u017fword=hunter2-and-more",                 # U+017F (long s) folds onto "s" in RE2's (?i)
+    "API_\u212aEY=abcdefgh12345",                         # U+212A (Kelvin) folds onto "k"
+    "postgres://" + "é" * 60 + ":s3cr3t-pw@db.internal/app",  # 60 characters, 120 bytes of user name
+    "https://bob:pa\x0bss-w0rd@example.com/",             # \v is no space to RE2, but is to Hyperscan's \s
+])
+def test_where_bytes_and_characters_differ_the_secret_is_still_caught(text: str) -> None:
+    """Each gap between Hyperscan's bytes and RE2's UTF-8 characters is closed, and RE2 decides."""
+    data = span_request({"gen_ai.prompt": text}).SerializeToString()
+    slow = SLOW(Batch.from_wire(Signal.TRACES, data)).settled()
+    assert attrs(slow.message.resource_spans[0].scope_spans[0].spans[0]).get("redaction.masked.count") == 1
+    fast = FAST(Batch.from_wire(Signal.TRACES, data)).settled()
+    assert fast.serialized() == slow.serialized()
+    assert plain(fast.message.resource_spans[0].scope_spans[0].spans[0].attributes[0].value) != text
+
+
+def test_the_fold_list_is_what_re2_folds_onto_ascii_letters() -> None:
+    """Derived from RE2 itself, over every code point: a new RE2 with more folds fails here."""
+    letter = re2.compile(r"(?i)[a-z]")
+    folds = tuple(chr(cp) for cp in range(0x80, sys.maxunicode + 1)
+                  if not 0xD800 <= cp <= 0xDFFF and letter.fullmatch(chr(cp)))
+    assert folds == RE2_ASCII_FOLDS
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [
+    (r"a\sb", r"a[\t\n\f\r ]b"),
+    (r"[^\s/:@]{1,64}", r"[^\t\n\f\r /:@]{1,256}"),
+    (r"[\s\S]*?x", r"[\t\n\f\r \x00-\x08\x0b\x0e-\x1f\x21-\xff]*?x"),
+    (r"AKIA[A-Z2-7]{16}", r"AKIA[A-Z2-7]{16,64}"),
+    (r"x{3,}y\{2\}[]{]{2}", r"x{3,}y\{2\}[]{]{2,8}"),
+    (r"[[:alpha:]]{2}", r"[[:alpha:]]{2,8}"),
+])
+def test_the_byte_form_widens_what_characters_become_in_bytes(pattern: str, expected: str) -> None:
+    assert byte_superset(pattern) == expected
+
+
+def test_user_rules_keep_the_re2_pass() -> None:
+    """User patterns are arbitrary RE2 (Unicode classes, RE2-only syntax): no prefilter for them."""
+    custom = Redactor(parse_config(FACTORY, {"rules": [{"id": "ticket", "pattern": r"TCK-\pN{6}"}]}))
+    assert not custom.scanner.prefilter_active
+    data = span_request({"note": "see TCK-123456"}).SerializeToString()
+    out: Any = custom(Batch.from_wire(Signal.TRACES, data)).settled()
+    assert plain(out.message.resource_spans[0].scope_spans[0].spans[0].attributes[0].value) == "see [REDACTED:ticket]"
