@@ -220,7 +220,7 @@ class Scanner:
         hits = []
         candidates: list[int] | None = None
         pos, size = 0, len(data)
-        while pos <= size:
+        while pos < size:  # (no rule matches empty text)
             start, end = bounds(data, pos, size)[0]
             if start < 0:
                 break

@@ -74,10 +74,16 @@ def test_log_records_are_targeted_too():
     assert [i for i, r in enumerate(got) if "redaction.masked.count" in attrs(r)] == [13]
 
 
-def test_unexpected_framing_falls_back_to_checking_each_item():
+@pytest.mark.parametrize("data", [
+    b"\x0a\xff\xff\xff\xff\x0f",     # a length of five bytes, nothing behind it
+    b"\x0a\x05ab",                     # a one-byte length running past the end
+    b"\x0a\x85\x01" + b"x" * 100,     # a two-byte length (133) running past the end
+    b"\x0a\x03\x12\x05abc",           # a scope running past its resource
+])
+def test_unexpected_framing_falls_back_to_checking_each_item(data: bytes):
     """Bytes the framing reader cannot follow are an error it reports, never a silent skip."""
     with pytest.raises(framing.FramingError):
-        framing.items(b"\x0a\xff\xff\xff\xff\x0f")
+        framing.items(data)
 
 
 def test_a_request_over_max_value_size_is_still_targeted():
