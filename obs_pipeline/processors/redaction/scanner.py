@@ -9,7 +9,7 @@ a known token, the token's own rule id is reported.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,11 +21,14 @@ from obs_pipeline.processors.redaction.rules import BLOCKED_KEY, BUILTIN, Rule, 
 
 __all__ = ["Hit", "Scanner", "scan_text"]
 
+_log = logging.getLogger(__name__)
 _KEY_CACHE_LIMIT = 10_000
-# JSON escapes: \uXXXX can spell anything, so text with one is always looked at value by value;
-# an escaped quote needs the unescaped search only for user patterns (see Scanner.__init__).
-_UNICODE_ESCAPE = re2.compile(r"\\u[0-9A-Fa-f]{4}")
-_UNICODE_ESCAPE_BYTES = re2.compile(rb"\\u[0-9A-Fa-f]{4}")
+# JSON escapes: \uXXXX can spell anything, and \t \n \/ ... stand where a rule wants a space or a
+# slash (password\t=..., https:\/\/bob:pw@...), so text with one is always looked at value by value
+# (JSON values are decoded there); an escaped quote or backslash is allowed for by the built-in
+# patterns, and needs the unescaped search only for user patterns (see Scanner.__init__).
+_UNICODE_ESCAPE = re2.compile(r"\\(?:u[0-9A-Fa-f]{4}|[nrtbf/])")
+_UNICODE_ESCAPE_BYTES = re2.compile(rb"\\(?:u[0-9A-Fa-f]{4}|[nrtbf/])")
 _QUOTE_ESCAPE = re2.compile(r"\\[\"']")
 _JSON_ESCAPE_BYTES = re2.compile(rb'\\(?:[nrtbf/"\\]|u[0-9A-Fa-f]{4})')
 _QUOTE_ESCAPE_BYTES = re2.compile(rb"\\[\"']")
@@ -116,14 +119,13 @@ class Scanner:
         self._wide_bytes = re2.compile("|".join(wide).encode(), yes_no) if wide else None
         self._prefilter = None
         if hyperscan and wide and not user_rules and not blocked_keys and not literals:
-            # In a whole request a key is always followed by its value's tag: no "$" needed, and
-            # without an assertion Hyperscan reports matches in order of their end.
-            key_end = _WIRE_KEY_END.removesuffix("|$)") + ")"
             fast = [strip_assertions(p) for p in parts]
             if self._key_rule is not None:
-                fast.append(strip_assertions(BUILTIN.key_rule.pattern) + key_end)
-            with contextlib.suppress(ImportError, ValueError):
+                fast.append(strip_assertions(BUILTIN.key_rule.pattern) + _WIRE_KEY_END)
+            try:
                 self._prefilter = WirePrefilter(fast)
+            except (ImportError, ValueError) as exc:  # the RE2 pass does the work: slower, never wrong
+                _log.info("redaction: the Hyperscan prefilter is off (%s); RE2 searches every request", exc)
 
     @property
     def prefilter_active(self) -> bool:
@@ -159,8 +161,10 @@ class Scanner:
         if wide is None:
             return []
         ends = self._prefilter.ends(data) if self._prefilter is not None else None
-        if ends is not None:  # the last byte of each match: what the framing needs to find its field
-            regions = [(end - 1, end) for end in ends]
+        if ends is not None:
+            # The last two bytes of each match: what the framing needs to find its field (a key
+            # rule's match ends on the byte after the key, its value's tag when the SDK wrote it).
+            regions = [(max(0, end - 2), end) for end in ends]
             if b"\\" in data:
                 regions += [m.span() for m in _UNICODE_ESCAPE_BYTES.finditer(data)]
             return regions

@@ -27,7 +27,7 @@ from typing import Any
 from obs_pipeline.processors.redaction.content import CONTENT_EVENTS as _CONTENT_EVENTS
 from obs_pipeline.processors.redaction.content import ContentPolicy, is_content_key
 from obs_pipeline.processors.redaction.framing import Hits, Item
-from obs_pipeline.processors.redaction.values import Found, Scrubber
+from obs_pipeline.processors.redaction.values import UNSCANNED, Found, Scrubber
 from obs_pipeline.signals import Signal
 
 __all__ = ["Walker"]
@@ -206,7 +206,11 @@ class Walker:
         new = self._scrubber.text(getattr(holder, name), location, found)
         if new is None:
             return False
-        setattr(holder, name, new)
+        try:
+            setattr(holder, name, new)
+        except (UnicodeEncodeError, ValueError):  # e.g. JSON whose "\udcff" decodes to a lone surrogate
+            found.append((UNSCANNED, location))
+            setattr(holder, name, self._scrubber.marker(UNSCANNED, ""))
         return True
 
     def _count(self, found: Found) -> None:

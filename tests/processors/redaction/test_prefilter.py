@@ -151,3 +151,53 @@ def test_user_rules_keep_the_re2_pass() -> None:
     data = span_request({"note": "see TCK-123456"}).SerializeToString()
     out: Any = custom(Batch.from_wire(Signal.TRACES, data)).settled()
     assert plain(out.message.resource_spans[0].scope_spans[0].spans[0].attributes[0].value) == "see [REDACTED:ticket]"
+
+
+@pytest.mark.parametrize("text", [
+    '{"env": "password\\t=\\tTabPw-Secret-x1"}',                       # json.dumps of a tab
+    '{"cmd": "curl -H \\"Authorization: Bearer\\tabcdefghijklmnopqrstuvwxyz0123456789ABCD\\""}',
+    '{"url": "https:\\/\\/bob:EscSlash-Secret1@example.com\\/x"}',      # an escaped slash
+    "Bearer\\tAbCdEfGhIjKlMnOpQrStUvWx",                               # not JSON: scanned blanked
+])
+def test_a_json_escape_where_a_rule_wants_a_space_or_slash_hides_nothing(text: str) -> None:
+    """The wire searches treat every JSON escape as a maybe, so the value is walked (decoded, or blanked)."""
+    data = span_request({"gen_ai.tool.call.arguments": text}).SerializeToString()
+    for r in (FAST, SLOW):
+        out = r(Batch.from_wire(Signal.TRACES, data)).settled()
+        span = out.message.resource_spans[0].scope_spans[0].spans[0]
+        assert attrs(span).get("redaction.masked.count") == 1, text
+        assert "Secret" not in plain(span.attributes[0].value)
+        assert "AbCdEfGhIjKl" not in plain(span.attributes[0].value)
+
+
+def test_a_key_written_last_in_the_request_is_still_masked() -> None:
+    """A KeyValue with its value before its key (legal protobuf), at the very end of the request."""
+    request = span_request({"note": "plain"})
+    data = request.SerializeToString()
+    value = b"\x0a\x13hunter2-xyzzy-plugh"            # AnyValue.string_value
+    kv = b"\x12" + bytes([len(value)]) + value + b"\x0a\x0bdb.password"
+    span = request.resource_spans[0].scope_spans[0].spans[0].SerializeToString() + b"\x4a" + bytes([len(kv)]) + kv
+    scope = b"\x12" + bytes([len(span)]) + span
+    resource = b"\x12" + bytes([len(scope)]) + scope
+    data = b"\x0a" + bytes([len(resource)]) + resource
+    assert data.endswith(b"db.password")
+    for r in (FAST, SLOW):
+        assert b"hunter2" not in r(Batch.from_wire(Signal.TRACES, data)).settled().serialized()
+
+
+def test_a_request_dense_with_matches_takes_the_re2_pass() -> None:
+    """Each report costs a scan call from Python: past MAX_REPORTS the one RE2 pass is cheaper."""
+    from obs_pipeline.processors.redaction.prefilter import MAX_REPORTS  # noqa: PLC0415
+    dense = span_request({"a": 'a.token" ' * (MAX_REPORTS + 1), "b": "plain"}).SerializeToString()
+    assert FAST.scanner.wire_regions(dense) == SLOW.scanner.wire_regions(dense)
+    few = span_request({"a": 'a.token" ' * 3}).SerializeToString()
+    assert len(FAST.scanner.wire_regions(few)) == 3
+
+
+def test_a_lone_surrogate_from_json_in_a_status_message_is_masked_not_a_crash() -> None:
+    r"""JSON "\\udcff" decodes to a lone surrogate protobuf cannot store: the value becomes unscanned."""
+    request = span_request({"x": "y"})
+    request.resource_spans[0].scope_spans[0].spans[0].status.message = '{"a": "\\udcff", "k": "sk-proj-' + "A" * 30 + '"}'
+    for r in (FAST, SLOW):
+        out = r(Batch.from_wire(Signal.TRACES, request.SerializeToString())).settled()
+        assert out.message.resource_spans[0].scope_spans[0].spans[0].status.message == "[REDACTED:unscanned]"
