@@ -1,10 +1,10 @@
 """Walking an OTLP message: every place a secret can be, and the summary attributes of each record.
 
-Traces: resource and scope attributes, span names, status messages, span attributes, event
-names and attributes (``exception.message``, ``exception.stacktrace`` included), link
-attributes and trace states. Logs: resource and scope attributes, bodies of every shape, record
-attributes, event names. Metrics: resource and scope attributes, data point attributes and
-exemplar attributes.
+Every signal: resource and scope attributes, scope names and versions, schema URLs. Traces: span
+names, status messages, span attributes, event names and attributes (``exception.message``,
+``exception.stacktrace`` included), link attributes and trace states. Logs: bodies of every
+shape, record attributes, event names, severity texts. Metrics: metric names, descriptions and
+units, data point attributes and exemplar attributes.
 
 Each span or log record that had something redacted gets ``redaction.masked.count`` (values
 masked), ``redaction.masked.rules`` (the rule of each, so as many entries as the count) and
@@ -36,7 +36,9 @@ MASKED, DETECTED = "redaction.masked", "redaction.detected"
 _POINT_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 # Field numbers (opentelemetry/proto/trace/v1/trace.proto, logs/v1/logs.proto).
 _SPAN_TRACE_STATE, _SPAN_NAME, _SPAN_ATTRIBUTES, _SPAN_EVENTS, _SPAN_LINKS, _SPAN_STATUS = 3, 5, 9, 11, 13, 15
-_LOG_BODY, _LOG_ATTRIBUTES, _LOG_EVENT_NAME = 5, 6, 12
+_LOG_SEVERITY_TEXT, _LOG_BODY, _LOG_ATTRIBUTES, _LOG_EVENT_NAME = 3, 5, 6, 12
+_SCHEMA_URL, _SCOPE_STRINGS = ("schema_url",), ("name", "version")
+_METRIC_STRINGS = ("name", "description", "unit")  # a name or description becomes a /metrics line
 #: Field number -> indexes of its occurrences to look at.
 Parts = dict[int, set[int]]
 #: Walks one span or log record: (item, findings so far, the fields to walk or None for all) -> changed.
@@ -114,9 +116,9 @@ class Walker:
         changed = False
         for r, group in enumerate(groups):
             pending: Found = []
-            changed |= self._scrubber.attributes(group.resource.attributes, "resource.attributes.", pending)
+            changed |= self._resource(group, pending)
             for s, scope in enumerate(getattr(group, scopes)):
-                changed |= self._scrubber.attributes(scope.scope.attributes, "scope.attributes.", pending)
+                changed |= self._scope(scope, pending)
                 for i, item in enumerate(getattr(scope, items)):
                     parts = self._parts(item, (r, s, i), only)
                     if parts is SKIP and not pending:
@@ -126,6 +128,24 @@ class Walker:
                         changed |= visit(item, found, parts)
                     changed |= self._summarize(item.attributes, found)
             self._count(pending)  # found in a resource with no item under it: no summary, still counted
+        return changed
+
+    def _resource(self, group: Any, found: Found) -> bool:
+        """A resource's attributes and its group's schema URL."""
+        changed = self._scrubber.attributes(group.resource.attributes, "resource.attributes.", found)
+        return self._strings(group, _SCHEMA_URL, "resource.", found) or changed
+
+    def _scope(self, group: Any, found: Found) -> bool:
+        """A scope's attributes, name and version (they become labels downstream), and its schema URL."""
+        changed = self._scrubber.attributes(group.scope.attributes, "scope.attributes.", found)
+        changed |= self._strings(group.scope, _SCOPE_STRINGS, "scope.", found)
+        return self._strings(group, _SCHEMA_URL, "scope.", found) or changed
+
+    def _strings(self, holder: Any, names: tuple[str, ...], prefix: str, found: Found) -> bool:
+        changed = False
+        for name in names:
+            if getattr(holder, name):
+                changed |= self._field(holder, name, f"{prefix}{name}", found)
         return changed
 
     def _span(self, span: Any, found: Found, parts: Parts | None) -> bool:
@@ -164,6 +184,8 @@ class Walker:
             changed |= self._content.body(record, record.attributes, after_redaction=False)
         if record.event_name and _wants(parts, _LOG_EVENT_NAME):
             changed |= self._field(record, "event_name", "event_name", found)
+        if record.severity_text and _wants(parts, _LOG_SEVERITY_TEXT):
+            changed |= self._field(record, "severity_text", "severity_text", found)
         if record.HasField("body") and _wants(parts, _LOG_BODY):
             changed |= self._scrubber.any_value(record.body, "body", found)
         changed |= self._scrubber.attributes(record.attributes, "attributes.", found, _which(parts, _LOG_ATTRIBUTES))
@@ -177,10 +199,11 @@ class Walker:
         scrub = self._scrubber
         for rm in message.resource_metrics:
             found: Found = []  # no summary attributes (see the module docstring): only the tally
-            changed |= scrub.attributes(rm.resource.attributes, "resource.attributes.", found)
+            changed |= self._resource(rm, found)
             for sm in rm.scope_metrics:
-                changed |= scrub.attributes(sm.scope.attributes, "scope.attributes.", found)
-                for metric in sm.metrics:
+                changed |= self._scope(sm, found)
+                for k, metric in enumerate(sm.metrics):
+                    changed |= self._strings(metric, _METRIC_STRINGS, f"metrics[{k}].", found)
                     which = metric.WhichOneof("data")
                     if which not in _POINT_FIELDS:
                         continue

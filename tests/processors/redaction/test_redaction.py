@@ -122,6 +122,36 @@ class TestLocations:
         assert plain(point.exemplars[0].filtered_attributes[0].value) == "[REDACTED:openai-api-key]"
 
 
+def test_scope_names_versions_schema_urls_severity_texts_and_metric_descriptions_are_scanned():
+    """Strings outside attributes that exporters still send on: scope labels, /metrics HELP lines."""
+    request = span_request({"x": "y"})
+    scope_spans = request.resource_spans[0].scope_spans[0]
+    scope_spans.scope.name = f"meter-{GITHUB}"
+    scope_spans.scope.version = f"v1 {OPENAI}"
+    request.resource_spans[0].schema_url = "https://bot:S3cretPw@schemas.example.com/1.0"
+    out = run(redactor(), request).message.resource_spans[0]
+    assert out.scope_spans[0].scope.name == "meter-[REDACTED:github-pat]"
+    assert out.scope_spans[0].scope.version == "v1 [REDACTED:openai-api-key]"
+    assert "S3cretPw" not in out.schema_url
+    _, _, keys = summary(out.scope_spans[0].spans[0])
+    assert sorted(keys) == ["resource.schema_url", "scope.name", "scope.version"]
+
+    logs = log_request(body="ok")
+    logs.resource_logs[0].scope_logs[0].log_records[0].severity_text = f"ERROR {GITHUB}"
+    record = run(redactor(), logs, Signal.LOGS).message.resource_logs[0].scope_logs[0].log_records[0]
+    assert record.severity_text == "ERROR [REDACTED:github-pat]"
+
+    metrics = ExportMetricsServiceRequest()
+    sm = metrics.resource_metrics.add().scope_metrics.add()
+    sm.scope.name = f"meter-{GITHUB}"
+    metric = sm.metrics.add(name="calls", description="calls made with password=MetricDesc-Secret1", unit="1")
+    metric.sum.data_points.add(as_int=1)
+    got = run(redactor(), metrics, Signal.METRICS).message.resource_metrics[0].scope_metrics[0]
+    assert got.scope.name == "meter-[REDACTED:github-pat]"
+    assert "MetricDesc-Secret1" not in got.metrics[0].description
+    assert got.metrics[0].name == "calls"
+
+
 def test_a_token_right_after_a_json_escape_in_prose_is_caught():
     r"""JSON quoted inside prose is not decoded, so ``\n`` sits right before the token: its ``n`` is no word."""
     for token, rule in (("rk_test_mxaMz9prTCTusC11LQzdwR9E", "stripe-key"),
