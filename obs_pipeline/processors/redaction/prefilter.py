@@ -33,6 +33,8 @@ import functools
 import threading
 from typing import Any
 
+import re2
+
 __all__ = ["MAX_REPORTS", "RE2_ASCII_FOLDS", "WirePrefilter", "byte_superset"]
 
 #: Characters RE2's ``(?i)`` folds onto ASCII letters (derived from RE2 in tests/processors/redaction).
@@ -40,6 +42,7 @@ RE2_ASCII_FOLDS = ("\u017f", "\u212a")
 _SPACE = r"\t\n\f\r "
 _NOT_SPACE_IN_CLASS = r"\x00-\x08\x0b\x0e-\x1f\x21-\xff"
 _UTF8_MAX = 4
+_UNKNOWN_ESCAPES = frozenset("pPQECXRKhHNvV")  # Unicode classes, quoting, bytes, and others RE2 and Hyperscan differ on
 #: Matches one request may report before the RE2 pass takes over (a secret-dense request).
 MAX_REPORTS = 64
 
@@ -49,7 +52,17 @@ def byte_superset(pattern: str) -> str:
 
     ``\s``/``\S`` become RE2's own sets, and every bounded repeat ``{n}``/``{m,n}`` may run to
     ``4n`` bytes (a character is at most four UTF-8 bytes).
+
+    Raises:
+        ValueError: a construct whose byte meaning is not known here (``\p`` classes, ``\Q``,
+            ``\x{...}``, ``\C``, text outside ASCII, inline flags other than ``i``): the caller
+            uses the RE2 pass rather than risk a prefilter that misses.
     """
+    if not pattern.isascii():
+        raise ValueError("a pattern with text outside ASCII")
+    for flags in re2.findall(r"\(\?([a-zA-Z]+)[:)]", pattern):
+        if set(flags) - {"i"}:
+            raise ValueError(f"inline flags {flags!r}")
     out: list[str] = []
     i, n = 0, len(pattern)
     in_class = False
@@ -57,6 +70,8 @@ def byte_superset(pattern: str) -> str:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
             nxt = pattern[i + 1]
+            if nxt in _UNKNOWN_ESCAPES or pattern.startswith("\\x{", i):
+                raise ValueError(f"the escape \\{nxt} at position {i}")
             if nxt == "s":
                 out.append(_SPACE if in_class else f"[{_SPACE}]")
             elif nxt == "S":

@@ -10,7 +10,7 @@ a known token, the token's own rule id is reported.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import re2
@@ -117,15 +117,9 @@ class Scanner:
         wide.extend(re2.escape(literal) for literal in literals)
         self._wide = re2.compile("|".join(wide), yes_no) if wide else None
         self._wide_bytes = re2.compile("|".join(wide).encode(), yes_no) if wide else None
-        self._prefilter = None
-        if hyperscan and wide and not user_rules and not blocked_keys and not literals:
-            fast = [strip_assertions(p) for p in parts]
-            if self._key_rule is not None:
-                fast.append(strip_assertions(BUILTIN.key_rule.pattern) + _WIRE_KEY_END)
-            try:
-                self._prefilter = WirePrefilter(fast)
-            except (ImportError, ValueError) as exc:  # the RE2 pass does the work: slower, never wrong
-                _log.info("redaction: the Hyperscan prefilter is off (%s); RE2 searches every request", exc)
+        # Only the built-in rules go to Hyperscan: user patterns are arbitrary RE2.
+        builtin_only = hyperscan and wide and not user_rules and not blocked_keys and not literals
+        self._prefilter = _prefilter(parts, with_key_rule=self._key_rule is not None) if builtin_only else None
 
     @property
     def prefilter_active(self) -> bool:
@@ -292,7 +286,7 @@ class Scanner:
         self._key_cache[key] = rule
         return rule
 
-    def _hit(self, spans: list[tuple[int, int]], data: bytes, own_rule: bool) -> Hit | None:
+    def _hit(self, spans: Sequence[tuple[int, int]], data: bytes, own_rule: bool) -> Hit | None:
         for group in self._groups:
             if spans[group.index][0] >= 0:
                 start, end = spans[group.secret]
@@ -319,7 +313,19 @@ class Scanner:
         return None
 
 
-def _never(_data: bytes, _pos: int, _endpos: int) -> list[tuple[int, int]]:
+def _prefilter(parts: list[str], *, with_key_rule: bool) -> WirePrefilter | None:
+    """The Hyperscan prefilter of these rules, or None (logged): the RE2 pass does the work, slower, never wrong."""
+    wide = [strip_assertions(p) for p in parts]
+    if with_key_rule:
+        wide.append(strip_assertions(BUILTIN.key_rule.pattern) + _WIRE_KEY_END)
+    try:
+        return WirePrefilter(wide)
+    except (ImportError, ValueError) as exc:
+        _log.info("redaction: the Hyperscan prefilter is off (%s); RE2 searches every request", exc)
+        return None
+
+
+def _never(_data: bytes, _pos: int, _endpos: int) -> Sequence[tuple[int, int]]:
     return NO_MATCH
 
 

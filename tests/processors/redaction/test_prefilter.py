@@ -201,3 +201,16 @@ def test_a_lone_surrogate_from_json_in_a_status_message_is_masked_not_a_crash() 
     for r in (FAST, SLOW):
         out = r(Batch.from_wire(Signal.TRACES, request.SerializeToString())).settled()
         assert out.message.resource_spans[0].scope_spans[0].spans[0].status.message == "[REDACTED:unscanned]"
+
+
+@pytest.mark.parametrize("pattern", [r"\pN{3}", r"\PL", r"\Qa.b\E", r"\x{1F600}", r"\C", "é", r"(?s).", r"(?U)a+"])
+def test_the_byte_form_refuses_what_it_cannot_vouch_for(pattern: str) -> None:
+    """Unknown constructs raise, so the scanner keeps the RE2 pass instead of a prefilter that may miss."""
+    with pytest.raises(ValueError, match=r"\S"):
+        byte_superset(pattern)
+
+
+def test_the_prefilter_finds_every_corpus_secret_in_its_text() -> None:
+    """Every one of the corpus' secrets, embedded as it occurs, gives Hyperscan at least one report."""
+    missed = [case.rule for case in CASES if not FAST.scanner.wire_regions(case.text.encode())]
+    assert missed == []
