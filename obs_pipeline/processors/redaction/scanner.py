@@ -122,8 +122,13 @@ class Scanner:
         self._prefilter = _prefilter(parts, with_key_rule=self._key_rule is not None) if builtin_only else None
 
     @property
+    def prefilter(self) -> WirePrefilter | None:
+        """The Hyperscan prefilter :meth:`wire_regions` asks where to look, or None (:mod:`.prefilter`)."""
+        return self._prefilter
+
+    @property
     def prefilter_active(self) -> bool:
-        """Whether :meth:`wire_regions` asks Hyperscan where to look (:mod:`.prefilter`)."""
+        """Whether :meth:`wire_regions` asks Hyperscan where to look."""
         return self._prefilter is not None
 
     def wire_may_hit(self, data: bytes) -> bool:
