@@ -225,9 +225,11 @@ class Scrubber:
         stack = [(value, location, depth)]
         while stack:
             av, loc, level = stack.pop()
+            mark = len(found)
             try:
                 changed |= self._one(av, loc, level, found, stack)
             except Exception:
+                del found[mark:]  # the value becomes one unscanned marker, counted once
                 found.append((UNSCANNED, loc))
                 if self.redact:
                     av.string_value = self.marker(UNSCANNED, "")

@@ -37,8 +37,12 @@ _POINT_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary"
 # Field numbers (opentelemetry/proto/trace/v1/trace.proto, logs/v1/logs.proto).
 _SPAN_TRACE_STATE, _SPAN_NAME, _SPAN_ATTRIBUTES, _SPAN_EVENTS, _SPAN_LINKS, _SPAN_STATUS = 3, 5, 9, 11, 13, 15
 _LOG_SEVERITY_TEXT, _LOG_BODY, _LOG_ATTRIBUTES, _LOG_EVENT_NAME = 3, 5, 6, 12
-_SCHEMA_URL, _SCOPE_STRINGS = ("schema_url",), ("name", "version")
-_METRIC_STRINGS = ("name", "description", "unit")  # a name or description becomes a /metrics line
+# String fields outside attributes that exporters send on (a scope name becomes a label, a metric
+# description the # HELP line of /metrics).
+_SCHEMA_URLS = ("schema_url",)
+_SCOPE_STRINGS = ("name", "version")
+_METRIC_STRINGS = ("name", "description", "unit")
+_ENTITY_STRINGS = ("type", "schema_url")
 #: Field number -> indexes of its occurrences to look at.
 Parts = dict[int, set[int]]
 #: Walks one span or log record: (item, findings so far, the fields to walk or None for all) -> changed.
@@ -131,17 +135,33 @@ class Walker:
         return changed
 
     def _resource(self, group: Any, found: Found) -> bool:
-        """A resource's attributes and its group's schema URL."""
+        """A resource's attributes and entity references, and its group's schema URL."""
         changed = self._scrubber.attributes(group.resource.attributes, "resource.attributes.", found)
-        return self._strings(group, _SCHEMA_URL, "resource.", found) or changed
+        for i, ref in enumerate(getattr(group.resource, "entity_refs", ())):  # (newer OTLP protos only)
+            where = f"resource.entity_refs[{i}]."
+            changed |= self._strings(ref, _ENTITY_STRINGS, where, found)
+            changed |= self._repeated(ref.id_keys, f"{where}id_keys", found)
+            changed |= self._repeated(ref.description_keys, f"{where}description_keys", found)
+        return self._strings(group, _SCHEMA_URLS, "resource.", found) or changed
 
     def _scope(self, group: Any, found: Found) -> bool:
         """A scope's attributes, name and version (they become labels downstream), and its schema URL."""
         changed = self._scrubber.attributes(group.scope.attributes, "scope.attributes.", found)
         changed |= self._strings(group.scope, _SCOPE_STRINGS, "scope.", found)
-        return self._strings(group, _SCHEMA_URL, "scope.", found) or changed
+        return self._strings(group, _SCHEMA_URLS, "scope.", found) or changed
+
+    def _repeated(self, values: Any, location: str, found: Found) -> bool:
+        """A repeated string field, each element on its own."""
+        changed = False
+        for i, text in enumerate(values):
+            new = self._scrubber.text(text, f"{location}[{i}]", found)
+            if new is not None:
+                values[i] = new
+                changed = True
+        return changed
 
     def _strings(self, holder: Any, names: tuple[str, ...], prefix: str, found: Found) -> bool:
+        """The named singular string fields of ``holder`` that are set."""
         changed = False
         for name in names:
             if getattr(holder, name):
@@ -204,6 +224,7 @@ class Walker:
                 changed |= self._scope(sm, found)
                 for k, metric in enumerate(sm.metrics):
                     changed |= self._strings(metric, _METRIC_STRINGS, f"metrics[{k}].", found)
+                    changed |= scrub.attributes(getattr(metric, "metadata", ()), f"metrics[{k}].metadata.", found)
                     which = metric.WhichOneof("data")
                     if which not in _POINT_FIELDS:
                         continue
@@ -226,12 +247,14 @@ class Walker:
         return len(data) > self._scrubber.max_value_size or self._scrubber.scanner.wire_may_hit(data)
 
     def _field(self, holder: Any, name: str, location: str, found: Found) -> bool:
+        mark = len(found)
         new = self._scrubber.text(getattr(holder, name), location, found)
         if new is None:
             return False
         try:
             setattr(holder, name, new)
-        except (UnicodeEncodeError, ValueError):  # e.g. JSON whose "\udcff" decodes to a lone surrogate
+        except ValueError:  # e.g. JSON whose "\udcff" decodes to a lone surrogate protobuf cannot store
+            del found[mark:]  # the value becomes one unscanned marker, counted once
             found.append((UNSCANNED, location))
             setattr(holder, name, self._scrubber.marker(UNSCANNED, ""))
         return True
