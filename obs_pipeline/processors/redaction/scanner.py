@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import re2
 
+from obs_pipeline.processors.redaction.escapes import unescaped
 from obs_pipeline.processors.redaction.matcher import NO_MATCH, Matcher, matcher
 from obs_pipeline.processors.redaction.prefilter import WirePrefilter
 from obs_pipeline.processors.redaction.rules import BLOCKED_KEY, BUILTIN, Rule, options, strip_assertions
@@ -27,10 +28,9 @@ _KEY_CACHE_LIMIT = 10_000
 # slash (password\t=..., https:\/\/bob:pw@...), so text with one is always looked at value by value
 # (JSON values are decoded there); an escaped quote or backslash is allowed for by the built-in
 # patterns, and needs the unescaped search only for user patterns (see Scanner.__init__).
-_UNICODE_ESCAPE = re2.compile(r"\\(?:u[0-9A-Fa-f]{4}|[nrtbf/])")
-_UNICODE_ESCAPE_BYTES = re2.compile(rb"\\(?:u[0-9A-Fa-f]{4}|[nrtbf/])")
+_ESCAPE_MAYBE = re2.compile(r"\\(?:u[0-9A-Fa-f]{4}|[nrtbf/])")
+_ESCAPE_MAYBE_BYTES = re2.compile(rb"\\(?:u[0-9A-Fa-f]{4}|[nrtbf/])")
 _QUOTE_ESCAPE = re2.compile(r"\\[\"']")
-_JSON_ESCAPE_BYTES = re2.compile(rb'\\(?:[nrtbf/"\\]|u[0-9A-Fa-f]{4})')
 _QUOTE_ESCAPE_BYTES = re2.compile(rb"\\[\"']")
 # How a key ends in the wire: the KeyValue's value tag (field 2, length-delimited) follows it; a
 # key inside a JSON string is followed by its closing quote (perhaps escaped).
@@ -134,7 +134,7 @@ class Scanner:
     def wire_may_hit(self, data: bytes) -> bool:
         r"""Whether serialized data may hold anything to redact (False is certain, True is a maybe).
 
-        Text with ``\uXXXX`` escapes is always a maybe; with user patterns that hold a quote,
+        Text with a JSON escape (``\uXXXX``, ``\n``, ``\/`` ...) is always a maybe; with user patterns that hold a quote,
         escaped text is also searched with its backslashes removed (JSON inside JSON).
         """
         wide = self._wide_bytes
@@ -144,7 +144,7 @@ class Scanner:
             return True
         if b"\\" not in data:
             return False
-        if _UNICODE_ESCAPE_BYTES.search(data) is not None:
+        if _ESCAPE_MAYBE_BYTES.search(data) is not None:
             return True
         if not self._quote_fallback or _QUOTE_ESCAPE_BYTES.search(data) is None:
             return False
@@ -153,7 +153,7 @@ class Scanner:
     def wire_regions(self, data: bytes) -> list[tuple[int, int]] | None:
         r"""Byte ranges of ``data`` that may hold something to redact ([]: nothing; None: somewhere).
 
-        The ranges of every wide match and every ``\\uXXXX`` escape; None when only the unescaped
+        The ranges of every wide match and every JSON escape but ``\\"`` and ``\\\\``; None when only the unescaped
         search (user patterns with quotes) finds something, whose offsets do not map back.
         """
         wide = self._wide_bytes
@@ -165,11 +165,11 @@ class Scanner:
             # rule's match ends on the byte after the key, its value's tag when the SDK wrote it).
             regions = [(max(0, end - 2), end) for end in ends]
             if b"\\" in data:
-                regions += [m.span() for m in _UNICODE_ESCAPE_BYTES.finditer(data)]
+                regions += [m.span() for m in _ESCAPE_MAYBE_BYTES.finditer(data)]
             return regions
         regions = [m.span() for m in wide.finditer(data)]
         if b"\\" in data:
-            regions += [m.span() for m in _UNICODE_ESCAPE_BYTES.finditer(data)]
+            regions += [m.span() for m in _ESCAPE_MAYBE_BYTES.finditer(data)]
             if not regions and self._quote_fallback and _QUOTE_ESCAPE_BYTES.search(data) is not None:
                 return None if wide.search(data.replace(b"\\", b"")) is not None else []
         return regions
@@ -183,7 +183,7 @@ class Scanner:
             return True
         if "\\" not in text:
             return False
-        if _UNICODE_ESCAPE.search(text) is not None:
+        if _ESCAPE_MAYBE.search(text) is not None:
             return True
         if not self._quote_fallback or _QUOTE_ESCAPE.search(text) is None:
             return False
@@ -192,17 +192,22 @@ class Scanner:
     def scan(self, text: str) -> list[Hit]:
         r"""The secrets in ``text`` (character offsets), in order, not overlapping.
 
-        Text holding JSON escapes is also searched with each escape blanked out (same length, so
-        the offsets hold): in ``"my key:\nrk_live_..."``, prose around a JSON document that is
-        therefore not decoded, the ``n`` of ``\n`` would otherwise glue onto the token and defeat
-        the rules' word boundaries.
+        Text holding JSON escapes is also scanned with them undone (once and twice, :mod:`.escapes`),
+        each hit mapped back to whole escapes: JSON quoted inside prose is not decoded as a
+        document, and ``sk-``, ``https:\/\/bob:pw@`` or the ``n`` of ``
+        `` glued onto a
+        token would otherwise hide a secret.
         """
+        hits = self._scan_text(text)
+        if "\\" in text:
+            for decoded, origin in unescaped(text):
+                found = [Hit(h.rule, origin[h.start], origin[h.end]) for h in self._scan_text(decoded)]
+                hits = _union(hits, found)
+        return hits
+
+    def _scan_text(self, text: str) -> list[Hit]:
         data = text.encode("utf-8", "surrogatepass")
         hits = self._scan(data, text)
-        if b"\\" in data:
-            blanked = _JSON_ESCAPE_BYTES.sub(_blank, data)
-            if blanked != data:
-                hits = _union(hits, self._scan(blanked, text))
         if len(data) == len(text) or not hits:
             return hits  # ASCII: byte and character offsets agree
         return [Hit(h.rule, len(data[:h.start].decode("utf-8", "surrogatepass")),
@@ -332,11 +337,6 @@ def _prefilter(parts: list[str], *, with_key_rule: bool) -> WirePrefilter | None
 
 def _never(_data: bytes, _pos: int, _endpos: int) -> Sequence[tuple[int, int]]:
     return NO_MATCH
-
-
-def _blank(m: re2._Match) -> bytes:
-    width: int = m.end() - m.start()
-    return b" " * width
 
 
 def _union(first: list[Hit], second: list[Hit]) -> list[Hit]:

@@ -7,7 +7,7 @@ import random
 import pytest
 import re2
 
-from obs_pipeline.processors.redaction.matcher import NO_MATCH, matcher
+from obs_pipeline.processors.redaction.matcher import NO_MATCH, _own_match_agrees, matcher
 from obs_pipeline.processors.redaction.rules import BUILTIN, options
 from tests.processors.redaction.corpus import secret_cases
 
@@ -34,3 +34,8 @@ def test_direct_and_public_searches_agree_on_every_builtin_rule(anchored: bool) 
                 matched += 1
                 assert [tuple(span) for span in got] == list(want), (rule.id, text, pos, endpos)
     assert matched > 30  # the comparison saw real matches, groups and all
+
+
+def test_the_direct_search_is_the_one_in_use_with_this_wrapper() -> None:
+    """The self-check passes with the installed google-re2, so the scanner does not fall back silently."""
+    assert _own_match_agrees()
