@@ -84,7 +84,7 @@ def in_process(requests: list[bytes]) -> dict[str, Any]:
         found += sum(1 for rs in out.message.resource_spans for ss in rs.scope_spans for span in ss.spans
                      for kv in span.attributes if kv.key == "redaction.masked.count")
     runs = [("parse", parse), ("re2_scan", scan), ("redaction", redact), ("redaction_re2_only", redact_re2_only)]
-    if redactor.scanner.prefilter_active:
+    if redactor.scanner.prefilter is not None:
         runs.append(("prefilter", prefilter))
     rates = {name: best_rate(fn, 1.0) for name, fn in runs}
     out_rows = {name: {"spans_per_cpu_s": round(rate * spans), "mb_per_cpu_s": round(rate * megabytes, 1)}

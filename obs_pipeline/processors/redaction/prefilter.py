@@ -36,14 +36,15 @@ from typing import Any
 
 import re2
 
-__all__ = ["MAX_REPORTS", "RE2_ASCII_FOLDS", "WirePrefilter", "byte_superset", "expressions"]
+__all__ = ["MAX_REPORTS", "RE2_ASCII_FOLDS", "WirePrefilter", "byte_superset", "hyperscan_expressions"]
 
 #: Characters RE2's ``(?i)`` folds onto ASCII letters (derived from RE2 in tests/processors/redaction).
 RE2_ASCII_FOLDS = ("\u017f", "\u212a")
 _SPACE = r"\t\n\f\r "
 _NOT_SPACE_IN_CLASS = r"\x00-\x08\x0b\x0e-\x1f\x21-\xff"
 _UTF8_MAX = 4
-_UNKNOWN_ESCAPES = frozenset("pPQECXRKhHNvV")  # Unicode classes, quoting, bytes, and others RE2 and Hyperscan differ on
+# Unicode classes, quoting, single bytes, and the Perl escapes Hyperscan reads otherwise than RE2.
+_UNKNOWN_ESCAPES = frozenset("pPQEChHvVRKN")
 #: Matches one request may report before the RE2 pass takes over (a secret-dense request).
 MAX_REPORTS = 64
 
@@ -56,14 +57,17 @@ def byte_superset(pattern: str) -> str:
 
     Raises:
         ValueError: a construct whose byte meaning is not known here (``\p`` classes, ``\Q``,
-            ``\x{...}``, ``\C``, text outside ASCII, inline flags other than ``i``): the caller
-            uses the RE2 pass rather than risk a prefilter that misses.
+            ``\x{...}``, ``\C``, ``\xNN`` above 0x7f, octal escapes, text outside ASCII, inline
+            flags other than ``i``): the caller uses the RE2 pass rather than risk a prefilter
+            that misses.
     """
     if not pattern.isascii():
         raise ValueError("a pattern with text outside ASCII")
-    for flags in re2.findall(r"\(\?([a-zA-Z]+)[:)]", pattern):
+    for flags in re2.findall(r"\(\?([a-zA-Z-]+)[:)]", pattern):
         if set(flags) - {"i"}:
             raise ValueError(f"inline flags {flags!r}")
+    if re2.search(r"\\(?:x[89a-fA-F]|[0-7])", pattern):  # a character to RE2, one byte to Hyperscan
+        raise ValueError("the escape of a byte above 0x7f, or an octal escape")
     out: list[str] = []
     i, n = 0, len(pattern)
     in_class = False
@@ -138,7 +142,7 @@ class WirePrefilter:
         self._terminated: type[Exception] = hyperscan.ScanTerminated
         self._error: type[Exception] = hyperscan.error
         #: What Hyperscan compiled: the byte forms of ``patterns``, then the fold characters.
-        self.expressions = expressions(patterns)
+        self.expressions = hyperscan_expressions(patterns)
         self._db, self._prototype = _compiled(self.expressions)
         self._folds = frozenset(range(len(patterns), len(patterns) + len(RE2_ASCII_FOLDS)))
         self._local = threading.local()  # a scratch space may serve one scan at a time
@@ -181,7 +185,7 @@ class WirePrefilter:
         return found
 
 
-def expressions(patterns: list[str]) -> tuple[bytes, ...]:
+def hyperscan_expressions(patterns: list[str]) -> tuple[bytes, ...]:
     """The Hyperscan expressions of ``patterns``: their byte forms, then the fold characters (ValueError: see byte_superset)."""
     return (*(byte_superset(p).encode() for p in patterns), *(fold.encode() for fold in RE2_ASCII_FOLDS))
 

@@ -126,11 +126,6 @@ class Scanner:
         """The Hyperscan prefilter :meth:`wire_regions` asks where to look, or None (:mod:`.prefilter`)."""
         return self._prefilter
 
-    @property
-    def prefilter_active(self) -> bool:
-        """Whether :meth:`wire_regions` asks Hyperscan where to look."""
-        return self._prefilter is not None
-
     def wire_may_hit(self, data: bytes) -> bool:
         r"""Whether serialized data may hold anything to redact (False is certain, True is a maybe).
 
