@@ -161,14 +161,16 @@ class Redactor:
         which is what the batch processor and the audit exporter want.
         """
         replaced: dict[Item, bytes] = {}
+        summary_key = self.walker.summary_key
         for item, parts in only.items():
             _, start, end = found.frame(item)
+            raw = wire[start:end]
             try:
-                record = _ITEM_CLASS[batch.signal].FromString(wire[start:end])
+                record = _ITEM_CLASS[batch.signal].FromString(raw)
             except DecodeError:  # e.g. nested deeper than protobuf parses: the message path copes
                 self.walker.tally.clear()  # it walks the items counted so far again
                 return self._walk(batch, only)
-            if self.walker.item(batch.signal, record, parts):
+            if self.walker.item(batch.signal, record, parts, fresh=summary_key not in raw):
                 replaced[item] = record.SerializeToString()
         if not replaced:
             return batch

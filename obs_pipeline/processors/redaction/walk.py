@@ -77,6 +77,9 @@ class Walker:
         self._scrubber = scrubber
         self._content = content
         self._summary = MASKED if scrubber.redact else DETECTED
+        self._summary_keys = (f"{self._summary}.count", f"{self._summary}.rules", f"{self._summary}.keys")
+        #: Bytes every item with summary attributes holds (their keys' common prefix).
+        self.summary_key = self._summary.encode()
         #: Rule id -> values found since the caller last cleared it (the caller clears it per batch).
         self.tally: Counter[str] = Counter()
 
@@ -101,11 +104,15 @@ class Walker:
         """Whether the content policy may change records (drop or truncate)."""
         return self._content.active
 
-    def item(self, signal: Signal, item: Any, parts: Parts | None) -> bool:
-        """Redact one span or log record on its own, summary included; whether it changed."""
+    def item(self, signal: Signal, item: Any, parts: Parts | None, *, fresh: bool = False) -> bool:
+        """Redact one span or log record on its own, summary included; whether it changed.
+
+        ``fresh``: the caller knows the item has no summary attributes yet (its bytes do not hold
+        :attr:`summary_key`), so they are added without looking for ones to add to.
+        """
         found: Found = []
         changed = self._span(item, found, parts) if signal is Signal.TRACES else self._record(item, found, parts)
-        return self._summarize(item.attributes, found) or changed
+        return self._summarize(item.attributes, found, fresh=fresh) or changed
 
     def _parts(self, item: Any, index: Item, only: Hits | None) -> Parts | _Skip | None:
         """Which fields of one item to walk: the fields hit, None for all, or ``SKIP``."""
@@ -264,22 +271,22 @@ class Walker:
         for rule, _location in found:
             tally[rule] += 1
 
-    def _summarize(self, attrs: Any, found: Found) -> bool:
+    def _summarize(self, attrs: Any, found: Found, *, fresh: bool = False) -> bool:
         """Add ``found`` to the record's summary attributes (adding to any an earlier stage set)."""
         if not found:
             return False
         self._count(found)
-        prefix = self._summary
-        existing = {kv.key: kv for kv in attrs if kv.key.startswith(prefix)}
-        count = existing.get(f"{prefix}.count")
+        count_key, rules_key, keys_key = self._summary_keys
+        existing = {} if fresh else {kv.key: kv for kv in attrs if kv.key.startswith(self._summary)}
+        count = existing.get(count_key)
         if count is None:
-            attrs.add(key=f"{prefix}.count").value.int_value = len(found)
+            attrs.add(key=count_key).value.int_value = len(found)
         else:
             count.value.int_value += len(found)
-        for suffix, column in (("rules", 0), ("keys", 1)):
-            kv = existing.get(f"{prefix}.{suffix}")
+        for key, column in ((rules_key, 0), (keys_key, 1)):
+            kv = existing.get(key)
             if kv is None:
-                kv = attrs.add(key=f"{prefix}.{suffix}")
+                kv = attrs.add(key=key)
             values = kv.value.array_value.values  # (adding to each in place: extend copies slowly)
             for entry in found:
                 values.add(string_value=entry[column])
