@@ -33,7 +33,7 @@ def _decode(text: str) -> tuple[str, list[int]] | None:
         pieces.append(text[last:start])
         origin.extend(range(last, start))
         escape = text[start + 1]
-        pieces.append(chr(int(text[start + 2:end], 16)) if escape == "u" else _SIMPLE[escape])
+        pieces.append(_unicode(int(text[start + 2:end], 16)) if escape == "u" else _SIMPLE[escape])
         origin.append(start)
         last = end
     if not origin:
@@ -41,6 +41,15 @@ def _decode(text: str) -> tuple[str, list[int]] | None:
     pieces.append(text[last:])
     origin.extend(range(last, len(text) + 1))
     return "".join(pieces), origin
+
+
+def _unicode(code: int) -> str:
+    r"""The character of a ``\uXXXX``.
+
+    A surrogate (half of an escaped emoji) becomes U+FFFD: like the emoji, no letter, and the
+    decoded text stays encodable for the next level.
+    """
+    return "\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)
 
 
 def unescaped(text: str) -> Iterator[tuple[str, list[int]]]:

@@ -264,3 +264,26 @@ def test_hyperscan_reports_these_rules_in_order_of_their_end() -> None:
             assert first[0] == ends[0]
         patterns.update(pattern for _, pattern in seen)
     assert len(patterns) > 15  # most rules took part, not one greedy pattern
+
+
+@pytest.mark.parametrize("text", [
+    r"ok \ud83d\ude00 C:\\tmp",                                              # json.dumps writes emoji so
+    r'said: {"msg": "done \ud83d\ude00", "path": "C:\\work"}',
+    r"a lone \ud83d x \\n",
+])
+def test_escaped_emoji_beside_an_escaped_backslash_is_left_alone(text: str) -> None:
+    """Decoding twice must not make text that holds no secret unscannable (it was masked whole)."""
+    data = span_request({"gen_ai.prompt": text}).SerializeToString()
+    for r in (FAST, SLOW):
+        out = r(Batch.from_wire(Signal.TRACES, data)).settled()
+        assert plain(out.message.resource_spans[0].scope_spans[0].spans[0].attributes[0].value) == text
+
+
+def test_a_secret_next_to_an_escaped_emoji_is_masked_and_the_rest_kept() -> None:
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0" + "k1L2m3N4o5P6q7R8"
+    text = 'said: {"msg": "\\ud83d\\ude00 ' + token + ' \\\\n"}'
+    data = span_request({"gen_ai.prompt": text}).SerializeToString()
+    for r in (FAST, SLOW):
+        out = r(Batch.from_wire(Signal.TRACES, data)).settled()
+        got = plain(out.message.resource_spans[0].scope_spans[0].spans[0].attributes[0].value)
+        assert got == text.replace(token, "[REDACTED:github-pat]")
