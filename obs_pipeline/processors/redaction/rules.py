@@ -20,7 +20,8 @@ import yaml
 
 from obs_pipeline.errors import Problem
 
-__all__ = ["BLOCKED_KEY", "BUILTIN", "UNSCANNED", "Rule", "RuleSet", "compile_problem", "options", "strip_assertions"]
+__all__ = ["BLOCKED_KEY", "BUILTIN", "UNSCANNED", "Rule", "RuleSet", "compile_problem", "escape_tolerant", "options",
+           "strip_assertions"]
 
 #: Rule ids of what no value rule finds: a key matching ``blocked_keys``, a value that could not be scanned.
 BLOCKED_KEY = "blocked-key"
@@ -152,5 +153,79 @@ def strip_assertions(pattern: str) -> str:
             i += 1
             continue
         out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def escape_tolerant(pattern: str) -> str:
+    r"""``pattern`` (assertion-free) also matching through the JSON escapes of spaces and slashes.
+
+    Why: a value holding JSON (``{"env": "password\t=\t..."}``, ``"https:\/\/bob:pw@..."``) carries
+    ``\t`` or ``\/`` where a rule wants a space or a slash, so in the wire (and in the undecoded
+    value) the wide search would not see the rule match, and the value would not be decoded and
+    scanned. Where a rule wants ``\s`` it also takes ``\n \r \t \b \f``, where it wants ``/`` also
+    ``\/``; a class that takes either also takes a backslash (and the escape letters). Negated
+    classes are left alone (a backslash already passes them). It only widens the pattern.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class, negated, widen, class_start = False, False, "", 0
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            if nxt == "Q":  # \Q...\E: literal text, kept as it is
+                end = pattern.find("\\E", i + 2)
+                end = n if end < 0 else end + 2
+                out.append(pattern[i:end])
+                i = end
+                continue
+            if in_class:
+                if nxt == "s" and not negated:
+                    widen += "\\\\nrtbf"
+                elif nxt == "/" and not negated:
+                    widen += "\\\\"
+                out.append(pattern[i:i + 2])
+            elif nxt == "s":
+                out.append(r"(?:\s|\\[nrtbf])")
+            elif nxt == "/":
+                out.append(r"(?:/|\\/)")
+            else:
+                out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            if c == "[" and pattern.startswith("[:", i) and (end := pattern.find(":]", i + 2)) >= 0:
+                out.append(pattern[i:end + 2])  # [:alpha:] inside a class
+                i = end + 2
+                continue
+            if c == "]":
+                members = "".join(out[class_start:])
+                del out[class_start:]
+                if members.endswith("-") and not members.endswith("\\-"):  # a literal "-" must stay last
+                    members = members[:-1] + widen + "-"
+                else:
+                    members += widen
+                out.append(members)
+                in_class = False
+            elif c == "/" and not negated:
+                widen += "\\\\"
+            out.append(c)
+            i += 1
+            continue
+        if c == "[":
+            in_class, widen = True, ""
+            out.append(c)
+            i += 1
+            negated = pattern.startswith("^", i)
+            if negated:
+                out.append("^")
+                i += 1
+            if pattern.startswith("]", i):  # a ']' right after '[' or '[^' is a literal member
+                out.append("]")
+                i += 1
+            class_start = len(out)
+            continue
+        out.append(r"(?:/|\\/)" if c == "/" else c)
         i += 1
     return "".join(out)

@@ -18,18 +18,25 @@ import re2
 from obs_pipeline.processors.redaction.escapes import unescaped
 from obs_pipeline.processors.redaction.matcher import NO_MATCH, Matcher, matcher
 from obs_pipeline.processors.redaction.prefilter import WirePrefilter
-from obs_pipeline.processors.redaction.rules import BLOCKED_KEY, BUILTIN, Rule, options, strip_assertions
+from obs_pipeline.processors.redaction.rules import (
+    BLOCKED_KEY,
+    BUILTIN,
+    Rule,
+    escape_tolerant,
+    options,
+    strip_assertions,
+)
 
 __all__ = ["Hit", "Scanner", "scan_text"]
 
 _log = logging.getLogger(__name__)
 _KEY_CACHE_LIMIT = 10_000
-# JSON escapes: \uXXXX can spell anything, and \t \n \/ ... stand where a rule wants a space or a
-# slash (password\t=..., https:\/\/bob:pw@...), so text with one is always looked at value by value
-# (JSON values are decoded there); an escaped quote or backslash is allowed for by the built-in
-# patterns, and needs the unescaped search only for user patterns (see Scanner.__init__).
-_ESCAPE_MAYBE = re2.compile(r"\\(?:u[0-9A-Fa-f]{4}|[nrtbf/])")
-_ESCAPE_MAYBE_BYTES = re2.compile(rb"\\(?:u[0-9A-Fa-f]{4}|[nrtbf/])")
+# JSON escapes: \uXXXX can spell anything, so text with one is always looked at value by value (JSON
+# values are decoded there); \t \n \/ ... where a rule wants a space or a slash are matched by the
+# wide forms themselves (rules.escape_tolerant); an escaped quote or backslash is allowed for by the
+# built-in patterns, and needs the unescaped search only for user patterns (see Scanner.__init__).
+_ESCAPE_MAYBE = re2.compile(r"\\u[0-9A-Fa-f]{4}")
+_ESCAPE_MAYBE_BYTES = re2.compile(rb"\\u[0-9A-Fa-f]{4}")
 _QUOTE_ESCAPE = re2.compile(r"\\[\"']")
 _QUOTE_ESCAPE_BYTES = re2.compile(rb"\\[\"']")
 # How a key ends in the wire: the KeyValue's value tag (field 2, length-delimited) follows it; a
@@ -110,10 +117,8 @@ class Scanner:
         # The built-in patterns allow any run of backslashes before a quote (JSON inside JSON);
         # a user pattern with a quote may not, so escaped text is also searched unescaped.
         self._quote_fallback = any(q in p for p in (*(r.pattern for r in user_rules), *blocked_keys) for q in "\"'")
-        wide = [strip_assertions(p) for p in parts]
-        if self._key_rule is not None:
-            wide.append(strip_assertions(BUILTIN.key_rule.pattern) + _WIRE_KEY_END)
-        wide.extend(f"(?:{strip_assertions(p)})" for p in blocked_keys)
+        wide = _wide_forms(parts, with_key_rule=self._key_rule is not None)
+        wide.extend(f"(?:{_wide_form(p)})" for p in blocked_keys)
         wide.extend(re2.escape(literal) for literal in literals)
         self._wide = re2.compile("|".join(wide), yes_no) if wide else None
         self._wide_bytes = re2.compile("|".join(wide).encode(), yes_no) if wide else None
@@ -129,7 +134,7 @@ class Scanner:
     def wire_may_hit(self, data: bytes) -> bool:
         r"""Whether serialized data may hold anything to redact (False is certain, True is a maybe).
 
-        Text with a JSON escape (``\uXXXX``, ``\n``, ``\/`` ...) is always a maybe; with user patterns that hold a quote,
+        Text with a ``\uXXXX`` escape is always a maybe; with user patterns that hold a quote,
         escaped text is also searched with its backslashes removed (JSON inside JSON).
         """
         wide = self._wide_bytes
@@ -148,7 +153,7 @@ class Scanner:
     def wire_regions(self, data: bytes) -> list[tuple[int, int]] | None:
         r"""Byte ranges of ``data`` that may hold something to redact ([]: nothing; None: somewhere).
 
-        The ranges of every wide match and every JSON escape but ``\\"`` and ``\\\\``; None when only the unescaped
+        The ranges of every wide match and every ``\\uXXXX`` escape; None when only the unescaped
         search (user patterns with quotes) finds something, whose offsets do not map back.
         """
         wide = self._wide_bytes
@@ -318,13 +323,22 @@ class Scanner:
         return None
 
 
+def _wide_form(pattern: str) -> str:
+    """What the wire and ``*_may_hit`` searches look for: no assertions, and through escaped spaces and slashes."""
+    return escape_tolerant(strip_assertions(pattern))
+
+
+def _wide_forms(parts: list[str], *, with_key_rule: bool) -> list[str]:
+    wide = [_wide_form(p) for p in parts]
+    if with_key_rule:
+        wide.append(_wide_form(BUILTIN.key_rule.pattern) + _WIRE_KEY_END)
+    return wide
+
+
 def _prefilter(parts: list[str], *, with_key_rule: bool) -> WirePrefilter | None:
     """The Hyperscan prefilter of these rules, or None (logged): the RE2 pass does the work, slower, never wrong."""
-    wide = [strip_assertions(p) for p in parts]
-    if with_key_rule:
-        wide.append(strip_assertions(BUILTIN.key_rule.pattern) + _WIRE_KEY_END)
     try:
-        return WirePrefilter(wide)
+        return WirePrefilter(_wide_forms(parts, with_key_rule=with_key_rule))
     except (ImportError, ValueError) as exc:
         _log.info("redaction: the Hyperscan prefilter is off (%s); RE2 searches every request", exc)
         return None

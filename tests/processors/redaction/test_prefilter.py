@@ -287,3 +287,31 @@ def test_a_secret_next_to_an_escaped_emoji_is_masked_and_the_rest_kept() -> None
         out = r(Batch.from_wire(Signal.TRACES, data)).settled()
         got = plain(out.message.resource_spans[0].scope_spans[0].spans[0].attributes[0].value)
         assert got == text.replace(token, "[REDACTED:github-pat]")
+
+
+def test_json_content_with_ordinary_escapes_and_no_secret_takes_the_clean_path() -> None:
+    r"""Newlines, tabs and slashes escaped in gen_ai.input.messages are no reason to walk the span.
+
+    (Flagging every escape made such requests 100 times dearer: only a rule matching through the
+    escapes, or a \uXXXX escape, makes a value worth walking.)
+    """
+    messages = json.dumps([{"role": "user", "content": "line one\n\tline two / see a/b"}])
+    assert "\\n" in messages
+    data = span_request({"gen_ai.input.messages": messages}).SerializeToString()
+    for r in (FAST, SLOW):
+        assert r.scanner.wire_regions(data) == []  # nowhere to look: the batch goes on, bytes and all
+        batch = Batch.from_wire(Signal.TRACES, data)
+        assert r(batch) is batch
+
+
+@pytest.mark.parametrize(("pattern", "matches"), [
+    (r"password\s*=\s*\S{3,}", "password\\t=\\tTabPw"),
+    (r"://[^\s/:@]{1,64}:([^\s/@]{1,128})@", "https:\\/\\/bob:pw@host"),
+    (r"[A-Za-z0-9/+]{10}", "ab\\/cd\\/efgh"),
+    (r"[A-Za-z0-9_-]{3}x", "a_-x"),                       # a class ending in "-" keeps it literal
+    (r"bearer\s+[A-Za-z0-9._~+/-]{20,}", "bearer\\nabcdefghij\\/klmnopqrstuv"),
+])
+def test_the_wide_forms_match_through_escaped_spaces_and_slashes(pattern: str, matches: str) -> None:
+    from obs_pipeline.processors.redaction.rules import escape_tolerant, options  # noqa: PLC0415
+    assert re2.compile(pattern, options()).search(matches) is None or "\\" not in matches
+    assert re2.compile(escape_tolerant(pattern), options()).search(matches) is not None
