@@ -164,7 +164,8 @@ def escape_tolerant(pattern: str) -> str:
     ``\t`` or ``\/`` where a rule wants a space or a slash, so in the wire (and in the undecoded
     value) the wide search would not see the rule match, and the value would not be decoded and
     scanned. Where a rule wants ``\s`` it also takes ``\n \r \t \b \f``, where it wants ``/`` also
-    ``\/``; a class that takes either also takes a backslash (and the escape letters). Negated
+    ``\/``, after any run of backslashes (JSON inside a JSON string is escaped twice); a class that
+    takes either also takes a backslash (and the escape letters). Negated
     classes are left alone (a backslash already passes them). It only widens the pattern.
     """
     out: list[str] = []
@@ -187,9 +188,9 @@ def escape_tolerant(pattern: str) -> str:
                     widen += "\\\\"
                 out.append(pattern[i:i + 2])
             elif nxt == "s":
-                out.append(r"(?:\s|\\[nrtbf])")
+                out.append(r"(?:\s|\\+[nrtbf])")
             elif nxt == "/":
-                out.append(r"(?:/|\\/)")
+                out.append(r"(?:/|\\+/)")
             else:
                 out.append(pattern[i:i + 2])
             i += 2
@@ -226,6 +227,6 @@ def escape_tolerant(pattern: str) -> str:
                 i += 1
             class_start = len(out)
             continue
-        out.append(r"(?:/|\\/)" if c == "/" else c)
+        out.append(r"(?:/|\\+/)" if c == "/" else c)
         i += 1
     return "".join(out)

@@ -163,6 +163,8 @@ def test_user_rules_keep_the_re2_pass() -> None:
     ('calling tool with {"key": "\\u0073k-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"}', "k-proj-Ab3dEf6hIj9kLm2nOp5qRs8"),
     ('cfg {"pass\\u0077ord": "hunter2-xyz"}', "hunter2-xyz"),
     ('{"k": "\\\\u0073k-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"}', "k-proj-Ab3dEf6hIj9kLm2nOp5qRs8"),  # escaped twice
+    (r'{"env": "password\\t=\\tTabPw-Secret-x3"}', "TabPw-Secret-x3"),                # a tab escaped twice
+    (r'{"u": "https:\\/\\/bob:Twice-Secret4@example.com"}', "Twice-Secret4"),          # slashes escaped twice
 ])
 def test_json_escapes_hide_nothing(text: str, secret: str) -> None:
     """Escapes where a rule wants a space or a slash, escapes spelling a token, escapes twice over.
