@@ -148,10 +148,16 @@ class PipelineProcess:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
     def audit_lines(self) -> list[dict[str, Any]]:
-        """The audit file, parsed."""
+        """The audit file's complete lines, parsed.
+
+        A line the pipeline is still writing (no newline yet) is not one: read while the exporter
+        appends, the file can end part way through a line (seen once in CI under load).
+        """
         if not self.audit_path.exists():
             return []
-        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line.strip()]
+        text = self.audit_path.read_text()
+        complete = text[:text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def kill(self) -> None:
         """Last-resort cleanup."""

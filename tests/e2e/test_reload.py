@@ -31,7 +31,8 @@ def _send(port: int, first: int, count: int) -> None:
 def _names(path: Path) -> list[str]:
     if not path.exists():
         return []
-    return [json.loads(line)["event_type"] for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()  # (read while the pipeline writes: the last line may not be complete yet)
+    return [json.loads(line)["event_type"] for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
 def _wait_for(predicate, what: str, pipe: PipelineProcess, timeout: float = 15.0) -> None:

@@ -165,8 +165,9 @@ def escape_tolerant(pattern: str) -> str:
     value) the wide search would not see the rule match, and the value would not be decoded and
     scanned. Where a rule wants ``\s`` it also takes ``\n \r \t \b \f``, where it wants ``/`` also
     ``\/``, after any run of backslashes (JSON inside a JSON string is escaped twice); a class that
-    takes either also takes a backslash (and the escape letters). Negated
-    classes are left alone (a backslash already passes them). It only widens the pattern.
+    takes either also takes a backslash (and the escape letters), and a negated class no longer
+    refuses one (``password=ab\/cd``: the value class ``[^\s"'...\\]`` stopped at the escape). It
+    only widens the pattern.
     """
     out: list[str] = []
     i, n = 0, len(pattern)
@@ -186,7 +187,8 @@ def escape_tolerant(pattern: str) -> str:
                     widen += "\\\\nrtbf"
                 elif nxt == "/" and not negated:
                     widen += "\\\\"
-                out.append(pattern[i:i + 2])
+                if not (negated and nxt == "\\"):  # a class that refuses a backslash takes it here
+                    out.append(pattern[i:i + 2])
             elif nxt == "s":
                 out.append(r"(?:\s|\\+[nrtbf])")
             elif nxt == "/":

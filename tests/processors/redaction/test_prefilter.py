@@ -165,6 +165,9 @@ def test_user_rules_keep_the_re2_pass() -> None:
     ('{"k": "\\\\u0073k-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"}', "k-proj-Ab3dEf6hIj9kLm2nOp5qRs8"),  # escaped twice
     (r'{"env": "password\\t=\\tTabPw-Secret-x3"}', "TabPw-Secret-x3"),                # a tab escaped twice
     (r'{"u": "https:\\/\\/bob:Twice-Secret4@example.com"}', "Twice-Secret4"),          # slashes escaped twice
+    (r'{"env": "PASSWORD=ab\/cdEF12"}', "cdEF12"),             # PHP's json_encode escapes every slash
+    (json.dumps({"env": "PASSWORD=ab\bcdEF12"}), "cdEF12"),     # a backspace in the password
+    (r"cmd: secret=\/9j\/4AAQSkZJRg", "4AAQSkZJRg"),           # base64 of a JPEG, slashes escaped, in prose
 ])
 def test_json_escapes_hide_nothing(text: str, secret: str) -> None:
     """Escapes where a rule wants a space or a slash, escapes spelling a token, escapes twice over.
