@@ -5,7 +5,7 @@ quoted inside prose (``my tool said: {"key": "\u0073k-proj-..."}``), or JSON ins
 (``\\u0073k-``, decoded once), is not a document, and its escapes can spell, split or hide a secret:
 ``\u0073k-`` is ``sk-``, ``https:\/\/bob:pw@`` is a URL with a password, the ``n`` of ``\n`` glues
 onto a token and defeats the rules' word boundaries. The scanner also scans the decoded text (and
-the text decoded twice) and maps every hit back to whole escapes of the original
+the text decoded again, up to three times) and maps every hit back to whole escapes of the original
 (:func:`unescaped`).
 """
 
@@ -19,8 +19,8 @@ __all__ = ["unescaped"]
 
 _ESCAPE = re2.compile(r'\\(?:u[0-9A-Fa-f]{4}|[nrtbf/"\\])')
 _SIMPLE = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "/": "/", '"': '"', "\\": "\\"}
-#: How many times escapes are undone: JSON inside a JSON string is escaped twice.
-LEVELS = 2
+#: How many times escapes are undone: JSON inside a JSON string inside a JSON string is escaped three times.
+LEVELS = 3
 
 
 def _decode(text: str) -> tuple[str, list[int]] | None:
@@ -53,7 +53,7 @@ def _unicode(code: int) -> str:
 
 
 def unescaped(text: str) -> Iterator[tuple[str, list[int]]]:
-    """Each decoding of ``text`` (once, then twice) with the map of its offsets back to ``text``.
+    """Each decoding of ``text`` (once, twice, three times) with the map of its offsets back to ``text``.
 
     ``origin[i]`` is where the character ``i`` starts in ``text`` and ``origin[len]`` is
     ``len(text)``, so a hit ``[start, end)`` in the decoded text covers ``text[origin[start]:origin[end]]``,

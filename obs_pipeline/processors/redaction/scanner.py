@@ -192,7 +192,7 @@ class Scanner:
     def scan(self, text: str) -> list[Hit]:
         r"""The secrets in ``text`` (character offsets), in order, not overlapping.
 
-        Text holding JSON escapes is also scanned with them undone (once and twice, :mod:`.escapes`),
+        Text holding JSON escapes is also scanned with them undone (up to three times, :mod:`.escapes`),
         each hit mapped back to whole escapes: JSON quoted inside prose is not decoded as a
         document, and ``sk-``, ``https:\/\/bob:pw@`` or the ``n`` of ``
         `` glued onto a

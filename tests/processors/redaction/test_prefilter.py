@@ -168,6 +168,8 @@ def test_user_rules_keep_the_re2_pass() -> None:
     (r'{"env": "PASSWORD=ab\/cdEF12"}', "cdEF12"),             # PHP's json_encode escapes every slash
     (json.dumps({"env": "PASSWORD=ab\bcdEF12"}), "cdEF12"),     # a backspace in the password
     (r"cmd: secret=\/9j\/4AAQSkZJRg", "4AAQSkZJRg"),           # base64 of a JPEG, slashes escaped, in prose
+    ("tool said: " + json.dumps(json.dumps(json.dumps([{"content": "key:\nrk_test_mxaMz9prTCTusC11LQzdwR9E"}]))),
+     "mxaMz9prTCTusC11LQzdwR9E"),                               # messages JSON encoded three times, in prose
 ])
 def test_json_escapes_hide_nothing(text: str, secret: str) -> None:
     """Escapes where a rule wants a space or a slash, escapes spelling a token, escapes twice over.
