@@ -19,6 +19,7 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from obs_pipeline.processors.redaction.escapes import decoded
 from obs_pipeline.processors.redaction.rules import UNSCANNED
 from obs_pipeline.processors.redaction.scanner import Scanner
 
@@ -57,6 +58,8 @@ class Scrubber:
         """``[REDACTED:<rule>]``, or with a hash key ``[REDACTED:<rule>:<hex16>]``."""
         if self._hash_key is None or rule == UNSCANNED:
             return f"[REDACTED:{rule}]"
+        if isinstance(secret, str) and "\\" in secret:
+            secret = decoded(secret)  # an escaped secret hashes as itself: the markers still correlate
         data = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
         digest = hmac.new(self._hash_key, data, hashlib.sha256).hexdigest()[:16]
         return f"[REDACTED:{rule}:{digest}]"

@@ -217,6 +217,15 @@ class TestReplacementAndModes:
         assert digest not in one["c"]
         assert OPENAI not in str(one)
 
+    def test_an_escaped_secret_hashes_as_itself(self):
+        """``\u0073k-...`` in prose is the same secret as ``sk-...``: the same marker, so they correlate."""
+        r = redactor(replacement="hash", hash_key="k3y")
+        escaped = "\\u0073" + OPENAI[1:]
+        got = attrs(first_span(run(r, span_request({"a": OPENAI, "b": f"tool said: {escaped} (pasted)"}))))
+        digest = hmac.new(b"k3y", OPENAI.encode(), hashlib.sha256).hexdigest()[:16]
+        assert got["b"] == f"tool said: [REDACTED:openai-api-key:{digest}] (pasted)"
+        assert got["a"] == f"[REDACTED:openai-api-key:{digest}]"
+
     def test_detect_mode_reports_and_changes_nothing(self):
         """Shadow mode: data unchanged, redaction.detected.* set, no redaction.masked.*."""
         out = first_span(run(redactor(mode="detect"), span_request({"a": OPENAI, "db.password": "pw"})))
