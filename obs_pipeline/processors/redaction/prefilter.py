@@ -36,6 +36,8 @@ from typing import Any
 
 import re2
 
+from obs_pipeline.processors.redaction.syntax import Kind, tokens
+
 __all__ = ["MAX_REPORTS", "RE2_ASCII_FOLDS", "WirePrefilter", "byte_superset", "hyperscan_expressions"]
 
 #: Characters RE2's ``(?i)`` folds onto ASCII letters (derived from RE2 in tests/processors/redaction).
@@ -68,60 +70,22 @@ def byte_superset(pattern: str) -> str:
             raise ValueError(f"inline flags {flags!r}")
     if re2.search(r"\\(?:x[89a-fA-F]|[0-7])", pattern):  # a character to RE2, one byte to Hyperscan
         raise ValueError("the escape of a byte above 0x7f, or an octal escape")
+    if "\\x{" in pattern:
+        raise ValueError("the escape \\x{...}")
     out: list[str] = []
-    i, n = 0, len(pattern)
-    in_class = False
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            nxt = pattern[i + 1]
-            if nxt in _UNKNOWN_ESCAPES or pattern.startswith("\\x{", i):
-                raise ValueError(f"the escape \\{nxt} at position {i}")
-            if nxt == "s":
-                out.append(_SPACE if in_class else f"[{_SPACE}]")
-            elif nxt == "S":
-                out.append(_NOT_SPACE_IN_CLASS if in_class else f"[^{_SPACE}]")
-            else:
-                out.append(pattern[i:i + 2])
-            i += 2
-            continue
-        if in_class:
-            if c == "[" and pattern.startswith("[:", i) and (end := pattern.find(":]", i + 2)) >= 0:
-                out.append(pattern[i:end + 2])  # [:alpha:] inside a class
-                i = end + 2
-                continue
-            in_class = c != "]"
-            out.append(c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            out.append(c)
-            # a "]" right after "[" or "[^" is a literal member
-            j = i + 1
-            if j < n and pattern[j] == "^":
-                out.append("^")
-                j += 1
-            if j < n and pattern[j] == "]":
-                out.append("]")
-                j += 1
-            i = j
-            continue
-        if c == "{":
-            close = pattern.find("}", i)
-            body = pattern[i + 1:close] if close > 0 else ""
-            low, comma, high = body.partition(",")
-            if low.isdigit() and (not comma or high.isdigit() or high == ""):
-                if not comma:
-                    out.append(f"{{{low},{int(low) * _UTF8_MAX}}}")
-                elif high:
-                    out.append(f"{{{low},{int(high) * _UTF8_MAX}}}")
-                else:
-                    out.append(f"{{{low},}}")
-                i = close + 1
-                continue
-        out.append(c)
-        i += 1
+    for token in tokens(pattern):
+        if token.kind is Kind.QUOTED or token.escaped in _UNKNOWN_ESCAPES:
+            raise ValueError(f"the escape {token.text[:2]}")
+        if token.text == "\\s":
+            out.append(_SPACE if token.in_class else f"[{_SPACE}]")
+        elif token.text == "\\S":
+            out.append(_NOT_SPACE_IN_CLASS if token.in_class else f"[^{_SPACE}]")
+        elif token.kind is Kind.REPEAT:
+            low, comma, high = token.text[1:-1].partition(",")
+            top = int(high or low) * _UTF8_MAX if (high or not comma) else ""
+            out.append(f"{{{low},{top}}}")
+        else:
+            out.append(token.text)
     return "".join(out)
 
 

@@ -19,6 +19,7 @@ import re2
 import yaml
 
 from obs_pipeline.errors import Problem
+from obs_pipeline.processors.redaction.syntax import Kind, Token, tokens
 
 __all__ = ["BLOCKED_KEY", "BUILTIN", "UNSCANNED", "Rule", "RuleSet", "compile_problem", "escape_tolerant", "options",
            "strip_assertions"]
@@ -106,55 +107,20 @@ def compile_problem(pattern: str, name: str, path: str, *, groups_at_least: int 
 
 def strip_assertions(pattern: str) -> str:
     r"""``pattern`` without its zero-width assertions (``\b \B \A \z ^ $``): it matches a superset."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    in_class = False
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            nxt = pattern[i + 1]
-            if nxt == "Q":  # \Q...\E: literal text, kept as it is
-                end = pattern.find("\\E", i + 2)
-                end = n if end < 0 else end + 2
-                out.append(pattern[i:end])
-                i = end
-                continue
-            if not in_class and nxt in _ASSERTION_ESCAPES:
-                i += 2
-                continue
-            out.append(pattern[i:i + 2])
-            i += 2
-            continue
-        if in_class:
-            if c == "[" and pattern.startswith("[:", i):  # [:alpha:] inside a class
-                end = pattern.find(":]", i + 2)
-                if end >= 0:
-                    out.append(pattern[i:end + 2])
-                    i = end + 2
-                    continue
-            if c == "]":
-                in_class = False
-            out.append(c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            # A ']' right after '[' or '[^' is a literal member of the class.
-            if pattern.startswith("^", i):
-                out.append("^")
-                i += 1
-            if pattern.startswith("]", i):
-                out.append("]")
-                i += 1
-            continue
-        if c in "^$":
-            i += 1
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
+    return "".join(t.text for t in tokens(pattern) if not _is_assertion(t))
+
+
+def _is_assertion(token: Token) -> bool:
+    if token.in_class:
+        return False
+    if token.kind is Kind.ESCAPE:
+        return token.escaped in _ASSERTION_ESCAPES
+    return token.kind is Kind.LITERAL and token.text in "^$"
+
+
+# Where a rule wants a space or a slash, JSON may hold it escaped, after any run of backslashes.
+_OUTSIDE_WIDENING = {"\\s": r"(?:\s|\\+[nrtbf])", "\\/": r"(?:/|\\+/)", "/": r"(?:/|\\+/)"}
+_CLASS_WIDENING = {"\\s": "\\\\nrtbf", "\\/": "\\\\", "/": "\\\\"}
 
 
 def escape_tolerant(pattern: str) -> str:
@@ -170,65 +136,23 @@ def escape_tolerant(pattern: str) -> str:
     only widens the pattern.
     """
     out: list[str] = []
-    i, n = 0, len(pattern)
-    in_class, negated, widen, class_start = False, False, "", 0
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            nxt = pattern[i + 1]
-            if nxt == "Q":  # \Q...\E: literal text, kept as it is
-                end = pattern.find("\\E", i + 2)
-                end = n if end < 0 else end + 2
-                out.append(pattern[i:end])
-                i = end
-                continue
-            if in_class:
-                if nxt == "s" and not negated:
-                    widen += "\\\\nrtbf"
-                elif nxt == "/" and not negated:
-                    widen += "\\\\"
-                if not (negated and nxt == "\\"):  # a class that refuses a backslash takes it here
-                    out.append(pattern[i:i + 2])
-            elif nxt == "s":
-                out.append(r"(?:\s|\\+[nrtbf])")
-            elif nxt == "/":
-                out.append(r"(?:/|\\+/)")
+    members: list[str] = []  # of the class being read, and what it must also take
+    widen = ""
+    for token in tokens(pattern):
+        if token.kind is Kind.CLASS_OPEN:
+            out.append(token.text)
+            members, widen = [], ""
+        elif token.kind is Kind.CLASS_CLOSE:
+            text = "".join(members)
+            if text.endswith("-") and not text.endswith("\\-"):  # a literal "-" must stay last
+                text = text[:-1] + widen + "-"
             else:
-                out.append(pattern[i:i + 2])
-            i += 2
-            continue
-        if in_class:
-            if c == "[" and pattern.startswith("[:", i) and (end := pattern.find(":]", i + 2)) >= 0:
-                out.append(pattern[i:end + 2])  # [:alpha:] inside a class
-                i = end + 2
-                continue
-            if c == "]":
-                members = "".join(out[class_start:])
-                del out[class_start:]
-                if members.endswith("-") and not members.endswith("\\-"):  # a literal "-" must stay last
-                    members = members[:-1] + widen + "-"
-                else:
-                    members += widen
-                out.append(members)
-                in_class = False
-            elif c == "/" and not negated:
-                widen += "\\\\"
-            out.append(c)
-            i += 1
-            continue
-        if c == "[":
-            in_class, widen = True, ""
-            out.append(c)
-            i += 1
-            negated = pattern.startswith("^", i)
-            if negated:
-                out.append("^")
-                i += 1
-            if pattern.startswith("]", i):  # a ']' right after '[' or '[^' is a literal member
-                out.append("]")
-                i += 1
-            class_start = len(out)
-            continue
-        out.append(r"(?:/|\\+/)" if c == "/" else c)
-        i += 1
+                text += widen
+            out += (text, token.text)
+        elif token.in_class:
+            widen += "" if token.negated else _CLASS_WIDENING.get(token.text, "")
+            if not (token.negated and token.text == "\\\\"):  # a class that refused a backslash takes it
+                members.append(token.text)
+        else:
+            out.append(_OUTSIDE_WIDENING.get(token.text, token.text) if token.kind is not Kind.QUOTED else token.text)
     return "".join(out)
