@@ -306,6 +306,21 @@ def mark_repaired(record: LogRecord, counts: dict[str, int]) -> None:
         values.add(string_value=reason)
 
 
+def log_records(messages: dict[Signal, Message], signals: Container[Signal]) -> Any:
+    """The repeated ``log_records`` field new records go into, in the batch's one ``LogsData`` (made on first use).
+
+    Raises:
+        NoPipeline: no logs pipeline takes this receiver's records.
+    """
+    if Signal.LOGS not in signals:
+        raise NoPipeline(Signal.LOGS, 1)
+    logs = messages.get(Signal.LOGS)
+    if logs is None:
+        logs = messages[Signal.LOGS] = LogsData()
+    assert isinstance(logs, LogsData)
+    return logs.resource_logs.add().scope_logs.add().log_records
+
+
 class LineBatch:
     """Lines decoded so far into one message per signal; ``lines`` counts the lines it holds.
 
@@ -330,14 +345,8 @@ class LineBatch:
         return self.lines > 0
 
     def _new_record(self, lineno: int | None) -> LogRecord:
-        if Signal.LOGS not in self.signals:
-            raise NoPipeline(Signal.LOGS, 1)
         if self._records is None:
-            logs = self.messages.get(Signal.LOGS)
-            if logs is None:
-                logs = self.messages[Signal.LOGS] = LogsData()
-            assert isinstance(logs, LogsData)
-            self._records = logs.resource_logs.add().scope_logs.add().log_records
+            self._records = log_records(self.messages, self.signals)
         record: LogRecord = self._records.add()
         if self.source is not None and lineno is not None:
             record.attributes.add(key=RECORD_UID_ATTRIBUTE).value.string_value = record_uid(

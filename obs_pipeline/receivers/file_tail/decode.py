@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, LogsData
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from obs_pipeline import otlp_json
 from obs_pipeline.receivers.file_tail.mapping import Mapped, Mapper
@@ -30,6 +30,7 @@ from obs_pipeline.receivers.linebatch import (
     NoPipeline,
     fill_log_record,
     loads,
+    log_records,
     record_uid,
     set_any_value,
 )
@@ -67,14 +68,8 @@ class RecordBatch:
         self._file_key: Any = None
 
     def _record(self, uid_source: str, offset: int, file_name: str) -> LogRecord:
-        if Signal.LOGS not in self.decoder.signals:
-            raise NoPipeline(Signal.LOGS, 1)
         if self._records is None:
-            logs = self.messages.get(Signal.LOGS)
-            if logs is None:
-                logs = self.messages[Signal.LOGS] = LogsData()
-            assert isinstance(logs, LogsData)
-            self._records = logs.resource_logs.add().scope_logs.add().log_records
+            self._records = log_records(self.messages, self.decoder.signals)
         record: LogRecord = self._records.add()
         record.observed_time_unix_nano = self.observed_ns
         attrs = record.attributes
