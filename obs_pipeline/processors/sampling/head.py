@@ -17,6 +17,7 @@ records without a trace id are kept. At 100 % nothing is dropped or changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from obs_pipeline.batch import Batch
@@ -69,27 +70,16 @@ class HeadSampler:
     # -- traces -------------------------------------------------------------------------------
 
     def _traces(self, batch: Batch) -> bool:
-        message: Any = batch.mutable()
         states: dict[tuple[str, int], str | None] = {}  # (tracestate, R) -> new tracestate or None: drop
-        kept_any = False
-        for rs_index in range(len(message.resource_spans) - 1, -1, -1):
-            rs = message.resource_spans[rs_index]
-            for ss_index in range(len(rs.scope_spans) - 1, -1, -1):
-                spans = rs.scope_spans[ss_index].spans
-                for index in range(len(spans) - 1, -1, -1):
-                    span = spans[index]
-                    decided = self._span(span.trace_id, span.trace_state, states)
-                    if decided is None:
-                        del spans[index]
-                    elif decided != span.trace_state:
-                        span.trace_state = decided
-                if not spans:
-                    del rs.scope_spans[ss_index]
-            if rs.scope_spans:
-                kept_any = True
-            else:
-                del message.resource_spans[rs_index]
-        return kept_any
+
+        def keep(span: Any) -> bool:
+            decided = self._span(span.trace_id, span.trace_state, states)
+            if decided is not None and decided != span.trace_state:
+                span.trace_state = decided
+            return decided is not None
+
+        message: Any = batch.mutable()
+        return _retain(message.resource_spans, "scope_spans", "spans", keep)
 
     def _span(self, trace_id: bytes, tracestate: str, states: dict[tuple[str, int], str | None]) -> str | None:
         """The span's new tracestate when kept, None when dropped."""
@@ -134,30 +124,38 @@ class HeadSampler:
         reading: Any = batch.message
         if not any(_has_trace(r.trace_id) for rl in reading.resource_logs for sl in rl.scope_logs for r in sl.log_records):
             return True  # nothing to decide: the batch goes on untouched, wire bytes and all
-        message: Any = batch.mutable()
-        kept_any = False
-        for rl_index in range(len(message.resource_logs) - 1, -1, -1):
-            rl = message.resource_logs[rl_index]
-            for sl_index in range(len(rl.scope_logs) - 1, -1, -1):
-                records = rl.scope_logs[sl_index].log_records
-                for index in range(len(records) - 1, -1, -1):
-                    record = records[index]
-                    trace_id = record.trace_id
-                    if not _has_trace(trace_id):
-                        continue  # no trace: kept
-                    randomness = hashed_randomness(trace_id, self._seed) if self._seed else trace_id_randomness(trace_id)
-                    if randomness < self._threshold:
-                        del records[index]
-                    else:
-                        _set_string(record.attributes, LOG_THRESHOLD_ATTRIBUTE, self._th)
-                if not records:
-                    del rl.scope_logs[sl_index]
-            if rl.scope_logs:
-                kept_any = True
-            else:
-                del message.resource_logs[rl_index]
-        return kept_any
 
+        def keep(record: Any) -> bool:
+            trace_id = record.trace_id
+            if not _has_trace(trace_id):
+                return True  # no trace: kept
+            randomness = hashed_randomness(trace_id, self._seed) if self._seed else trace_id_randomness(trace_id)
+            if randomness < self._threshold:
+                return False
+            _set_string(record.attributes, LOG_THRESHOLD_ATTRIBUTE, self._th)
+            return True
+
+        message: Any = batch.mutable()
+        return _retain(message.resource_logs, "scope_logs", "log_records", keep)
+
+
+def _retain(groups: Any, scopes: str, items: str, keep: Callable[[Any], bool]) -> bool:
+    """Delete in place every span or record ``keep`` refuses, then the scopes and resources left empty.
+
+    ``keep`` may change those it keeps. Returns whether anything is left. Backwards by index: deleting from the end keeps the indexes still to visit valid.
+    """
+    for group_index in range(len(groups) - 1, -1, -1):
+        group_scopes = getattr(groups[group_index], scopes)
+        for scope_index in range(len(group_scopes) - 1, -1, -1):
+            entries = getattr(group_scopes[scope_index], items)
+            for index in range(len(entries) - 1, -1, -1):
+                if not keep(entries[index]):
+                    del entries[index]
+            if not entries:
+                del group_scopes[scope_index]
+        if not group_scopes:
+            del groups[group_index]
+    return len(groups) > 0
 
 def _has_trace(trace_id: bytes) -> bool:
     return bool(trace_id) and trace_id != _ZERO_ID
