@@ -12,23 +12,14 @@ from obs_pipeline.batch import Batch
 from obs_pipeline.processors.redaction import FACTORY, Redactor
 from obs_pipeline.signals import Signal
 from obs_pipeline.testing import parse_config
+from tests.exporters.builders import set_value
+
+__all__ = ["attrs", "first_span", "log_request", "plain", "redactor", "run", "set_value", "span_request"]
 
 
 def redactor(**body: Any) -> Redactor:
     """A redactor built from a config body exactly as the config layer builds it."""
     return Redactor(parse_config(FACTORY, body))
-
-
-def set_value(av: AnyValue, value: Any) -> None:
-    """Set an AnyValue from a Python value."""
-    if isinstance(value, bool):
-        av.bool_value = value
-    elif isinstance(value, int):
-        av.int_value = value
-    elif isinstance(value, bytes):
-        av.bytes_value = value
-    else:
-        av.string_value = value
 
 
 def span_request(attrs: dict[str, Any] | None = None, **fields: Any) -> ExportTraceServiceRequest:
