@@ -31,9 +31,11 @@ from typing import Any
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from bench.workload import build_requests
+from obs_pipeline.batch import Batch
 from obs_pipeline.components import ComponentID, Kind, Settings, get_factory
 from obs_pipeline.signals import Signal, merge_into, new_message
 from obs_pipeline.telemetry.metrics import SelfMetrics
+from obs_pipeline.testing import parse_config
 
 
 class _Host:
@@ -62,7 +64,7 @@ def make_exporter(path: str) -> Any:
     factory = get_factory(Kind.EXPORTER, "jsonl_audit")
     settings = Settings(id=ComponentID("jsonl_audit"), kind=Kind.EXPORTER, metrics=SelfMetrics(),
                         logger=logging.getLogger("bench.stages"), data_dir=Path(tempfile.gettempdir()))
-    exporter = factory.create(settings, factory.parse({"path": path}))
+    exporter = factory.create(settings, parse_config(factory, {"path": path}))
     asyncio.run(exporter.start(_Host()))
     return exporter
 
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         def export(exporter: Any) -> Callable[[], None]:
             async def run() -> None:
                 for batch in batches:
-                    await exporter.export(Signal.TRACES, batch)
+                    await exporter.export(Batch(Signal.TRACES, batch))
             return lambda: loop.run_until_complete(run())
 
         stages = [
