@@ -6,6 +6,12 @@ two that hold a secret costs twenty times more. Reading tags and lengths three l
 parse: resources and scopes no hit touches are skipped by their length, the walk ends past the
 last hit, and the splice rewrites only the length prefixes around the items it replaces.
 
+The walks that run once per span (hopping over the spans before a hit, reading a hit span's
+fields) are also compiled (``_framing.c``, built by ``pip install``; 0.65 µs a span in Python, a
+few ns in C). The C walk answers only for well-formed bytes and otherwise hands over to its
+Python twin here, which raises the precise error, so both give the same answers (tested side by
+side on random and broken bytes); without a compiler the Python walks run alone.
+
 Traces and logs share the shape: request field 1 (``resource_spans`` / ``resource_logs``) ->
 field 2 (``scope_spans`` / ``scope_logs``) -> field 2 (``spans`` / ``log_records``).
 """
@@ -14,10 +20,17 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
+from types import ModuleType
 
 from obs_pipeline.wire import varint
 
-__all__ = ["FramingError", "Hits", "Item", "Layout", "items", "items_hit", "layout", "splice"]
+_compiled: ModuleType | None
+try:  # the same walks compiled (_framing.c), built by `pip install` where a C compiler is
+    from obs_pipeline.processors.redaction import _framing as _compiled
+except ImportError:  # pragma: no cover - a build without the extension: the Python walks alone
+    _compiled = None
+
+__all__ = ["FramingError", "Hits", "Item", "Layout", "compiled", "items", "items_hit", "layout", "splice"]
 
 #: (resource index, scope index, item index) of one span or log record.
 Item = tuple[int, int, int]
@@ -55,12 +68,12 @@ class Layout:
 
     A frame is ``(first byte of the length prefix, first byte of the value, end)``: what
     :func:`splice` rewrites by byte range. ``frames`` holds those of the resources ``(r,)`` and
-    scopes ``(r, s)`` walked, ``children`` those of each walked scope's items, in order.
+    scopes ``(r, s)`` walked, ``children`` those of each walked scope's items listed, by index.
     """
 
     entries: list[tuple[int, int, Item]]
     frames: dict[tuple[int, ...], tuple[int, int, int]]
-    children: dict[tuple[int, int], list[tuple[int, int, int]]]
+    children: dict[tuple[int, int], dict[int, tuple[int, int, int]]]
 
     def frame(self, key: tuple[int, ...]) -> tuple[int, int, int]:
         """The frame of a resource, scope or item (KeyError: not walked)."""
@@ -69,8 +82,26 @@ class Layout:
         return self.frames[key]
 
 
+def compiled() -> bool:
+    """Whether the compiled walks are here (they answer alone for well-formed bytes)."""
+    return _compiled is not None
+
+
 def _children(data: bytes, start: int, end: int, wanted: int, stop: int) -> list[tuple[int, int, int]]:
     """``(length prefix, value start, value end)`` of each field ``wanted`` in ``data[start:end]``.
+
+    The compiled walk when it is here and the bytes are well formed; else :func:`_children_py`,
+    which also says what is wrong.
+    """
+    if _compiled is not None:
+        found: list[tuple[int, int, int]] | None = _compiled.children(data, start, end, wanted, stop)
+        if found is not None:
+            return found
+    return _children_py(data, start, end, wanted, stop)
+
+
+def _children_py(data: bytes, start: int, end: int, wanted: int, stop: int) -> list[tuple[int, int, int]]:
+    """:func:`_children` in Python: the reference the compiled walk must agree with.
 
     Fields are skipped by their length, and the walk ends at the first field that starts past
     ``stop`` (nothing beyond it is looked at). One loop with the one-byte varints inline, and the
@@ -128,13 +159,13 @@ def _children(data: bytes, start: int, end: int, wanted: int, stop: int) -> list
 
 
 def layout(data: bytes, regions: list[tuple[int, int]] | None = None) -> Layout:
-    """The items of a traces or logs request, all of them, or only as many as ``regions`` need.
+    """The items of a traces or logs request, all of them, or only those that ``regions`` touch.
 
     With ``regions`` (byte ranges), a resource or scope that no region touches is skipped by its
-    length, and the walk stops past the last region: the items listed are every one that any
-    region overlaps and every one before a region in the same scope, which is all that
-    :func:`items_hit` and the "inside one item" check need. The bytes past the last region are
-    not looked at (the wide search found nothing there).
+    length, the walk stops past the last region, and the items listed are those a region
+    touches (ends included): all that :func:`items_hit`, the "inside one item" check and
+    :func:`splice` need. The bytes past the last region are not looked at (the wide search found
+    nothing there), and the spans before a hit in its scope are hopped over, not listed.
 
     Raises:
         FramingError: the bytes walked are not a request of that shape.
@@ -144,7 +175,7 @@ def layout(data: bytes, regions: list[tuple[int, int]] | None = None) -> Layout:
     stop = max((end for _, end in spans), default=-1)
     entries: list[tuple[int, int, Item]] = []
     frames: dict[tuple[int, ...], tuple[int, int, int]] = {}
-    children: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    children: dict[tuple[int, int], dict[int, tuple[int, int, int]]] = {}
     try:
         for r, resource in enumerate(_children(data, 0, size, 1, stop)):
             if not _touched(spans, resource):
@@ -154,11 +185,33 @@ def layout(data: bytes, regions: list[tuple[int, int]] | None = None) -> Layout:
                 if not _touched(spans, scope):
                     continue
                 frames[r, s] = scope
-                found = children[r, s] = _children(data, scope[1], scope[2], 2, stop)
-                entries += [(start, end, (r, s, i)) for i, (_, start, end) in enumerate(found)]
+                found = _children_hit(data, scope[1], scope[2], 2, stop=stop, regions=spans)
+                children[r, s] = {i: (prefix, start, end) for i, prefix, start, end in found}
+                entries += [(start, end, (r, s, i)) for i, _, start, end in found]
     except IndexError as exc:
         raise FramingError("truncated") from exc
     return Layout(entries, frames, children)
+
+
+def _children_hit(data: bytes, start: int, end: int, wanted: int, *, stop: int,
+                  regions: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """``(index, length prefix, value start, value end)`` of each field ``wanted`` that a region touches.
+
+    Touches as in :func:`_touched` (ends included). Compiled when it can be.
+    """
+    if _compiled is not None:
+        found: list[tuple[int, int, int, int]] | None = _compiled.children_hit(data, start, end, wanted, stop, regions)
+        if found is not None:
+            return found
+    return _children_hit_py(data, start, end, wanted, stop=stop, regions=regions)
+
+
+def _children_hit_py(data: bytes, start: int, end: int, wanted: int, *, stop: int,
+                     regions: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """:func:`_children_hit` in Python: the reference the compiled walk must agree with."""
+    return [(i, prefix, value_start, value_end)
+            for i, (prefix, value_start, value_end) in enumerate(_children_py(data, start, end, wanted, stop))
+            if _touched(regions, (prefix, value_start, value_end))]
 
 
 def _touched(spans: list[tuple[int, int]], frame: tuple[int, int, int]) -> bool:
@@ -202,6 +255,15 @@ def items_hit(data: bytes, layout: list[tuple[int, int, Item]],
 
 
 def _parts_hit(data: bytes, start: int, end: int, regions: list[tuple[int, int]]) -> dict[int, set[int]]:
+    """Field number -> indexes of its occurrences that a region overlaps, in one item (see :func:`_parts_hit_py`)."""
+    if _compiled is not None:
+        parts: dict[int, set[int]] | None = _compiled.parts_hit(data, start, end, regions)
+        if parts is not None:
+            return parts
+    return _parts_hit_py(data, start, end, regions)
+
+
+def _parts_hit_py(data: bytes, start: int, end: int, regions: list[tuple[int, int]]) -> dict[int, set[int]]:
     """Field number -> indexes of its occurrences that a region overlaps, in one item.
 
     A length-delimited field counts when a region overlaps its value, not only its tag and length:
