@@ -37,21 +37,19 @@ BUDGET_EVENT: Final = "budget.event"  # exceeded | warning (the budget processor
 _BUDGET_FIELDS: Final = (("budget.id", "budget_id"), ("budget.scope", "scope"), ("budget.scope_value", "scope_value"),
                          ("budget.window", "window"), ("budget.spend", "spend"), ("budget.limit", "limit"),
                          ("budget.threshold", "threshold"))
-_REDACTION: Final = {
-    "redaction.masked.count": ("masked", "count"),
-    "redaction.masked.rules": ("masked", "rules"),
-    "redaction.masked.keys": ("masked", "locations"),
-    "redaction.detected.count": ("detected", "count"),
-    "redaction.detected.rules": ("detected", "rules"),
-    "redaction.detected.keys": ("detected", "locations"),
-}
+#: The redaction processor's summary attributes, (count, rules, keys), with the result of their
+#: line: what was masked wins over what was only detected.
+_SECURITY_GROUPS: Final = (
+    (("redaction.masked.count", "redaction.masked.rules", "redaction.masked.keys"), audit.REDACTED),
+    (("redaction.detected.count", "redaction.detected.rules", "redaction.detected.keys"), audit.DETECTED),
+)
 EVENT_SECRET_REDACTED: Final = "secret_redacted"  # noqa: S105 - an event type, not a secret
 EVENT_BUDGET_EXCEEDED: Final = "budget_exceeded"
 EVENT_BUDGET_WARNING: Final = "budget_warning"
 _BUDGET_RESULT: Final = {"exceeded": (EVENT_BUDGET_EXCEEDED, audit.DENY), "warning": (EVENT_BUDGET_WARNING, audit.ALLOW)}
 
 _ALWAYS: Final = frozenset({COST_AMOUNT, COST_UNPRICED, BUDGET_EVENT, *(name for name, _ in _BUDGET_FIELDS),
-                            *_REDACTION})
+                            *(key for keys, _ in _SECURITY_GROUPS for key in keys)})
 
 
 _WITH_CONTENT: Final = _ALWAYS | frozenset(CONTENT_NAMES)
@@ -74,8 +72,9 @@ def _strings(value: AnyValue) -> list[str]:
     if value.WhichOneof("value") == "string_value":
         items = [value.string_value]
     else:
-        items = [v.string_value for v in value.array_value.values if v.string_value]
-    return [audit.cap(item) for item in items[:audit.MAX_LIST_ITEMS]]
+        items = [text for v in value.array_value.values if (text := v.string_value)]
+    limit = audit.NAME_CHARS
+    return [item if len(item) <= limit else audit.cap(item) for item in items[:audit.MAX_LIST_ITEMS]]
 
 
 def _number(value: Any) -> float | int | None:
@@ -105,26 +104,26 @@ def _derived_line(parent: dict[str, Any], *, event_type: str, category: str, res
 
 
 def _security(parent: dict[str, Any], found: dict[str, AnyValue]) -> dict[str, Any] | None:
-    groups: dict[str, dict[str, Any]] = {}
-    for name, (kind, field) in _REDACTION.items():
-        if name in found:
-            value = found[name]
-            groups.setdefault(kind, {})[field] = (_number(_scalar(value)) if field == "count"
-                                                  else list(dict.fromkeys(_strings(value))))
-    mode = "masked" if "masked" in groups else "detected"
-    if mode not in groups:
-        return None
-    group = groups[mode]
-    rules, locations = group.get("rules", []), group.get("locations", [])
-    count = group.get("count")
-    if not isinstance(count, int) or isinstance(count, bool):
-        count = len(rules)
-    if not count and not rules:
-        return None
-    detail = {"rules": rules, "locations": locations, "count": count}
-    result = audit.REDACTED if mode == "masked" else audit.DETECTED
-    return _derived_line(parent, event_type=EVENT_SECRET_REDACTED, category=audit.SECURITY, result=result,
-                         detail=detail, suffix=EVENT_SECRET_REDACTED)
+    """The security line of what was masked or, failing that, detected (None: neither)."""
+    for (count_key, rules_key, keys_key), result in _SECURITY_GROUPS:
+        count_value, rules_value, keys_value = found.get(count_key), found.get(rules_key), found.get(keys_key)
+        if count_value is None and rules_value is None and keys_value is None:
+            continue
+        rules = _distinct(rules_value)
+        count = _number(_scalar(count_value)) if count_value is not None else None
+        if not isinstance(count, int) or isinstance(count, bool):
+            count = len(rules)
+        if not count and not rules:
+            return None
+        detail = {"rules": rules, "locations": _distinct(keys_value), "count": count}
+        return _derived_line(parent, event_type=EVENT_SECRET_REDACTED, category=audit.SECURITY, result=result,
+                             detail=detail, suffix=EVENT_SECRET_REDACTED)
+    return None
+
+
+def _distinct(value: AnyValue | None) -> list[str]:
+    """The capped strings of ``value`` (:func:`_strings`), each once, in order ([] when absent)."""
+    return [] if value is None else list(dict.fromkeys(_strings(value)))
 
 
 def _budget(parent: dict[str, Any], found: dict[str, AnyValue]) -> dict[str, Any] | None:
