@@ -9,6 +9,5 @@ from setuptools import Extension, setup
 setup(ext_modules=[Extension(
     "obs_pipeline.processors.redaction._framing",
     sources=["obs_pipeline/processors/redaction/_framing.c"],
-    extra_compile_args=["-O2"],
     optional=True,
 )])

@@ -97,3 +97,13 @@ def test_percentiles():
     assert percentiles([]) == {}
     got = percentiles([float(i) for i in range(1, 101)])
     assert (got["p50"], got["p99"], got["max"]) == (51, 100, 100)
+
+
+def test_bench_stages_runs_and_reports_every_stage(capsys):
+    """One small round of ``python -m bench.stages``: it broke unnoticed once (a config without defaults)."""
+    from bench import stages  # noqa: PLC0415 - only this test needs it
+
+    assert stages.main(["--requests", "2", "--batch", "200", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("bare parse (reference)", "batch merge (merge_into)", "export, file (map + encode + write)"):
+        assert stage in out

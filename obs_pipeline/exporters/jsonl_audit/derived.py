@@ -73,8 +73,7 @@ def _strings(value: AnyValue) -> list[str]:
         items = [value.string_value]
     else:
         items = [text for v in value.array_value.values if (text := v.string_value)]
-    limit = audit.NAME_CHARS
-    return [item if len(item) <= limit else audit.cap(item) for item in items[:audit.MAX_LIST_ITEMS]]
+    return [audit.cap(item) for item in items[:audit.MAX_LIST_ITEMS]]
 
 
 def _number(value: Any) -> float | int | None:

@@ -101,7 +101,7 @@ class Redactor:
         if wire is None or regions is None or batch.signal is Signal.METRICS:
             return self._walk(batch, None)
         try:
-            # Over max_value_size every item's size matters; else only the items up to the last hit.
+            # Over max_value_size every item's size matters; else only the items a hit touches.
             found = layout(wire, None if len(wire) > limit else regions)
             only = items_hit(wire, found.entries, regions)
         except FramingError:

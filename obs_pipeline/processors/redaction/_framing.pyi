@@ -1,7 +1,6 @@
 # framing.py's byte walks, compiled (_framing.c): None means "the Python twin decides".
 
-def children(data: bytes, start: int, end: int, wanted: int, stop: int, /) -> list[tuple[int, int, int]] | None: ...
-def children_hit(
-    data: bytes, start: int, end: int, wanted: int, stop: int, regions: list[tuple[int, int]], /,
+def walk(
+    data: bytes, start: int, end: int, wanted: int, stop: int, regions: list[tuple[int, int]] | None, /,
 ) -> list[tuple[int, int, int, int]] | None: ...
 def parts_hit(data: bytes, start: int, end: int, regions: list[tuple[int, int]], /) -> dict[int, set[int]] | None: ...

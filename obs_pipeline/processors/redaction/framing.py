@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from types import ModuleType
+from typing import Literal
 
 from obs_pipeline.wire import varint
 
-_compiled: ModuleType | None
 try:  # the same walks compiled (_framing.c), built by `pip install` where a C compiler is
-    from obs_pipeline.processors.redaction import _framing as _compiled
+    from obs_pipeline.processors.redaction._framing import parts_hit as _parts_hit_c
+    from obs_pipeline.processors.redaction._framing import walk as _walk_c
 except ImportError:  # pragma: no cover - a build without the extension: the Python walks alone
-    _compiled = None
+    _walk_c = _parts_hit_c = None  # type: ignore[assignment]
 
 __all__ = ["FramingError", "Hits", "Item", "Layout", "compiled", "items", "items_hit", "layout", "splice"]
 
@@ -36,6 +36,10 @@ __all__ = ["FramingError", "Hits", "Item", "Layout", "compiled", "items", "items
 Item = tuple[int, int, int]
 #: Items hit -> field number -> indexes of the occurrences of that field hit (None: all of it).
 Hits = dict[Item, dict[int, set[int]] | None]
+#: The field numbers walked: ``resource_*`` in a request, ``scope_*`` and the items below.
+Field = Literal[1, 2]
+#: Byte ranges, ``(start, end)``.
+Regions = list[tuple[int, int]]
 _MAX_VARINT_SHIFT = 63
 
 
@@ -84,24 +88,37 @@ class Layout:
 
 def compiled() -> bool:
     """Whether the compiled walks are here (they answer alone for well-formed bytes)."""
-    return _compiled is not None
+    return _walk_c is not None
 
 
-def _children(data: bytes, start: int, end: int, wanted: int, stop: int) -> list[tuple[int, int, int]]:
-    """``(length prefix, value start, value end)`` of each field ``wanted`` in ``data[start:end]``.
+def _walk(data: bytes, start: int, end: int, wanted: Field, stop: int,  # noqa: PLR0917 - the C signature
+          regions: Regions | None) -> list[tuple[int, int, int, int]]:
+    """``(index, length prefix, value start, value end)`` of the fields ``wanted`` that a region touches.
 
-    The compiled walk when it is here and the bytes are well formed; else :func:`_children_py`,
-    which also says what is wrong.
+    Those in ``data[start:end]`` up to ``stop`` that any of ``regions`` touches (:func:`_touched`;
+    None: every one). The compiled walk when it is here and the bytes are well formed; else :func:`_walk_py`, which
+    also says what is wrong.
     """
-    if _compiled is not None:
-        found: list[tuple[int, int, int]] | None = _compiled.children(data, start, end, wanted, stop)
-        if found is not None:
-            return found
-    return _children_py(data, start, end, wanted, stop)
+    if _walk_c is not None and (found := _walk_c(data, start, end, wanted, stop, regions)) is not None:
+        return found
+    return _walk_py(data, start, end, wanted, stop, regions)
 
 
-def _children_py(data: bytes, start: int, end: int, wanted: int, stop: int) -> list[tuple[int, int, int]]:
-    """:func:`_children` in Python: the reference the compiled walk must agree with.
+def _walk_py(data: bytes, start: int, end: int, wanted: Field, stop: int,  # noqa: PLR0917 - as _walk
+             regions: Regions | None) -> list[tuple[int, int, int, int]]:
+    """:func:`_walk` in Python: the reference the compiled walk must agree with."""
+    return [(i, *frame) for i, frame in enumerate(_children_py(data, start, end, wanted, stop))
+            if regions is None or _touched(regions, frame)]
+
+
+def _children(data: bytes, start: int, end: int, wanted: Field, stop: int) -> list[tuple[int, int, int]]:
+    """``(length prefix, value start, value end)`` of every field ``wanted`` (:func:`_walk`)."""
+    return [(prefix, value_start, value_end) for _, prefix, value_start, value_end
+            in _walk(data, start, end, wanted, stop, None)]
+
+
+def _children_py(data: bytes, start: int, end: int, wanted: Field, stop: int) -> list[tuple[int, int, int]]:
+    """``(length prefix, value start, value end)`` of each field ``wanted``, in Python.
 
     Fields are skipped by their length, and the walk ends at the first field that starts past
     ``stop`` (nothing beyond it is looked at). One loop with the one-byte varints inline, and the
@@ -185,33 +202,12 @@ def layout(data: bytes, regions: list[tuple[int, int]] | None = None) -> Layout:
                 if not _touched(spans, scope):
                     continue
                 frames[r, s] = scope
-                found = _children_hit(data, scope[1], scope[2], 2, stop=stop, regions=spans)
+                found = _walk(data, scope[1], scope[2], 2, stop, spans)
                 children[r, s] = {i: (prefix, start, end) for i, prefix, start, end in found}
                 entries += [(start, end, (r, s, i)) for i, _, start, end in found]
     except IndexError as exc:
         raise FramingError("truncated") from exc
     return Layout(entries, frames, children)
-
-
-def _children_hit(data: bytes, start: int, end: int, wanted: int, *, stop: int,
-                  regions: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
-    """``(index, length prefix, value start, value end)`` of each field ``wanted`` that a region touches.
-
-    Touches as in :func:`_touched` (ends included). Compiled when it can be.
-    """
-    if _compiled is not None:
-        found: list[tuple[int, int, int, int]] | None = _compiled.children_hit(data, start, end, wanted, stop, regions)
-        if found is not None:
-            return found
-    return _children_hit_py(data, start, end, wanted, stop=stop, regions=regions)
-
-
-def _children_hit_py(data: bytes, start: int, end: int, wanted: int, *, stop: int,
-                     regions: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
-    """:func:`_children_hit` in Python: the reference the compiled walk must agree with."""
-    return [(i, prefix, value_start, value_end)
-            for i, (prefix, value_start, value_end) in enumerate(_children_py(data, start, end, wanted, stop))
-            if _touched(regions, (prefix, value_start, value_end))]
 
 
 def _touched(spans: list[tuple[int, int]], frame: tuple[int, int, int]) -> bool:
@@ -256,10 +252,8 @@ def items_hit(data: bytes, layout: list[tuple[int, int, Item]],
 
 def _parts_hit(data: bytes, start: int, end: int, regions: list[tuple[int, int]]) -> dict[int, set[int]]:
     """Field number -> indexes of its occurrences that a region overlaps, in one item (see :func:`_parts_hit_py`)."""
-    if _compiled is not None:
-        parts: dict[int, set[int]] | None = _compiled.parts_hit(data, start, end, regions)
-        if parts is not None:
-            return parts
+    if _parts_hit_c is not None and (parts := _parts_hit_c(data, start, end, regions)) is not None:
+        return parts
     return _parts_hit_py(data, start, end, regions)
 
 

@@ -1,21 +1,26 @@
 """The compiled byte walks (_framing.c) answer exactly as their Python twins, or defer to them.
 
-On well-formed requests the C walk must give the Python walk's answer; on broken bytes (cut
-short, bytes flipped, varints past 64 bits, unknown wire types) it may answer None, and then the
-Python twin decides, raising the precise FramingError. It must never give an answer that differs.
+On well-formed requests the C walk must give the Python walk's answer, and give it itself; on
+broken bytes (cut short, bytes flipped, varints past 64 bits, unknown wire types, a field that
+runs past its parent) it may answer None, and then the Python twin decides, raising the precise
+FramingError. It must never give an answer that differs. The suite needs the extension built
+(``pip install -e .`` with a C compiler): a build that silently fell back would test nothing here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from obs_pipeline.processors.redaction import framing
+from obs_pipeline.processors.redaction._framing import parts_hit, walk
 
-pytestmark = pytest.mark.skipif(not framing.compiled(), reason="the C extension was not built")
-_c = framing._compiled  # the two implementations side by side
+
+def test_the_extension_is_built() -> None:
+    assert framing.compiled(), "the C extension was not built: `pip install -e .` needs a C compiler (setup.py)"
 
 
 def _request(rng: random.Random) -> bytes:
@@ -59,16 +64,28 @@ def _python(fn, *args):  # type: ignore[no-untyped-def]
         return "error"
 
 
-def _hit_py(data: bytes, start: int, end: int, wanted: int, stop: int,  # noqa: PLR0917 - the C signature
-            regions: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
-    return framing._children_hit_py(data, start, end, wanted, stop=stop, regions=regions)
+def _spans(data: bytes) -> list[tuple[int, int]]:
+    """Where each span's value lies, as far as the Python walk can tell ([] when it cannot)."""
+    try:
+        return [(start, end) for _, _, r_start, r_end in framing._walk_py(data, 0, len(data), 1, len(data), None)
+                for _, _, s_start, s_end in framing._walk_py(data, r_start, r_end, 2, r_end, None)
+                for _, _, start, end in framing._walk_py(data, s_start, s_end, 2, s_end, None)]
+    except (framing.FramingError, IndexError):
+        return []
 
 
-def _regions(rng: random.Random, size: int) -> list[tuple[int, int]]:
+def _regions(rng: random.Random, size: int, data: bytes = b"") -> list[tuple[int, int]]:
+    """Random ranges, and ranges that end or start exactly at a span's or an attribute's value."""
     regions = []
     for _ in range(rng.randrange(1, 5)):
         a = rng.randrange(size + 1)
         regions.append((a, min(size, a + rng.randrange(0, 50))))
+    edges = _spans(data)
+    with contextlib.suppress(framing.FramingError, IndexError):  # (the attributes of a broken span)
+        edges += [(start, end) for span_start, span_end in edges
+                  for _, start, end in framing._children_py(data, span_start, span_end, 9, span_end)]  # type: ignore[arg-type]
+    for start, end in rng.sample(edges, min(len(edges), 3)):
+        regions += [(start - 2, start), (end, end + 2), (start, start), (end - 1, end + 1)]
     return regions
 
 
@@ -79,15 +96,18 @@ def test_each_walk_agrees_with_its_python_twin(seed: int) -> None:
     if seed % 2:
         data = _broken(rng, data)
     size = len(data)
-    regions = _regions(rng, size)
-    stop = rng.choice((size, -1, rng.randrange(size + 1)))
+    regions = _regions(rng, size, data)
     start = rng.randrange(size + 1)
+    end = rng.randrange(start, size + 1)  # inside the bytes: a field may run past its parent
+    stop = rng.choice((size, -1, rng.randrange(size + 1)))
+    wanted = rng.choice((1, 2))
     cases = [
-        (_c.children, framing._children_py, (data, 0, size, 1, stop)),
-        (_c.children, framing._children_py, (data, start, size, 2, size)),
-        (_c.children_hit, _hit_py, (data, start, size, 2, stop, regions)),
-        (_c.parts_hit, framing._parts_hit_py, (data, start, size, regions)),
-        (_c.parts_hit, framing._parts_hit_py, (data, 0, size, regions)),
+        (walk, framing._walk_py, (data, 0, size, 1, stop, None)),
+        (walk, framing._walk_py, (data, start, end, wanted, stop, None)),
+        (walk, framing._walk_py, (data, start, end, wanted, stop, regions)),
+        (parts_hit, framing._parts_hit_py, (data, start, end, regions)),
+        (parts_hit, framing._parts_hit_py, (data, 0, size, regions)),
+        *((parts_hit, framing._parts_hit_py, (data, a, b, regions)) for a, b in _spans(data)),
     ]
     for compiled, python, args in cases:
         got = compiled(*args)
@@ -99,27 +119,43 @@ def test_each_walk_agrees_with_its_python_twin(seed: int) -> None:
 
 
 def test_well_formed_requests_never_defer() -> None:
-    """The compiled walk must do the common case itself, or it buys nothing."""
+    """The compiled walk must do the common case itself, many regions included, or it buys nothing."""
     rng = random.Random(7)
-    for _ in range(50):
+    for n in range(50):
         data = _request(rng)
         size = len(data)
-        regions = _regions(rng, size)
-        assert _c.children(data, 0, size, 1, size) is not None
-        for _, start, end in framing._children_py(data, 0, size, 1, size):
-            for _, scope_start, scope_end in framing._children_py(data, start, end, 2, size):
-                assert _c.children_hit(data, scope_start, scope_end, 2, size, regions) is not None
-                for _, span_start, span_end in framing._children_py(data, scope_start, scope_end, 2, size):
-                    assert _c.parts_hit(data, span_start, span_end, regions) is not None
+        regions = _regions(rng, size) * (100 if n % 5 == 0 else 1)  # (a request full of \\u escapes)
+        assert walk(data, 0, size, 1, size, None) is not None
+        for _, _, start, end in framing._walk_py(data, 0, size, 1, size, None):
+            for _, _, scope_start, scope_end in framing._walk_py(data, start, end, 2, size, None):
+                assert walk(data, scope_start, scope_end, 2, size, regions) is not None
+                for _, _, span_start, span_end in framing._walk_py(data, scope_start, scope_end, 2, size, None):
+                    assert parts_hit(data, span_start, span_end, regions) is not None
+
+
+def test_the_layout_and_items_hit_run_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a well-formed request the Python twins are never needed."""
+    def refuse(*_args: object) -> None:
+        raise AssertionError("the Python walk ran")
+
+    monkeypatch.setattr(framing, "_walk_py", refuse)
+    monkeypatch.setattr(framing, "_parts_hit_py", refuse)
+    data = _request(random.Random(3))
+    full = framing.items(data)
+    regions = [(start + 1, start + 2) for start, end, _ in full if end - start > 2]
+    found = framing.layout(data, regions)
+    assert framing.items_hit(data, found.entries, regions)
 
 
 def test_odd_arguments_defer_rather_than_crash() -> None:
-    """Regions that are not (int, int) pairs, too many of them, or offsets outside the bytes."""
+    """Regions that are not (int, int) pairs, offsets outside the bytes, a field number past 15."""
     data = _request(random.Random(1))
     size = len(data)
-    assert _c.parts_hit(data, 0, size, [(0, 1.5)]) is None
-    assert _c.parts_hit(data, 0, size, [(0, 2**70)]) is None
-    assert _c.parts_hit(data, 0, size, [(0, 1)] * 1000) is None
-    assert _c.children_hit(data, 0, size + 1, 2, size, [(0, 1)]) is None
-    assert _c.children(data, -1, size, 1, size) is None
-    assert _c.children(b"", 0, 0, 1, 0) == []
+    assert parts_hit(data, 0, size, [(0, 1.5)]) is None  # type: ignore[list-item]
+    assert parts_hit(data, 0, size, [(0, 2**70)]) is None
+    assert parts_hit(data, 0, size, [(0, 1, 2)]) is None  # type: ignore[list-item]
+    assert walk(data, 0, size + 1, 2, size, [(0, 1)]) is None
+    assert walk(data, -1, size, 1, size, None) is None
+    assert walk(data, 0, size, 17, size, None) is None
+    assert walk(b"", 0, 0, 1, 0, None) == []
+    assert walk(bytearray(data), 0, size, 1, size, None) == walk(data, 0, size, 1, size, None)  # type: ignore[arg-type]

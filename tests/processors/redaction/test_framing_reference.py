@@ -29,9 +29,10 @@ _CHILD_FIELD = (1, 2, 2)
 def walks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test here runs with the compiled walks (_framing.c) and with the Python ones alone."""
     if request.param == "python":
-        monkeypatch.setattr(framing, "_compiled", None)
+        monkeypatch.setattr(framing, "_walk_c", None)
+        monkeypatch.setattr(framing, "_parts_hit_c", None)
     else:
-        assert framing.compiled(), "the C extension was not built: see setup.py"
+        assert framing.compiled(), "the C extension was not built: `pip install -e .` needs a C compiler (setup.py)"
     return str(request.param)
 
 
