@@ -21,6 +21,8 @@ disabled rule ids come from the config and are checked at config time (:mod:`.co
 
 from __future__ import annotations
 
+import functools
+import logging
 from bisect import bisect_right
 from typing import Any
 
@@ -38,6 +40,7 @@ from obs_pipeline.processors.redaction.framing import (
     Hits,
     Item,
     Layout,
+    compiled,
     items_hit,
     layout,
     splice,
@@ -50,6 +53,15 @@ from obs_pipeline.signals import Signal
 __all__ = ["FACTORY", "TYPE", "Config", "Hit", "Redactor", "check", "scan_text"]
 
 TYPE = "redaction"
+_log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _say_how_framing_runs() -> None:
+    """Say once when the compiled framing walk is missing: the install found no C compiler."""
+    if not compiled():
+        _log.info("redaction: the compiled framing walk is not built (no C compiler at install time); "
+                  "the Python walk runs, slower on requests that hold a secret")
 
 
 class Redactor:
@@ -62,6 +74,7 @@ class Redactor:
     """
 
     def __init__(self, cfg: Config, settings: ProcessorSettings | None = None, *, hyperscan: bool = True) -> None:
+        _say_how_framing_runs()
         self.cfg = cfg
         self.scanner = Scanner(
             cfg.rules, disable=cfg.disable, blocked_keys=cfg.blocked_keys, allowed_keys=cfg.allowed_keys,

@@ -5,7 +5,7 @@
  * hit (about 0.65 us a span on the bench VM) and reads every field of the span hit. Each function
  * here does what its Python twin in framing.py does for well-formed input, and answers None for
  * anything else (bytes not framed as expected, a varint past 64 bits, a field number past the
- * table, regions that are not a list of (int, int) tuples): the caller then runs the twin, which
+ * table, regions that are not a list of (int, int) tuples, data that is not bytes): the caller then runs the twin, which
  * raises the precise FramingError or gives the answer. Integer arguments must fit a Py_ssize_t
  * (the callers pass offsets into the bytes). Tests run both on the same random and broken bytes.
  */
@@ -141,14 +141,15 @@ PyDoc_STRVAR(walk_doc,
 static PyObject *
 walk(PyObject *module, PyObject *args)
 {
-    Py_buffer view;
+    PyObject *bytes, *regions_obj;
     Py_ssize_t start, end, wanted, stop;
-    PyObject *regions_obj;
     (void)module;
-    if (!PyArg_ParseTuple(args, "y*nnnnO", &view, &start, &end, &wanted, &stop, &regions_obj))
+    if (!PyArg_ParseTuple(args, "OnnnnO", &bytes, &start, &end, &wanted, &stop, &regions_obj))
         return NULL;
-    const uint8_t *data = view.buf;
-    Py_ssize_t size = view.len;
+    if (!PyBytes_CheckExact(bytes))
+        Py_RETURN_NONE; /* other buffers: the twin reads them as it reads them */
+    const uint8_t *data = (const uint8_t *)PyBytes_AS_STRING(bytes);
+    Py_ssize_t size = PyBytes_GET_SIZE(bytes);
     Regions regions = {0, NULL, NULL};
     int all = regions_obj == Py_None;
     PyObject *out = NULL;
@@ -191,17 +192,14 @@ walk(PyObject *module, PyObject *args)
         index++;
     }
     regions_free(&regions);
-    PyBuffer_Release(&view);
     return out;
 defer:
     Py_XDECREF(out);
     regions_free(&regions);
-    PyBuffer_Release(&view);
     Py_RETURN_NONE;
 fail:
     Py_XDECREF(out);
     regions_free(&regions);
-    PyBuffer_Release(&view);
     return NULL;
 }
 
@@ -243,14 +241,15 @@ PyDoc_STRVAR(parts_hit_doc,
 static PyObject *
 parts_hit(PyObject *module, PyObject *args)
 {
-    Py_buffer view;
+    PyObject *bytes, *regions_obj;
     Py_ssize_t start, end;
-    PyObject *regions_obj;
     (void)module;
-    if (!PyArg_ParseTuple(args, "y*nnO", &view, &start, &end, &regions_obj))
+    if (!PyArg_ParseTuple(args, "OnnO", &bytes, &start, &end, &regions_obj))
         return NULL;
-    const uint8_t *data = view.buf;
-    Py_ssize_t size = view.len;
+    if (!PyBytes_CheckExact(bytes))
+        Py_RETURN_NONE;
+    const uint8_t *data = (const uint8_t *)PyBytes_AS_STRING(bytes);
+    Py_ssize_t size = PyBytes_GET_SIZE(bytes);
     Regions regions = {0, NULL, NULL};
     PyObject *parts = NULL;
     Py_ssize_t seen[MAX_FIELD + 1] = {0};
@@ -285,17 +284,14 @@ parts_hit(PyObject *module, PyObject *args)
     if (pos != end)
         goto defer;
     regions_free(&regions);
-    PyBuffer_Release(&view);
     return parts;
 defer:
     Py_XDECREF(parts);
     regions_free(&regions);
-    PyBuffer_Release(&view);
     Py_RETURN_NONE;
 fail:
     Py_XDECREF(parts);
     regions_free(&regions);
-    PyBuffer_Release(&view);
     return NULL;
 }
 

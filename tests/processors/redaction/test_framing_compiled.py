@@ -148,7 +148,7 @@ def test_the_layout_and_items_hit_run_compiled(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_odd_arguments_defer_rather_than_crash() -> None:
-    """Regions that are not (int, int) pairs, offsets outside the bytes, a field number past 15."""
+    """Regions that are not (int, int) pairs, offsets outside the bytes, a field number past 15, not bytes."""
     data = _request(random.Random(1))
     size = len(data)
     assert parts_hit(data, 0, size, [(0, 1.5)]) is None  # type: ignore[list-item]
@@ -158,4 +158,29 @@ def test_odd_arguments_defer_rather_than_crash() -> None:
     assert walk(data, -1, size, 1, size, None) is None
     assert walk(data, 0, size, 17, size, None) is None
     assert walk(b"", 0, 0, 1, 0, None) == []
-    assert walk(bytearray(data), 0, size, 1, size, None) == walk(data, 0, size, 1, size, None)  # type: ignore[arg-type]
+    assert walk(bytearray(data), 0, size, 1, size, None) is None  # type: ignore[arg-type]
+    assert parts_hit(memoryview(data), 0, size, [(0, 1)]) is None  # type: ignore[arg-type]
+
+
+def test_a_build_without_the_extension_says_so_once(monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A pip install that found no compiler is silent about it, so the processor says it, once."""
+    from obs_pipeline.processors import redaction  # noqa: PLC0415
+    from obs_pipeline.processors.redaction.config import Config  # noqa: PLC0415
+    from obs_pipeline.testing import parse_config  # noqa: PLC0415
+
+    cfg: Config = parse_config(redaction.FACTORY, None)
+    monkeypatch.setattr(redaction, "compiled", lambda: False)
+    redaction._say_how_framing_runs.cache_clear()
+    with caplog.at_level("INFO", logger="obs_pipeline.processors.redaction"):
+        redaction.Redactor(cfg)
+        redaction.Redactor(cfg)
+    said = [r.getMessage() for r in caplog.records if "compiled framing walk" in r.getMessage()]
+    assert len(said) == 1
+    assert "no C compiler" in said[0]
+    redaction._say_how_framing_runs.cache_clear()
+    monkeypatch.setattr(redaction, "compiled", lambda: True)
+    caplog.clear()
+    redaction.Redactor(cfg)
+    assert not caplog.records
+    redaction._say_how_framing_runs.cache_clear()
