@@ -47,6 +47,10 @@ _NOT_SPACE_IN_CLASS = r"\x00-\x08\x0b\x0e-\x1f\x21-\xff"
 _UTF8_MAX = 4
 # Unicode classes, quoting, single bytes, and the Perl escapes Hyperscan reads otherwise than RE2.
 _UNKNOWN_ESCAPES = frozenset("pPQEChHvVRKN")
+# Escapes of classes that match characters outside ASCII (their repeats may be 4 bytes a character).
+_BEYOND_ASCII = frozenset("DWS")
+# Literal tokens that do not stand for one character: a repeat after them spans a group or any character.
+_NOT_ONE_CHARACTER = frozenset("().|")
 #: Matches one request may report before the RE2 pass takes over (a secret-dense request).
 MAX_REPORTS = 64
 
@@ -54,8 +58,11 @@ MAX_REPORTS = 64
 def byte_superset(pattern: str) -> str:
     r"""``pattern`` (RE2, assertion-free, ASCII) as a Hyperscan byte pattern matching at least as much.
 
-    ``\s``/``\S`` become RE2's own sets, and every bounded repeat ``{n}``/``{m,n}`` may run to
-    ``4n`` bytes (a character is at most four UTF-8 bytes).
+    ``\s``/``\S`` become RE2's own sets, and a bounded repeat ``{n}``/``{m,n}`` may run to ``4n``
+    bytes (a character is at most four UTF-8 bytes), except a repeat of an ASCII character or of
+    a class of ASCII characters only (``[A-Za-z0-9_-]{20,}``, ``\d{4}``), which is one byte a
+    character: the two non-ASCII characters RE2's ``(?i)`` folds onto ASCII letters send the
+    request to RE2 anyway (the module docstring). Tight bounds keep Hyperscan's automata small.
 
     Raises:
         ValueError: a construct whose byte meaning is not known here (``\p`` classes, ``\Q``,
@@ -73,6 +80,7 @@ def byte_superset(pattern: str) -> str:
     if "\\x{" in pattern:
         raise ValueError("the escape \\x{...}")
     out: list[str] = []
+    ascii_atom = ascii_class = False  # the atom just read (the class being read) matches ASCII only
     for token in tokens(pattern):
         if token.kind is Kind.QUOTED or token.escaped in _UNKNOWN_ESCAPES:
             raise ValueError(f"the escape {token.text[:2]}")
@@ -82,10 +90,21 @@ def byte_superset(pattern: str) -> str:
             out.append(_NOT_SPACE_IN_CLASS if token.in_class else f"[^{_SPACE}]")
         elif token.kind is Kind.REPEAT:
             low, comma, high = token.text[1:-1].partition(",")
-            top = int(high or low) * _UTF8_MAX if (high or not comma) else ""
+            width = 1 if ascii_atom else _UTF8_MAX
+            top = int(high or low) * width if (high or not comma) else ""
             out.append(f"{{{low},{top}}}")
         else:
             out.append(token.text)
+        if token.kind is Kind.CLASS_OPEN:
+            ascii_class = not token.negated
+        elif token.kind is Kind.CLASS_CLOSE:
+            ascii_atom = ascii_class
+        elif token.in_class:
+            ascii_class &= token.escaped not in _BEYOND_ASCII and not token.text.startswith("[:^")
+        elif token.kind is Kind.ESCAPE:
+            ascii_atom = token.escaped not in _BEYOND_ASCII
+        else:
+            ascii_atom = token.kind is Kind.LITERAL and token.text not in _NOT_ONE_CHARACTER
     return "".join(out)
 
 

@@ -136,9 +136,15 @@ def test_the_fold_list_is_what_re2_folds_onto_ascii_letters() -> None:
     (r"a\sb", r"a[\t\n\f\r ]b"),
     (r"[^\s/:@]{1,64}", r"[^\t\n\f\r /:@]{1,256}"),
     (r"[\s\S]*?x", r"[\t\n\f\r \x00-\x08\x0b\x0e-\x1f\x21-\xff]*?x"),
-    (r"AKIA[A-Z2-7]{16}", r"AKIA[A-Z2-7]{16,64}"),
-    (r"x{3,}y\{2\}[]{]{2}", r"x{3,}y\{2\}[]{]{2,8}"),
-    (r"[[:alpha:]]{2}", r"[[:alpha:]]{2,8}"),
+    (r"AKIA[A-Z2-7]{16}", r"AKIA[A-Z2-7]{16,16}"),          # ASCII only: one byte a character
+    (r"x{3,}y\{2\}[]{]{2}", r"x{3,}y\{2\}[]{]{2,2}"),
+    (r"[[:alpha:]]{2}", r"[[:alpha:]]{2,2}"),
+    (r"[^a-z]{3}", r"[^a-z]{3,12}"),                         # what may be non-ASCII: four bytes a character
+    (r"[[:^alpha:]]{2}", r"[[:^alpha:]]{2,8}"),
+    (r"[\w\D]{2}", r"[\w\D]{2,8}"),
+    (r".{5}", r".{5,20}"),
+    (r"(ab){2}", r"(ab){2,8}"),
+    (r"\W{2}x\d{3}", r"\W{2,8}x\d{3,3}"),
 ])
 def test_the_byte_form_widens_what_characters_become_in_bytes(pattern: str, expected: str) -> None:
     assert byte_superset(pattern) == expected
