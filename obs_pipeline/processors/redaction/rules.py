@@ -121,6 +121,10 @@ def _is_assertion(token: Token) -> bool:
 # Where a rule wants a space or a slash, JSON may hold it escaped, after any run of backslashes.
 _OUTSIDE_WIDENING = {"\\s": r"(?:\s|\\+[nrtbf])", "\\/": r"(?:/|\\+/)", "/": r"(?:/|\\+/)"}
 _CLASS_WIDENING = {"\\s": "\\\\nrtbf", "\\/": "\\\\", "/": "\\\\"}
+# Atoms outside a class that match a backslash (a group's close too: what it holds may): a bounded
+# repeat of one is left open above, because JSON escapes make the raw run longer than the decoded
+# one (40 backslashes are 80 characters escaped once, 160 twice).
+_TAKES_BACKSLASH = frozenset({".", ")", "\\\\", "\\S", "\\W", "\\D"})
 
 
 def escape_tolerant(pattern: str) -> str:
@@ -132,12 +136,15 @@ def escape_tolerant(pattern: str) -> str:
     scanned. Where a rule wants ``\s`` it also takes ``\n \r \t \b \f``, where it wants ``/`` also
     ``\/``, after any run of backslashes (JSON inside a JSON string is escaped twice); a class that
     takes either also takes a backslash (and the escape letters), and a negated class no longer
-    refuses one (``password=ab\/cd``: the value class ``[^\s"'...\\]`` stopped at the escape). It
-    only widens the pattern.
+    refuses one (``password=ab\/cd``: the value class ``[^\s"'...\\]`` stopped at the escape). A
+    bounded repeat of anything that takes a backslash loses its upper bound: the user part of
+    ``https://\\\\...:pw@`` escaped is twice as long as decoded, and ``{1,64}`` would stop
+    short of the ``:``. It only widens the pattern.
     """
     out: list[str] = []
     members: list[str] = []  # of the class being read, and what it must also take
     widen = ""
+    takes_backslash = False  # the atom just written: a repeat of it may be spelled with escapes
     for token in tokens(pattern):
         if token.kind is Kind.CLASS_OPEN:
             out.append(token.text)
@@ -149,10 +156,15 @@ def escape_tolerant(pattern: str) -> str:
             else:
                 text += widen
             out += (text, token.text)
+            takes_backslash = token.negated or "\\\\" in text
         elif token.in_class:
             widen += "" if token.negated else _CLASS_WIDENING.get(token.text, "")
             if not (token.negated and token.text == "\\\\"):  # a class that refused a backslash takes it
                 members.append(token.text)
+        elif token.kind is Kind.REPEAT and takes_backslash:
+            out.append(token.text.partition(",")[0].rstrip("}") + ",}")  # {m,n} -> {m,}: escapes lengthen the run
+            takes_backslash = False
         else:
             out.append(_OUTSIDE_WIDENING.get(token.text, token.text) if token.kind is not Kind.QUOTED else token.text)
+            takes_backslash = token.text in _TAKES_BACKSLASH or token.text in _OUTSIDE_WIDENING
     return "".join(out)

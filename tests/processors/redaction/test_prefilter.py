@@ -145,6 +145,10 @@ def test_the_fold_list_is_what_re2_folds_onto_ascii_letters() -> None:
     (r".{5}", r".{5,20}"),
     (r"(ab){2}", r"(ab){2,8}"),
     (r"\W{2}x\d{3}", r"\W{2,8}x\d{3,3}"),
+    (r"a.b", r"a.{1,4}b"),                                   # one character that may be non-ASCII: 1-4 bytes
+    (r"[^a]?x\Wy", r"[^a]{0,4}x\W{1,4}y"),
+    (r"key=.[A-Z]{8};", r"key=.{1,4}[A-Z]{8,8};"),
+    (r".*[^a]+\S*?", r".*[^a]+[^\t\n\f\r ]*?"),               # (already any number of bytes)
 ])
 def test_the_byte_form_widens_what_characters_become_in_bytes(pattern: str, expected: str) -> None:
     assert byte_superset(pattern) == expected
@@ -176,6 +180,9 @@ def test_user_rules_keep_the_re2_pass() -> None:
     (r"cmd: secret=\/9j\/4AAQSkZJRg", "4AAQSkZJRg"),           # base64 of a JPEG, slashes escaped, in prose
     ("tool said: " + json.dumps(json.dumps(json.dumps([{"content": "key:\nrk_test_mxaMz9prTCTusC11LQzdwR9E"}]))),
      "mxaMz9prTCTusC11LQzdwR9E"),                               # messages JSON encoded three times, in prose
+    ("see https://" + "\\\\" * 40 + ":Sup3rSecretPw@git.example.com/x", "Sup3rSecretPw"),  # a user part over
+    ('{"url": "https://' + "\\\\" * 40 + ':Sup3rSecretPw@git.example.com/x"}', "Sup3rSecretPw"),  # 64 escaped,
+    ("see https://" + "\\b" * 40 + ":Sup3rSecretPw@git.example.com/x", "Sup3rSecretPw"),  # 40 decoded
 ])
 def test_json_escapes_hide_nothing(text: str, secret: str) -> None:
     """Escapes where a rule wants a space or a slash, escapes spelling a token, escapes twice over.
