@@ -63,6 +63,8 @@ def byte_superset(pattern: str) -> str:
     a class of ASCII characters only (``[A-Za-z0-9_-]{20,}``, ``\d{4}``), which is one byte a
     character: the two non-ASCII characters RE2's ``(?i)`` folds onto ASCII letters send the
     request to RE2 anyway (the module docstring). Tight bounds keep Hyperscan's automata small.
+    A single atom that may be non-ASCII (``.``, ``[^...]``, ``\W``) becomes ``{1,4}`` bytes, or
+    ``{0,4}`` under ``?``.
 
     Raises:
         ValueError: a construct whose byte meaning is not known here (``\p`` classes, ``\Q``,
@@ -81,9 +83,18 @@ def byte_superset(pattern: str) -> str:
         raise ValueError("the escape \\x{...}")
     out: list[str] = []
     ascii_atom = ascii_class = False  # the atom just read (the class being read) matches ASCII only
+    one_character = False  # the atom just read stands for one character that may be non-ASCII
     for token in tokens(pattern):
         if token.kind is Kind.QUOTED or token.escaped in _UNKNOWN_ESCAPES:
             raise ValueError(f"the escape {token.text[:2]}")
+        if one_character:
+            # One character is 1-4 bytes: unless a repeat follows (widened below), say so.
+            one_character = False
+            if token.text == "?":
+                out.append(f"{{0,{_UTF8_MAX}}}")
+                continue
+            if token.kind is not Kind.REPEAT and token.text not in ("*", "+"):
+                out.append(f"{{1,{_UTF8_MAX}}}")
         if token.text == "\\s":
             out.append(_SPACE if token.in_class else f"[{_SPACE}]")
         elif token.text == "\\S":
@@ -99,12 +110,17 @@ def byte_superset(pattern: str) -> str:
             ascii_class = not token.negated
         elif token.kind is Kind.CLASS_CLOSE:
             ascii_atom = ascii_class
+            one_character = not ascii_class
         elif token.in_class:
             ascii_class &= token.escaped not in _BEYOND_ASCII and not token.text.startswith("[:^")
         elif token.kind is Kind.ESCAPE:
             ascii_atom = token.escaped not in _BEYOND_ASCII
+            one_character = not ascii_atom
         else:
             ascii_atom = token.kind is Kind.LITERAL and token.text not in _NOT_ONE_CHARACTER
+            one_character = token.text == "."
+    if one_character:
+        out.append(f"{{1,{_UTF8_MAX}}}")
     return "".join(out)
 
 
