@@ -11,7 +11,7 @@ that matches in the wire wherever the original matches in any value: a safe pref
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -121,10 +121,17 @@ def _is_assertion(token: Token) -> bool:
 # Where a rule wants a space or a slash, JSON may hold it escaped, after any run of backslashes.
 _OUTSIDE_WIDENING = {"\\s": r"(?:\s|\\+[nrtbf])", "\\/": r"(?:/|\\+/)", "/": r"(?:/|\\+/)"}
 _CLASS_WIDENING = {"\\s": "\\\\nrtbf", "\\/": "\\\\", "/": "\\\\"}
-# Atoms outside a class that match a backslash (a group's close too: what it holds may): a bounded
-# repeat of one is left open above, because JSON escapes make the raw run longer than the decoded
-# one (40 backslashes are 80 characters escaped once, 160 twice).
-_TAKES_BACKSLASH = frozenset({".", ")", "\\\\", "\\S", "\\W", "\\D"})
+# Escapes that spell one character with the literals after them (``\x5c``, ``\pP``, ``\p{P}``).
+_SPELLING_ESCAPES = frozenset("xpP")
+
+
+@lru_cache(maxsize=1024)
+def _takes_backslash(klass: str) -> bool:
+    """Whether the class matches a backslash, as RE2 reads it (True when RE2 cannot say)."""
+    try:
+        return re2.fullmatch(klass, "\\") is not None
+    except re2.error:
+        return True
 
 
 def escape_tolerant(pattern: str) -> str:
@@ -143,28 +150,34 @@ def escape_tolerant(pattern: str) -> str:
     """
     out: list[str] = []
     members: list[str] = []  # of the class being read, and what it must also take
-    widen = ""
+    opened = widen = ""
     takes_backslash = False  # the atom just written: a repeat of it may be spelled with escapes
+    since_spelling = len(pattern)  # tokens since an escape that spells a character (\x5c, \pP)
     for token in tokens(pattern):
         if token.kind is Kind.CLASS_OPEN:
-            out.append(token.text)
-            members, widen = [], ""
+            opened, members, widen = token.text, [], ""
         elif token.kind is Kind.CLASS_CLOSE:
-            text = "".join(members)
-            if text.endswith("-") and not text.endswith("\\-"):  # a literal "-" must stay last
-                text = text[:-1] + widen + "-"
+            if members and members[-1] == "-":  # a literal "-" (an escaped one is "\-") must stay last
+                body = "".join(members[:-1]) + widen + "-"
             else:
-                text += widen
-            out += (text, token.text)
-            takes_backslash = token.negated or "\\\\" in text
+                body = "".join(members) + widen
+            klass = r"[\s\S]" if opened == "[^" and not body else opened + body + token.text  # [^\\] refuses nothing now
+            out.append(klass)
+            takes_backslash = _takes_backslash(klass)
         elif token.in_class:
             widen += "" if token.negated else _CLASS_WIDENING.get(token.text, "")
             if not (token.negated and token.text == "\\\\"):  # a class that refused a backslash takes it
                 members.append(token.text)
-        elif token.kind is Kind.REPEAT and takes_backslash:
-            out.append(token.text.partition(",")[0].rstrip("}") + ",}")  # {m,n} -> {m,}: escapes lengthen the run
+        elif token.kind is Kind.REPEAT:
+            # {m,n} -> {m,} after anything that may be a backslash: escapes lengthen the run.
+            out.append(token.text.partition(",")[0].rstrip("}") + ",}" if takes_backslash else token.text)
             takes_backslash = False
         else:
             out.append(_OUTSIDE_WIDENING.get(token.text, token.text) if token.kind is not Kind.QUOTED else token.text)
-            takes_backslash = token.text in _TAKES_BACKSLASH or token.text in _OUTSIDE_WIDENING
+            if token.kind is Kind.ESCAPE:  # \d and \w never match a backslash; any other escape may
+                takes_backslash = token.escaped not in "dw"
+                since_spelling = 0 if token.escaped in _SPELLING_ESCAPES else len(pattern)
+            else:  # only a letter or digit of its own is surely not a backslash
+                since_spelling += 1
+                takes_backslash = not (token.kind is Kind.LITERAL and token.text.isalnum() and since_spelling > 2)
     return "".join(out)
