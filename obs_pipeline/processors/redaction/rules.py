@@ -121,6 +121,11 @@ def _is_assertion(token: Token) -> bool:
 # Where a rule wants a space or a slash, JSON may hold it escaped, after any run of backslashes.
 _OUTSIDE_WIDENING = {"\\s": r"(?:\s|\\+[nrtbf])", "\\/": r"(?:/|\\+/)", "/": r"(?:/|\\+/)"}
 _CLASS_WIDENING = {"\\s": "\\\\nrtbf", "\\/": "\\\\", "/": "\\\\"}
+# A tab, newline, carriage return or form feed a rule spells (escaped or as itself): JSON writes \t ...
+_SPELLED = {(spelling, letter) for letter, char in (("t", "\t"), ("n", "\n"), ("r", "\r"), ("f", "\f"))
+            for spelling in ("\\" + letter, char)}
+_OUTSIDE_WIDENING.update({spelling: f"(?:\\{letter}|\\\\+{letter})" for spelling, letter in _SPELLED})
+_CLASS_WIDENING.update({spelling: "\\\\" + letter for spelling, letter in _SPELLED})
 # Escapes that spell one character with the literals after them (``\x5c``, ``\pP``, ``\p{P}``).
 _SPELLING_ESCAPES = frozenset("xpP")
 

@@ -25,6 +25,9 @@ CASES = [
     # Classes that take a backslash though none is written: escapes lengthen the run.
     (r"tok=([!-~]{4,12});", "tok=" + "\\\\" * 7 + "Q9;", "Q9"),
     (r"tok=([[:graph:]]{4,12});", "tok=" + "\\\\" * 7 + "Q9;", "Q9"),
+    # A tab the rule spells, as JSON writes it (\t) in a value that is not itself JSON.
+    (r"pw[ \t]*=[ \t]*(\w{6,})", "pw\\t=\\thunter22", "hunter22"),
+    ("pw\t=(\\w{6,})", "pw\\t=hunter23", "hunter23"),
 ]
 
 
