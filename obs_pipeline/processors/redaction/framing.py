@@ -111,36 +111,17 @@ def _walk_py(data: bytes, start: int, end: int, wanted: Field, stop: int,  # noq
             if regions is None or _touched(regions, frame)]
 
 
-def _children(data: bytes, start: int, end: int, wanted: Field, stop: int) -> list[tuple[int, int, int]]:
-    """``(length prefix, value start, value end)`` of every field ``wanted`` (:func:`_walk`)."""
-    return [(prefix, value_start, value_end) for _, prefix, value_start, value_end
-            in _walk(data, start, end, wanted, stop, None)]
-
-
 def _children_py(data: bytes, start: int, end: int, wanted: Field, stop: int) -> list[tuple[int, int, int]]:
     """``(length prefix, value start, value end)`` of each field ``wanted``, in Python.
 
     Fields are skipped by their length, and the walk ends at the first field that starts past
-    ``stop`` (nothing beyond it is looked at). One loop with the one-byte varints inline, and the
-    field sought with a length of one or two bytes first: this runs once per span of a request
-    that holds a secret.
+    ``stop`` (nothing beyond it is looked at). The compiled walk does the hot path; this one is
+    the plain reference (and the walk where nothing compiled), with the one-byte varints inline.
     """
     out: list[tuple[int, int, int]] = []
     pos = start
-    wanted_tag = wanted << 3 | 2
     while pos < end and pos <= stop:
         tag = data[pos]
-        if tag == wanted_tag:  # the field sought, with a length of one or two bytes: nearly every one
-            length = data[pos + 1]
-            high = 0 if length < 0x80 else data[pos + 2]
-            if high < 0x80:
-                prefix = pos + 1
-                value_start = prefix + 1 if length < 0x80 else prefix + 2
-                pos = value_start + ((length & 0x7F) | (high << 7))
-                if pos > end:
-                    raise FramingError("field runs past its parent")
-                out.append((prefix, value_start, pos))
-                continue
         if tag < 0x80:
             pos += 1
         else:  # a tag of more than one byte (fields 16 and up)
@@ -194,17 +175,13 @@ def layout(data: bytes, regions: list[tuple[int, int]] | None = None) -> Layout:
     frames: dict[tuple[int, ...], tuple[int, int, int]] = {}
     children: dict[tuple[int, int], dict[int, tuple[int, int, int]]] = {}
     try:
-        for r, resource in enumerate(_children(data, 0, size, 1, stop)):
-            if not _touched(spans, resource):
-                continue
-            frames[r,] = resource
-            for s, scope in enumerate(_children(data, resource[1], resource[2], 2, stop)):
-                if not _touched(spans, scope):
-                    continue
-                frames[r, s] = scope
-                found = _walk(data, scope[1], scope[2], 2, stop, spans)
-                children[r, s] = {i: (prefix, start, end) for i, prefix, start, end in found}
-                entries += [(start, end, (r, s, i)) for i, _, start, end in found]
+        for r, prefix, start, end in _walk(data, 0, size, 1, stop, spans):  # resources a region touches
+            frames[r,] = (prefix, start, end)
+            for s, scope_prefix, scope_start, scope_end in _walk(data, start, end, 2, stop, spans):
+                frames[r, s] = (scope_prefix, scope_start, scope_end)
+                found = _walk(data, scope_start, scope_end, 2, stop, spans)
+                children[r, s] = {i: (item_prefix, a, b) for i, item_prefix, a, b in found}
+                entries += [(a, b, (r, s, i)) for i, _, a, b in found]
     except IndexError as exc:
         raise FramingError("truncated") from exc
     return Layout(entries, frames, children)

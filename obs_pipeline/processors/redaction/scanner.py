@@ -124,7 +124,7 @@ class Scanner:
         self._wide_bytes = re2.compile("|".join(wide).encode(), yes_no) if wide else None
         # Only the built-in rules go to Hyperscan: user patterns are arbitrary RE2.
         builtin_only = hyperscan and wide and not user_rules and not blocked_keys and not literals
-        self._prefilter = _prefilter(parts, with_key_rule=self._key_rule is not None) if builtin_only else None
+        self._prefilter = _prefilter(wide) if builtin_only else None  # (then wide is the rules' forms alone)
 
     @property
     def prefilter(self) -> WirePrefilter | None:
@@ -335,10 +335,10 @@ def _wide_forms(parts: list[str], *, with_key_rule: bool) -> list[str]:
     return wide
 
 
-def _prefilter(parts: list[str], *, with_key_rule: bool) -> WirePrefilter | None:
-    """The Hyperscan prefilter of these rules, or None (logged): the RE2 pass does the work, slower, never wrong."""
+def _prefilter(wide: list[str]) -> WirePrefilter | None:
+    """The Hyperscan prefilter of these wide forms, or None (logged): the RE2 pass does the work, slower, never wrong."""
     try:
-        return WirePrefilter(_wide_forms(parts, with_key_rule=with_key_rule))
+        return WirePrefilter(wide)
     except (ImportError, ValueError) as exc:
         _log.info("redaction: the Hyperscan prefilter is off (%s); RE2 searches every request", exc)
         return None

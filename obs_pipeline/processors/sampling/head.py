@@ -142,7 +142,8 @@ class HeadSampler:
 def _retain(groups: Any, scopes: str, items: str, keep: Callable[[Any], bool]) -> bool:
     """Delete in place every span or record ``keep`` refuses, then the scopes and resources left empty.
 
-    ``keep`` may change those it keeps. Returns whether anything is left. Backwards by index: deleting from the end keeps the indexes still to visit valid.
+    ``keep`` may change those it keeps. Returns whether anything is left. Backwards by index:
+    deleting from the end keeps the indexes still to visit valid.
     """
     for group_index in range(len(groups) - 1, -1, -1):
         group_scopes = getattr(groups[group_index], scopes)
@@ -156,6 +157,7 @@ def _retain(groups: Any, scopes: str, items: str, keep: Callable[[Any], bool]) -
         if not group_scopes:
             del groups[group_index]
     return len(groups) > 0
+
 
 def _has_trace(trace_id: bytes) -> bool:
     return bool(trace_id) and trace_id != _ZERO_ID
