@@ -198,6 +198,26 @@ def test_json_escapes_hide_nothing(text: str, secret: str) -> None:
         assert secret not in plain(span.attributes[0].value)
 
 
+@pytest.mark.parametrize("nesting", range(4))
+def test_a_sensitive_json_key_is_found_behind_any_run_of_backslashes(nesting: int) -> None:
+    """JSON inside JSON puts 0, 1, 3 or 7 backslashes before a key's closing quote; the wire search sees each.
+
+    ``cookie`` is masked by its name alone (its value has no token's shape), so only the key rule's
+    wire form can send the value to the walk.
+    """
+    doc: dict[str, str] = {"cookie": "abc123xyz789"}
+    for _ in range(nesting):
+        doc = {"payload": json.dumps(doc)}
+    text = json.dumps(doc)
+    assert "cookie" + "\\" * (2 ** nesting - 1) + '"' in text
+    data = span_request({"tool.arguments": text}).SerializeToString()
+    for r in (FAST, SLOW):
+        out = r(Batch.from_wire(Signal.TRACES, data)).settled()
+        span = out.message.resource_spans[0].scope_spans[0].spans[0]
+        assert attrs(span).get("redaction.masked.rules") == ["sensitive-key"], nesting
+        assert "abc123xyz789" not in plain(span.attributes[0].value)
+
+
 def test_a_key_written_last_in_the_request_is_still_masked() -> None:
     """A KeyValue with its value before its key (legal protobuf), at the very end of the request."""
     request = span_request({"note": "plain"})
