@@ -41,9 +41,10 @@ _QUOTE_ESCAPE = re2.compile(r"\\[\"']")
 _QUOTE_ESCAPE_BYTES = re2.compile(rb"\\[\"']")
 # How a key ends in the wire: the KeyValue's value tag (field 2, length-delimited) follows it; a
 # key inside a JSON string is followed by its closing quote, after any run of backslashes (JSON
-# inside JSON). The runs are spelled out (none, one, two, more) rather than written ``\\*``: then
-# Hyperscan keys each on a literal that ends at the quote; with ``\\*`` it keyed on the key word
-# alone, which every ``gen_ai.usage.*_tokens`` key in the wire holds (bench: a sixth of the prefilter).
+# inside JSON); a KeyValue written value first ends the request with its key. The runs are spelled
+# out (none, one, two, three or more) rather than written ``\\*``: then Hyperscan keys each on a
+# literal that ends at the quote; with ``\\*`` it keyed on the key word alone, which every
+# ``gen_ai.usage.*_tokens`` key in the wire holds (bench: a sixth of the prefilter's time).
 _WIRE_KEY_END = r'(?:\x12|["\']|\\["\']|\\\\["\']|\\\\\\+["\']|$)'
 
 

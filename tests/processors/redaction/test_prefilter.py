@@ -9,6 +9,7 @@ Then the cases where bytes and RE2's UTF-8 characters part ways, each on its own
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sys
@@ -21,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from obs_pipeline.batch import Batch
 from obs_pipeline.processors.redaction import FACTORY, Redactor
 from obs_pipeline.processors.redaction.prefilter import RE2_ASCII_FOLDS, byte_superset
+from obs_pipeline.processors.redaction.scanner import _WIRE_KEY_END
 from obs_pipeline.signals import Signal
 from obs_pipeline.testing import parse_config
 from tests.processors.redaction.corpus import KEY_CASES, lookalikes, secret_cases
@@ -198,9 +200,9 @@ def test_json_escapes_hide_nothing(text: str, secret: str) -> None:
         assert secret not in plain(span.attributes[0].value)
 
 
-@pytest.mark.parametrize("nesting", range(4))
+@pytest.mark.parametrize("nesting", range(5))
 def test_a_sensitive_json_key_is_found_behind_any_run_of_backslashes(nesting: int) -> None:
-    """JSON inside JSON puts 0, 1, 3 or 7 backslashes before a key's closing quote; the wire search sees each.
+    """JSON inside JSON puts 0, 1, 3, 7 or 15 backslashes before a key's closing quote; the wire search sees each.
 
     ``cookie`` is masked by its name alone (its value has no token's shape), so only the key rule's
     wire form can send the value to the walk.
@@ -216,6 +218,17 @@ def test_a_sensitive_json_key_is_found_behind_any_run_of_backslashes(nesting: in
         span = out.message.resource_spans[0].scope_spans[0].spans[0]
         assert attrs(span).get("redaction.masked.rules") == ["sensitive-key"], nesting
         assert "abc123xyz789" not in plain(span.attributes[0].value)
+    assert _redact(FAST, data) == _redact(SLOW, data)
+
+
+def test_the_wire_key_end_is_any_run_of_backslashes_then_a_quote() -> None:
+    r"""The spelled-out tail (scanner._WIRE_KEY_END, written so for Hyperscan) is ``\\*["']``, the tag or the end."""
+    spec = re2.compile(rb"""(?:\x12|\\*["']|$)""")
+    tail = re2.compile(_WIRE_KEY_END.encode())
+    for size in range(7):
+        for parts in itertools.product([b"\x12", b'"', b"'", b"\\", b"a"], repeat=size):
+            text = b"".join(parts)
+            assert (spec.fullmatch(text) is None) == (tail.fullmatch(text) is None), text
 
 
 def test_a_key_written_last_in_the_request_is_still_masked() -> None:
