@@ -203,7 +203,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  redaction / parse = {part['redaction_vs_parse']}, redaction / bare RE2 scan = "
                      f"{part['redaction_vs_re2_scan']}, with / without the Hyperscan prefilter = "
                      f"{part['redaction_vs_re2_only']}")
-        lines.append(f"  redaction timed among the parse and the audit encoding / redaction in a loop = "
+        lines.append(f"  redaction timed after a parse and an audit encoding / redaction in a loop = "
                      f"{part['redaction_after_audit_vs_redaction']}")
     if "e2e" in report:
         e2e = report["e2e"]
