@@ -134,6 +134,32 @@ regions_touch(const Regions *regions, Py_ssize_t start, Py_ssize_t end)
     return 0;
 }
 
+/* Whether any region overlaps (start, end) (ends excluded), as framing._parts_hit_py counts. */
+static int
+regions_overlap(const Regions *regions, Py_ssize_t start, Py_ssize_t end)
+{
+    for (Py_ssize_t i = 0; i < regions->count; i++)
+        if (regions->starts[i] < end && regions->ends[i] > start)
+            return 1;
+    return 0;
+}
+
+/* How a walk ends: with its answer, deferring to the Python twin, or failing with an exception set. */
+typedef enum { ANSWER, DEFER, FAILED } Outcome;
+
+/* The walk's result for ``outcome`` (``made`` is its answer, or dropped), with ``regions`` freed. */
+static PyObject *
+finish(Outcome outcome, PyObject *made, Regions *regions)
+{
+    regions_free(regions);
+    if (outcome == ANSWER)
+        return made;
+    Py_XDECREF(made);
+    if (outcome == DEFER)
+        Py_RETURN_NONE;
+    return NULL;
+}
+
 PyDoc_STRVAR(walk_doc,
 "walk(data, start, end, wanted, stop, regions) -> list[tuple[int, int, int, int]] | None\n\n"
 "framing._walk_py on well-formed bytes; None: let it decide.");
@@ -191,16 +217,11 @@ walk(PyObject *module, PyObject *args)
         }
         index++;
     }
-    regions_free(&regions);
-    return out;
+    return finish(ANSWER, out, &regions);
 defer:
-    Py_XDECREF(out);
-    regions_free(&regions);
-    Py_RETURN_NONE;
+    return finish(DEFER, out, &regions);
 fail:
-    Py_XDECREF(out);
-    regions_free(&regions);
-    return NULL;
+    return finish(FAILED, out, &regions);
 }
 
 #define MAX_FIELD 64 /* field numbers counted in a table; a larger one defers to Python */
@@ -273,26 +294,16 @@ parts_hit(PyObject *module, PyObject *args)
         if (value_start >= 0)
             counted_from = value_start; /* a region must reach the value, not only its tag */
         Py_ssize_t index = seen[field]++;
-        for (Py_ssize_t i = 0; i < regions.count; i++) {
-            if (regions.starts[i] < pos && regions.ends[i] > counted_from) {
-                if (parts_add(parts, field, index) < 0)
-                    goto fail;
-                break;
-            }
-        }
+        if (regions_overlap(&regions, counted_from, pos) && parts_add(parts, field, index) < 0)
+            goto fail;
     }
     if (pos != end)
         goto defer;
-    regions_free(&regions);
-    return parts;
+    return finish(ANSWER, parts, &regions);
 defer:
-    Py_XDECREF(parts);
-    regions_free(&regions);
-    Py_RETURN_NONE;
+    return finish(DEFER, parts, &regions);
 fail:
-    Py_XDECREF(parts);
-    regions_free(&regions);
-    return NULL;
+    return finish(FAILED, parts, &regions);
 }
 
 static PyMethodDef methods[] = {
