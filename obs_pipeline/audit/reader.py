@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from obs_pipeline.audit.files import COMPRESSED_SUFFIX
+
 __all__ = ["BadLine", "Entry", "iter_entries", "read_entries"]
 
 
@@ -92,11 +94,15 @@ def read_entries(path: str | os.PathLike[str], on_bad: Callable[[BadLine], None]
         keep: a first look at each raw line (with its newline); a line it rejects is neither parsed
             nor yielded, and still counts for the line numbers (``auditquery.quick``).
 
+    A plain rotated file that is gone when opened but has its ``.gz`` beside it was compressed
+    since it was listed (a live pipeline rotating while ``audit verify`` or a query runs): the
+    ``.gz``, complete before the plain file is removed, is read instead.
+
     Raises:
         OSError: the file cannot be opened or read.
     """
     stream: BinaryIO
-    if os.fspath(path).endswith(".gz"):
+    if os.fspath(path).endswith(COMPRESSED_SUFFIX):
         number = 0
 
         def counted(lines: Iterable[bytes]) -> Iterator[bytes]:
@@ -113,5 +119,13 @@ def read_entries(path: str | os.PathLike[str], on_bad: Callable[[BadLine], None]
                 if on_bad is not None:
                     on_bad(BadLine(number + 1, "compressed file is truncated or corrupt", 0))
         return
-    with open(path, "rb") as stream:  # noqa: PTH123 - os.PathLike or str, as given
+    try:
+        stream = open(path, "rb")  # noqa: PTH123, SIM115 - os.PathLike or str, as given; closed below
+    except FileNotFoundError:
+        twin = os.fspath(path) + COMPRESSED_SUFFIX
+        if not os.path.exists(twin):  # noqa: PTH110 - as above
+            raise
+        yield from read_entries(twin, on_bad, keep)
+        return
+    with stream:
         yield from iter_entries(stream if keep is None else _screened(stream, keep), on_bad)

@@ -23,6 +23,7 @@ from obs_pipeline.audit.files import audit_files, rotated_name
 from obs_pipeline.audit.hook import LineHook
 from obs_pipeline.audit.verify import verify_trail
 from obs_pipeline.errors import RetryableError
+from obs_pipeline.exporters.jsonl_audit import rotation
 from obs_pipeline.testing import RecordingHost
 from tests.exporters.jsonl_audit.kit import batch_of, exporter, read_trail, write_trail
 
@@ -192,6 +193,21 @@ class TestTrail:
         await write_trail(path, 1, start=99, hash_chain=True)
         assert read_trail(path)[0]["seq"] == 16
         assert verify_trail(path).intact
+
+    async def test_verify_reads_a_file_compressed_while_it_runs(self, tmp_path, monkeypatch):
+        """A live pipeline may compress a rotated file after ``audit verify`` listed it: the ``.gz`` is read instead."""
+        path = tmp_path / "audit.jsonl"
+        await write_trail(path, 3, hash_chain=True, rotation={"max_size": 2000, "compress": False})
+        listed = audit_files(path)
+        plain = [f for f in listed if f != path]
+        assert plain
+        assert not any(f.name.endswith(".gz") for f in plain)
+        for rotated in plain:
+            rotation.compress(rotated)  # what the pipeline's maintenance task does, after the listing
+        monkeypatch.setattr("obs_pipeline.audit.verify.audit_files", lambda _live: listed)
+        report = verify_trail(path)
+        assert report.intact, report.broken
+        assert report.lines == 15
 
     @pytest.mark.parametrize("torn", [3, 300])
     def test_resume_from_a_compressed_file_finds_its_last_good_line_past_torn_ones(self, tmp_path, torn):
