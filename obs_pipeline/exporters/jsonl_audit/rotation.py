@@ -142,6 +142,7 @@ class Maintenance:
         self._known: OrderedDict[Path, None] = OrderedDict()
         self._wake = asyncio.Event()
         self._lock = threading.Lock()  # one tend at a time: the task's, or the shutdown's
+        self._closed = False  # set by drain: the task's passes touch no file after it
 
     @property
     def needed(self) -> bool:
@@ -167,12 +168,13 @@ class Maintenance:
             pending = self._pending or set(self._known)  # nothing queued: the hourly pass
             self._pending = set()
             for live in sorted(pending):
-                await asyncio.to_thread(self.tend, live)
+                await asyncio.to_thread(self._tend_unless_closed, live)
 
     async def drain(self, deadline: float | None) -> None:
         """At shutdown: do what is queued, until ``deadline`` (``time.monotonic()``); the rest waits for the next start."""
         # Every known trail, not just the queued ones: a tend in flight holds the lock, so this
         # waits for it and then picks up whatever it had not reached.
+        self._closed = True  # the task is cancelled only after this returns: its next pass must not run
         pending, self._pending = sorted(self._known), set()
         if not pending or not self.needed:
             return
@@ -188,6 +190,12 @@ class Maintenance:
         """Compress ``live``'s plain rotated files, then remove the expired ones. Logs, never raises."""
         with self._lock:
             self._tend(live)
+
+    def _tend_unless_closed(self, live: Path) -> None:
+        """The task's :meth:`tend`: nothing once :meth:`drain` began (a pass it started before is waited for)."""
+        with self._lock:
+            if not self._closed:
+                self._tend(live)
 
     def _tend(self, live: Path) -> None:
         # A directory that cannot be listed (its mode changed, say) is logged and tried again at the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import logging
 import os
@@ -163,6 +164,24 @@ class TestRetention:
         tending.tend(loop / "audit.jsonl")
         assert removed == []
         assert any("cannot look at the rotated audit files" in message for message in caplog.messages)
+
+    async def test_after_the_shutdown_drain_the_task_touches_no_file(self, tmp_path):
+        """The exporter cancels its tasks only after the drain: a pass the task starts in between must not run.
+
+        Else a file rotated after shutdown (by the next process, or by hand) is compressed under it.
+        """
+        live = tmp_path / "audit.jsonl"
+        tending = Maintenance(Rotation(max_size=1, compress=True), None, logging.getLogger("test"), [].append)
+        task = asyncio.create_task(tending.run())
+        tending.notice(live)
+        await tending.drain(None)
+        rotated = rotated_name(live, datetime.now(UTC))
+        rotated.write_bytes(b"{}\n")
+        tending.notice(live)  # wakes the task, still running until its owner cancels it
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [rotated.name]
 
     def test_retention_without_rotation_is_a_warning(self):
         """retention_days alone removes nothing: validate says so."""
