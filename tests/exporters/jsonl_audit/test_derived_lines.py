@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from obs_pipeline.audit import KEYS
@@ -17,6 +18,7 @@ from obs_pipeline.components import Kind
 from obs_pipeline.errors import ConfigError
 from obs_pipeline.exporters.jsonl_audit import FACTORY
 from obs_pipeline.exporters.jsonl_audit.content import Content, ContentPolicy
+from obs_pipeline.exporters.jsonl_audit.derived import derive
 from obs_pipeline.exporters.jsonl_audit.logs import encode_logs
 from obs_pipeline.exporters.jsonl_audit.spans import SpanEncoder
 from obs_pipeline.signals import Signal
@@ -45,6 +47,17 @@ def wire_lines(*specs: dict[str, Any], content: ContentPolicy | None = None) -> 
     wire = traces(*specs).SerializeToString()
     encoder = SpanEncoder(content=content)
     return [orjson.loads(line) for line in encoder.encode(Batch.from_wire(Signal.TRACES, wire))]
+
+
+def _any(value: Any) -> AnyValue:
+    if isinstance(value, list):
+        return AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=v) for v in value]))
+    return AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=value)
+
+
+def _parent() -> dict[str, Any]:
+    """A span's own line, as :func:`derive` gets it."""
+    return {key: f"{key}-value" for key in KEYS} | {"detail": {}, "event_id": "t:s"}
 
 
 def chat(**attrs: Any) -> dict[str, Any]:
@@ -116,6 +129,47 @@ class TestSecurityLine:
         assert security["category"] == "security"
         assert security["detail"]["locations"] == MASKED["redaction.masked.keys"]
         assert security["event_id"] == f"{own['event_id']}:secret_redacted"
+
+    @pytest.mark.parametrize("summary", [
+        MASKED,
+        {k.replace("masked", "detected"): v for k, v in MASKED.items()},
+        {**MASKED, **{k.replace("masked", "detected"): v for k, v in MASKED.items()}},  # masked wins
+        {"redaction.masked.rules": ["jwt", "jwt", "pem"], "redaction.masked.keys": ["name"]},  # no count: the rules'
+        {"redaction.masked.count": "3", "redaction.masked.rules": ["jwt"]},  # a numeric string
+        {"redaction.masked.count": 0, "redaction.masked.rules": ["jwt"]},
+        {"redaction.masked.count": True, "redaction.masked.rules": "jwt"},  # odd types from a sender
+        {**MASKED, **BUDGET},
+    ])
+    def test_spans_remember_summaries_and_say_what_log_records_say(self, summary: dict[str, Any]) -> None:
+        """Spans read the summary through a cache by its bytes; each line equals the log path's, twice over."""
+        span_extra = [line for line in span_lines(chat(**summary), chat(**summary))
+                      if line["category"] in ("security", "budget")]
+        data = logs({"body": "x", "attrs": summary, "trace_id": TRACE, "span_id": SPAN, "time_unix_nano": 1})
+        log_extra = [orjson.loads(x) for x in encode_logs(data)][1:]
+        assert [(x["category"], x["result"], x["detail"]) for x in span_extra] == \
+            2 * [(x["category"], x["result"], x["detail"]) for x in log_extra]
+        assert span_extra  # every shape here is an event
+
+    def test_a_line_made_from_a_remembered_summary_cannot_change_the_next(self) -> None:
+        """The cache holds tuples: a caller changing one line's detail leaves the next line as it was."""
+        raws = [KeyValue(key=k, value=_any(v)).SerializeToString() for k, v in MASKED.items()]
+        first = derive(raws, _parent(), ContentPolicy(Content.NONE))[0]
+        first["detail"]["rules"].append("changed")
+        first["detail"]["locations"].clear()
+        second = derive(raws, _parent(), ContentPolicy(Content.NONE))[0]
+        assert second["detail"] == {"rules": ["openai-api-key"], "locations": MASKED["redaction.masked.keys"],
+                                    "count": 2}
+
+    def test_a_summary_written_value_first_still_gives_its_line(self) -> None:
+        """A ``KeyValue`` whose value comes before its key cannot be told by hand: the parsed path reads it."""
+        raws = [KeyValue(key=k, value=_any(v)).SerializeToString() for k, v in MASKED.items()]
+        first = KeyValue.FromString(raws[0])
+        value = first.value.SerializeToString()
+        key = first.key.encode()
+        raws[0] = b"\x12" + bytes((len(value),)) + value + b"\x0a" + bytes((len(key),)) + key
+        assert KeyValue.FromString(raws[0]) == first
+        (line,) = derive(raws, _parent(), ContentPolicy(Content.NONE))
+        assert line["detail"]["count"] == 2
 
     def test_no_value_ever_reaches_the_line(self) -> None:
         """Whatever a (misbehaving) span holds, the security line carries ids and names only."""
