@@ -43,6 +43,8 @@ _SCHEMA_URLS = ("schema_url",)
 _SCOPE_STRINGS = ("name", "version")
 _METRIC_STRINGS = ("name", "description", "unit")
 _ENTITY_STRINGS = ("type", "schema_url")
+#: Summaries :meth:`Walker._fresh_summary` remembers before it starts again.
+_SUMMARY_CACHE_LIMIT = 1024
 #: Field number -> indexes of its occurrences to look at.
 Parts = dict[int, set[int]]
 #: Walks one span or log record: (item, findings so far, the fields to walk or None for all) -> changed.
@@ -82,6 +84,8 @@ class Walker:
         self.summary_key = self._summary.encode()
         #: Rule id -> values found since the caller last cleared it (the caller clears it per batch).
         self.tally: Counter[str] = Counter()
+        #: (item class, what was found) -> its summary attributes serialized (:meth:`_fresh_summary`).
+        self._summaries: dict[tuple[type, tuple[tuple[str, str], ...]], bytes] = {}
 
     def walk(self, signal: Signal, message: Any, only: Hits | None = None) -> bool:
         """Redact ``message`` (an Export*ServiceRequest of ``signal``); whether anything changed.
@@ -112,7 +116,11 @@ class Walker:
         """
         found: Found = []
         changed = self._span(item, found, parts) if signal is Signal.TRACES else self._record(item, found, parts)
-        return self._summarize(item.attributes, found, fresh=fresh) or changed
+        if fresh and found:
+            self._count(found)
+            item.MergeFromString(self._fresh_summary(type(item), found))
+            return True
+        return self._summarize(item.attributes, found) or changed
 
     def _parts(self, item: Any, index: Item, only: Hits | None) -> Parts | _Skip | None:
         """Which fields of one item to walk: the fields hit, None for all, or ``SKIP``."""
@@ -271,13 +279,35 @@ class Walker:
         for rule, _location in found:
             tally[rule] += 1
 
-    def _summarize(self, attrs: Any, found: Found, *, fresh: bool = False) -> bool:
+    def _fresh_summary(self, kind: type, found: Found) -> bytes:
+        """The summary attributes of ``found`` serialized as a ``kind`` (span or log record) holding only them.
+
+        Merged into an item that has none yet, they are its summary: one call into protobuf
+        rather than one per attribute and entry (5.1 -> 1.6 µs a span). Remembered by what was
+        found, which mostly repeats (the same rule at the same key).
+        """
+        key = (kind, tuple(found))
+        blob = self._summaries.get(key)
+        if blob is None:
+            holder = kind()
+            self._add_summary(holder.attributes, found, {})
+            blob = holder.SerializeToString()
+            if len(self._summaries) >= _SUMMARY_CACHE_LIMIT:
+                self._summaries.clear()
+            self._summaries[key] = blob
+        return blob
+
+    def _summarize(self, attrs: Any, found: Found) -> bool:
         """Add ``found`` to the record's summary attributes (adding to any an earlier stage set)."""
         if not found:
             return False
         self._count(found)
+        self._add_summary(attrs, found, {kv.key: kv for kv in attrs if kv.key.startswith(self._summary)})
+        return True
+
+    def _add_summary(self, attrs: Any, found: Found, existing: dict[str, Any]) -> None:
+        """Add ``found`` to ``attrs``, to the summary attributes in ``existing`` (by key) or to new ones."""
         count_key, rules_key, keys_key = self._summary_keys
-        existing = {} if fresh else {kv.key: kv for kv in attrs if kv.key.startswith(self._summary)}
         count = existing.get(count_key)
         if count is None:
             attrs.add(key=count_key).value.int_value = len(found)
@@ -290,7 +320,6 @@ class Walker:
             values = kv.value.array_value.values  # (adding to each in place: extend copies slowly)
             for entry in found:
                 values.add(string_value=entry[column])
-        return True
 
 
 def _is_content_event(record: Any) -> bool:

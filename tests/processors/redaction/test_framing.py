@@ -74,6 +74,33 @@ def test_log_records_are_targeted_too():
     assert [i for i, r in enumerate(got) if "redaction.masked.count" in attrs(r)] == [13]
 
 
+@pytest.mark.parametrize("mode", ["redact", "detect"])
+def test_spliced_items_get_the_summary_the_whole_message_walk_gives(mode: str):
+    """The splice path merges a remembered summary as bytes: it equals the walk's, repeats and logs included."""
+    request = _request(resources=1, spans=6)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].attributes[1].value.string_value = f"key {SECRET}"
+    spans[1].attributes[1].value.string_value = f"key {SECRET}"  # the same summary again: the remembered one
+    spans[2].attributes[1].value.string_value = f"key {SECRET}"
+    spans[2].attributes[3].value.string_value = f"{SECRET} and {SECRET}"  # the same rule, more places
+    spans[4].name = SECRET
+    spans[4].attributes[0].key = "api_key"  # two rules
+    spans[5].attributes[2].value.string_value = f"key {SECRET}"  # the rule of span 0 at another key
+    logs = ExportLogsServiceRequest()
+    records = logs.resource_logs.add().scope_logs.add().log_records
+    for i in range(3):
+        records.add().body.string_value = f"leaked {SECRET}" if i != 1 else "clean"
+    r = redactor(mode=mode)
+    for signal, message in ((Signal.TRACES, request), (Signal.LOGS, logs)):
+        for _ in range(2):  # the second time every summary comes from the walker's memory
+            spliced = r(Batch.from_wire(signal, message.SerializeToString()))
+            assert spliced.wire is not None, "the splice path"
+            walked = type(message)()
+            walked.CopyFrom(message)
+            r.walker.walk(signal, walked)
+            assert spliced.wire == walked.SerializeToString()
+
+
 @pytest.mark.parametrize("data", [
     b"\x0a\xff\xff\xff\xff\x0f",     # a length of five bytes, nothing behind it
     b"\x0a\x05ab",                     # a one-byte length running past the end
