@@ -144,11 +144,7 @@ def _security_of(raws: tuple[bytes, ...]) -> tuple[str, tuple[str, ...], tuple[s
     redacting span). The result is immutable, so a line built from it cannot change it.
     """
     found: dict[str, AnyValue] = {}
-    for raw in raws:
-        try:
-            kv = KeyValue.FromString(raw)
-        except DecodeError:
-            continue
+    for kv in _parsed(raws):
         found.setdefault(kv.key, kv.value)
     return _security_detail(found)
 
