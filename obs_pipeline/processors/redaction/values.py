@@ -201,19 +201,25 @@ class Scrubber:
         changed = False
         chosen = attrs if indexes is None else [attrs[i] for i in sorted(indexes) if i < len(attrs)]
         for kv in chosen:  # our own summary attributes too: a value under their names is scanned like any other
-            changed |= self.key_secret(kv, prefix, found)
-            changed |= self.key_value(kv, f"{prefix}{kv.key}", found, 0)
+            key_changed, name = self.key_secret(kv, prefix, found)
+            changed |= key_changed
+            changed |= self.key_value(kv, f"{prefix}{name}", found, 0)
         return changed
 
-    def key_secret(self, kv: KeyValue, prefix: str, found: Found) -> bool:
-        """Mask a secret in the key itself (a header map keyed by token), so no location echoes it."""
+    def key_secret(self, kv: KeyValue, prefix: str, found: Found) -> tuple[bool, str]:
+        """Mask a secret in the key itself (a header map keyed by token); return (changed, the key's name in locations).
+
+        The name is the masked key in both modes, so no location echoes the secret: in ``detect``
+        mode the key itself stays as it was, but the summary and the security line name it masked.
+        """
         masked = self.scanner.masked_key(kv.key, self.marker)
         if masked is None:
-            return False
-        found.append((masked[1], f"{prefix}{masked[0]}"))
+            return False, kv.key
+        name = masked[0]
+        found.append((masked[1], f"{prefix}{name}"))
         if self.redact:
-            kv.key = masked[0]
-        return self.redact
+            kv.key = name
+        return self.redact, name
 
     def key_value(self, kv: KeyValue, location: str, found: Found, depth: int) -> bool:
         """Redact one attribute: by its key's name, else by its value."""
@@ -265,10 +271,11 @@ class Scrubber:
             return False
         changed = False
         for kv in av.kvlist_value.values:
-            changed |= self.key_secret(kv, f"{loc}.", found)
+            key_changed, name = self.key_secret(kv, f"{loc}.", found)
+            changed |= key_changed
             rule = self.scanner.key_rule(kv.key)
             if rule is not None:
-                changed |= self.whole(kv.value, rule, f"{loc}.{kv.key}", found)
+                changed |= self.whole(kv.value, rule, f"{loc}.{name}", found)
             else:
-                stack.append((kv.value, f"{loc}.{kv.key}", level + 1))
+                stack.append((kv.value, f"{loc}.{name}", level + 1))
         return changed

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 
+import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -167,6 +168,19 @@ def test_a_secret_used_as_a_key_is_masked_and_never_echoed_as_a_location():
     assert got["seen.[REDACTED:github-pat]"] == "yes"
     assert got["redaction.masked.keys"] == ["attributes.seen.[REDACTED:github-pat]"]
     assert GITHUB not in str(got)
+
+
+@pytest.mark.parametrize(("mode", "prefix"), [("redact", "redaction.masked"), ("detect", "redaction.detected")])
+def test_a_secret_key_over_a_secret_value_is_named_masked_in_every_location(mode, prefix):
+    """The value's hit is located under the masked key too, in shadow mode as well, where the key stays as sent."""
+    attributes = {f"seen.{GITHUB}": OPENAI}
+    body = {f"headers.{GITHUB}": f"Bearer {OPENAI}"}
+    span = first_span(run(redactor(mode=mode), span_request(attributes)))
+    record = run(redactor(mode=mode), log_request(body=body), Signal.LOGS).message.resource_logs[0].scope_logs[0].log_records[0]
+    for holder, where in ((span, "attributes.seen."), (record, "body.headers.")):
+        keys = attrs(holder)[f"{prefix}.keys"]
+        assert keys == [f"{where}[REDACTED:github-pat]"] * 2
+        assert GITHUB not in str(attrs(holder)[f"{prefix}.keys"])
 
 
 class TestJson:
