@@ -44,16 +44,19 @@ _SECURITY_GROUPS: Final = (
     (("redaction.masked.count", "redaction.masked.rules", "redaction.masked.keys"), audit.REDACTED),
     (("redaction.detected.count", "redaction.detected.rules", "redaction.detected.keys"), audit.DETECTED),
 )
-_SECURITY_KEY_BYTES: Final = frozenset(key.encode() for keys, _ in _SECURITY_GROUPS for key in keys)
-#: Distinct summaries remembered by :func:`_security_of` (a few hundred bytes each).
+_SECURITY_KEYS: Final = frozenset(key for keys, _ in _SECURITY_GROUPS for key in keys)
+_SECURITY_KEY_BYTES: Final = frozenset(key.encode() for key in _SECURITY_KEYS)
+#: Distinct summaries remembered by :func:`_security_of`, each at most ``_SECURITY_CACHED_BYTES``
+#: of attributes (a larger one is read each time), so the cache holds at most a few MB.
 _SECURITY_CACHE_SIZE: Final = 1024
+_SECURITY_CACHED_BYTES: Final = 2048
 EVENT_SECRET_REDACTED: Final = "secret_redacted"  # noqa: S105 - an event type, not a secret
 EVENT_BUDGET_EXCEEDED: Final = "budget_exceeded"
 EVENT_BUDGET_WARNING: Final = "budget_warning"
 _BUDGET_RESULT: Final = {"exceeded": (EVENT_BUDGET_EXCEEDED, audit.DENY), "warning": (EVENT_BUDGET_WARNING, audit.ALLOW)}
 
 _ALWAYS: Final = frozenset({COST_AMOUNT, COST_UNPRICED, BUDGET_EVENT, *(name for name, _ in _BUDGET_FIELDS),
-                            *(key for keys, _ in _SECURITY_GROUPS for key in keys)})
+                            *_SECURITY_KEYS})
 
 
 _WITH_CONTENT: Final = _ALWAYS | frozenset(CONTENT_NAMES)
@@ -108,18 +111,36 @@ def _derived_line(parent: dict[str, Any], *, event_type: str, category: str, res
 
 def _security(parent: dict[str, Any], found: dict[str, AnyValue]) -> dict[str, Any] | None:
     """The security line of what was masked or, failing that, detected (None: neither)."""
-    got = _security_detail(found)
-    return None if got is None else _security_line(parent, *got)
+    detail = _security_detail(found)
+    return None if detail is None else _security_line(parent, *detail)
 
 
 def _security_line(parent: dict[str, Any], result: str, rules: tuple[str, ...], locations: tuple[str, ...],
                    count: int) -> dict[str, Any]:
+    """The ``security`` line after ``parent``; fresh lists, so no line shares the cached tuples."""
     detail = {"rules": list(rules), "locations": list(locations), "count": count}
     return _derived_line(parent, event_type=EVENT_SECRET_REDACTED, category=audit.SECURITY, result=result,
                          detail=detail, suffix=EVENT_SECRET_REDACTED)
 
 
-def _security_detail(found: dict[str, AnyValue]) -> tuple[str, tuple[str, ...], tuple[str, ...], int] | None:
+#: ``(result, rules, locations, count)`` of a security line.
+_Detail = tuple[str, tuple[str, ...], tuple[str, ...], int]
+
+
+class _Misrouted(Exception):
+    """Serialized attributes told apart by their first key whose parsed key (protobuf keeps the last) differs."""
+
+
+def _first_by_key(attributes: Iterable[KeyValue], names: frozenset[str]) -> dict[str, AnyValue]:
+    """The value of each attribute named in ``names``; the first wins when a key repeats."""
+    found: dict[str, AnyValue] = {}
+    for kv in attributes:
+        if kv.key in names:
+            found.setdefault(kv.key, kv.value)
+    return found
+
+
+def _security_detail(found: dict[str, AnyValue]) -> _Detail | None:
     """``(result, rules, locations, count)`` of the security line, or None (see :func:`_security`)."""
     for (count_key, rules_key, keys_key), result in _SECURITY_GROUPS:
         count_value, rules_value, keys_value = found.get(count_key), found.get(rules_key), found.get(keys_key)
@@ -135,18 +156,19 @@ def _security_detail(found: dict[str, AnyValue]) -> tuple[str, tuple[str, ...], 
     return None
 
 
-@functools.lru_cache(maxsize=_SECURITY_CACHE_SIZE)
-def _security_of(raws: tuple[bytes, ...]) -> tuple[str, tuple[str, ...], tuple[str, ...], int] | None:
-    """:func:`_security_detail` of serialized summary attributes, remembered by their bytes.
+def _read_security(raws: tuple[bytes, ...]) -> _Detail | None:
+    """:func:`_security_detail` of serialized summary attributes; :class:`_Misrouted` if one is not."""
+    parsed = _parsed(raws)
+    if any(kv.key not in _SECURITY_KEYS for kv in parsed):
+        raise _Misrouted
+    return _security_detail(_first_by_key(parsed, _SECURITY_KEYS))
 
-    Why: spans that had something masked mostly repeat a few (rule, location) pairs, and parsing
-    and reading them again was three quarters of the security line's cost (8.2 -> 2.1 µs per
-    redacting span). The result is immutable, so a line built from it cannot change it.
-    """
-    found: dict[str, AnyValue] = {}
-    for kv in _parsed(raws):
-        found.setdefault(kv.key, kv.value)
-    return _security_detail(found)
+
+#: :func:`_read_security` remembered by the attributes' bytes. Why: spans that had something
+#: masked mostly repeat a few (rule, location) pairs, and parsing and reading them again was three
+#: quarters of the security line's cost (8.2 -> 2.1 µs per redacting span). The result is
+#: immutable, so a line built from it cannot change it; an exception is not remembered.
+_security_of = functools.lru_cache(maxsize=_SECURITY_CACHE_SIZE)(_read_security)
 
 
 def _distinct(value: AnyValue | None) -> list[str]:
@@ -200,11 +222,7 @@ def derive_from(attributes: Iterable[KeyValue], line: dict[str, Any], policy: Co
     ``attributes`` holds only attributes of :func:`key_names` (others are ignored). The extra
     lines (security, then budget) go after ``line`` in the file.
     """
-    names = key_names(policy)
-    found: dict[str, AnyValue] = {}
-    for kv in attributes:
-        if kv.key in names:
-            found.setdefault(kv.key, kv.value)
+    found = _first_by_key(attributes, key_names(policy))
     if not found:
         return []
     detail = line["detail"]
@@ -224,8 +242,10 @@ def derive_from(attributes: Iterable[KeyValue], line: dict[str, Any], policy: Co
 def derive(raws: Iterable[bytes], line: dict[str, Any], policy: ContentPolicy) -> list[dict[str, Any]]:
     """:func:`derive_from` over serialized ``KeyValue``s (the span path); one that does not parse is skipped.
 
-    The redaction summary's attributes, told by their key bytes, are read through the cache of
-    :func:`_security_of`; when a key cannot be read by hand, everything takes the parsed path.
+    The redaction summary's attributes, told by their first key's bytes, are read through the
+    cache of :func:`_security_of`. When a key cannot be read by hand, or an attribute's parsed key
+    is not the one it was told by (a repeated key field: protobuf keeps the last), everything takes
+    the parsed path, so crafted bytes give the lines the parser gives.
     """
     security: list[bytes] = []
     rest: list[bytes] = []
@@ -233,15 +253,24 @@ def derive(raws: Iterable[bytes], line: dict[str, Any], policy: ContentPolicy) -
         if len(raw) < 2 or raw[0] != 0x0A or raw[1] >= 0x80:  # not key first with a one-byte length
             return derive_from(_parsed(raws), line, policy)
         (security if raw[2:2 + raw[1]] in _SECURITY_KEY_BYTES else rest).append(raw)
-    more = derive_from(_parsed(rest), line, policy) if rest else []
+    parsed_rest = _parsed(rest)
+    if any(kv.key in _SECURITY_KEYS for kv in parsed_rest):
+        return derive_from(_parsed(raws), line, policy)
+    more = derive_from(parsed_rest, line, policy) if parsed_rest else []
     if security:
-        got = _security_of(tuple(security))
-        if got is not None:
-            more.insert(0, _security_line(line, *got))  # the security line goes before the budget one
+        told = tuple(security)
+        read = _security_of if sum(map(len, told)) <= _SECURITY_CACHED_BYTES else _read_security
+        try:
+            detail = read(told)
+        except _Misrouted:
+            return derive_from(_parsed(raws), line, policy)
+        if detail is not None:
+            more.insert(0, _security_line(line, *detail))  # the security line goes before the budget one
     return more
 
 
 def _parsed(raws: Iterable[bytes]) -> list[KeyValue]:
+    """The ``KeyValue`` of each of ``raws``; one that does not parse is skipped."""
     parsed = []
     for raw in raws:
         try:

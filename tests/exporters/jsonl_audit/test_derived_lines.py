@@ -12,13 +12,14 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from obs_pipeline.audit import KEYS
+from obs_pipeline.audit.line import MAX_LIST_ITEMS
 from obs_pipeline.audit.reader import read_entries
 from obs_pipeline.batch import Batch
 from obs_pipeline.components import Kind
 from obs_pipeline.errors import ConfigError
 from obs_pipeline.exporters.jsonl_audit import FACTORY
 from obs_pipeline.exporters.jsonl_audit.content import Content, ContentPolicy
-from obs_pipeline.exporters.jsonl_audit.derived import derive
+from obs_pipeline.exporters.jsonl_audit.derived import _security_of, derive, derive_from
 from obs_pipeline.exporters.jsonl_audit.logs import encode_logs
 from obs_pipeline.exporters.jsonl_audit.spans import SpanEncoder
 from obs_pipeline.signals import Signal
@@ -95,6 +96,11 @@ class TestCost:
 class TestSecurityLine:
     """A span the redaction processor changed gets a ``security`` line after its own, naming rules and places only."""
 
+    @pytest.fixture(autouse=True)
+    def _forget_summaries(self) -> None:
+        """Each test starts with nothing remembered, so it sees the first read and the remembered one."""
+        _security_of.cache_clear()
+
     def test_security_line_follows_with_rules_and_locations(self) -> None:
         """Same ids and session; rule ids once each; the locations; the count; result redacted."""
         own, security = span_lines(chat(**MASKED))
@@ -149,6 +155,7 @@ class TestSecurityLine:
         assert [(x["category"], x["result"], x["detail"]) for x in span_extra] == \
             2 * [(x["category"], x["result"], x["detail"]) for x in log_extra]
         assert span_extra  # every shape here is an event
+        assert _security_of.cache_info().hits == 1  # the second span's came from memory
 
     def test_a_line_made_from_a_remembered_summary_cannot_change_the_next(self) -> None:
         """The cache holds tuples: a caller changing one line's detail leaves the next line as it was."""
@@ -169,7 +176,35 @@ class TestSecurityLine:
         raws[0] = b"\x12" + bytes((len(value),)) + value + b"\x0a" + bytes((len(key),)) + key
         assert KeyValue.FromString(raws[0]) == first
         (line,) = derive(raws, _parent(), ContentPolicy(Content.NONE))
-        assert line["detail"]["count"] == 2
+        assert line["detail"] == {"rules": ["openai-api-key"], "locations": MASKED["redaction.masked.keys"],
+                                  "count": 2}
+
+    @pytest.mark.parametrize(("first", "last"), [
+        ("budget.event", "redaction.detected.rules"),  # told as other, parsed as the summary
+        ("redaction.masked.rules", "budget.event"),  # told as the summary, parsed as other
+    ])
+    def test_a_key_given_twice_gives_the_lines_the_parser_gives(self, first: str, last: str) -> None:
+        """Protobuf keeps a repeated key field's last value; telling by the first key must not add or lose a line."""
+        raws = [KeyValue(key=k, value=_any(v)).SerializeToString() for k, v in MASKED.items()]
+        twice = KeyValue(key=first, value=_any("exceeded")).SerializeToString() + \
+            KeyValue(key=last).SerializeToString()[:2 + len(last)]
+        raws.append(twice)
+        parsed = [KeyValue.FromString(raw) for raw in raws]
+        assert parsed[-1].key == last
+        want = derive_from(parsed, _parent(), ContentPolicy(Content.NONE))
+        assert derive(raws, _parent(), ContentPolicy(Content.NONE)) == want
+        assert [x["event_type"] for x in want].count("secret_redacted") == 1
+
+    def test_a_large_summary_is_read_each_time_and_not_remembered(self) -> None:
+        """A summary of thousands of locations gives its line (lists capped as always); the cache keeps only small ones."""
+        many = {"redaction.masked.count": 3000, "redaction.masked.rules": ["jwt"] * 3000,
+                "redaction.masked.keys": [f"attributes.k{i}" for i in range(3000)]}
+        raws = [KeyValue(key=k, value=_any(v)).SerializeToString() for k, v in many.items()]
+        for _ in range(2):
+            (line,) = derive(raws, _parent(), ContentPolicy(Content.NONE))
+            assert line["detail"]["count"] == 3000
+            assert line["detail"]["locations"] == [f"attributes.k{i}" for i in range(MAX_LIST_ITEMS)]
+        assert _security_of.cache_info().currsize == 0
 
     def test_no_value_ever_reaches_the_line(self) -> None:
         """Whatever a (misbehaving) span holds, the security line carries ids and names only."""
