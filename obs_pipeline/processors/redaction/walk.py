@@ -43,8 +43,10 @@ _SCHEMA_URLS = ("schema_url",)
 _SCOPE_STRINGS = ("name", "version")
 _METRIC_STRINGS = ("name", "description", "unit")
 _ENTITY_STRINGS = ("type", "schema_url")
-#: Summaries :meth:`Walker._fresh_summary` remembers before it starts again.
+#: Summaries :meth:`Walker._fresh_summary` remembers before it starts again, each at most
+#: ``_SUMMARY_CACHED_BYTES`` serialized (with its key about twice that), so a few MB at most.
 _SUMMARY_CACHE_LIMIT = 1024
+_SUMMARY_CACHED_BYTES = 2048
 #: Field number -> indexes of its occurrences to look at.
 Parts = dict[int, set[int]]
 #: Walks one span or log record: (item, findings so far, the fields to walk or None for all) -> changed.
@@ -292,9 +294,10 @@ class Walker:
             holder = kind()
             self._add_summary(holder.attributes, found, {})
             blob = holder.SerializeToString()
-            if len(self._summaries) >= _SUMMARY_CACHE_LIMIT:
-                self._summaries.clear()
-            self._summaries[key] = blob
+            if len(blob) <= _SUMMARY_CACHED_BYTES:  # (a summary of thousands of places is made each time)
+                if len(self._summaries) >= _SUMMARY_CACHE_LIMIT:
+                    self._summaries.clear()
+                self._summaries[key] = blob
         return blob
 
     def _summarize(self, attrs: Any, found: Found) -> bool:

@@ -76,7 +76,10 @@ def test_log_records_are_targeted_too():
 
 @pytest.mark.parametrize("mode", ["redact", "detect"])
 def test_spliced_items_get_the_summary_the_whole_message_walk_gives(mode: str):
-    """The splice path merges a remembered summary as bytes: it equals the walk's, repeats and logs included."""
+    """The splice path merges a remembered summary as bytes: it equals the walk's, repeats and logs included.
+
+    The logs come after the spans through the same redactor, one record finding what a span found.
+    """
     request = _request(resources=1, spans=6)
     spans = request.resource_spans[0].scope_spans[0].spans
     spans[0].attributes[1].value.string_value = f"key {SECRET}"
@@ -89,7 +92,10 @@ def test_spliced_items_get_the_summary_the_whole_message_walk_gives(mode: str):
     logs = ExportLogsServiceRequest()
     records = logs.resource_logs.add().scope_logs.add().log_records
     for i in range(3):
-        records.add().body.string_value = f"leaked {SECRET}" if i != 1 else "clean"
+        records.add().body.string_value = f"leaked {SECRET}" if i == 0 else "clean"
+    # what span 0 had found, in a record: a span's and a record's summary bytes differ (field 9 of a
+    # record is its trace id), so the memory must tell them apart
+    records[2].attributes.add(key=spans[0].attributes[1].key).value.string_value = f"key {SECRET}"
     r = redactor(mode=mode)
     for signal, message in ((Signal.TRACES, request), (Signal.LOGS, logs)):
         for _ in range(2):  # the second time every summary comes from the walker's memory
@@ -99,6 +105,24 @@ def test_spliced_items_get_the_summary_the_whole_message_walk_gives(mode: str):
             walked.CopyFrom(message)
             r.walker.walk(signal, walked)
             assert spliced.wire == walked.SerializeToString()
+
+
+def test_a_summary_of_many_places_is_spliced_right_and_not_remembered():
+    """A span with hundreds of hits gets the walk's summary each time, and the walker keeps no copy of it."""
+    request = _request(resources=1, spans=3)
+    span = request.resource_spans[0].scope_spans[0].spans[1]
+    for i in range(300):
+        span.attributes.add(key=f"leak.{i}").value.string_value = f"key {SECRET}"
+    r = redactor()
+    for _ in range(2):
+        spliced = r(Batch.from_wire(Signal.TRACES, request.SerializeToString()))
+        assert spliced.wire is not None, "the splice path"
+        walked = ExportTraceServiceRequest()
+        walked.CopyFrom(request)
+        r.walker.walk(Signal.TRACES, walked)
+        assert spliced.wire == walked.SerializeToString()
+    assert attrs(walked.resource_spans[0].scope_spans[0].spans[1])["redaction.masked.count"] == 300
+    assert not r.walker._summaries
 
 
 @pytest.mark.parametrize("data", [
