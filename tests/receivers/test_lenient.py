@@ -28,7 +28,7 @@ LIMIT = 100
 # Where the first AnyValue of a span attribute sits:
 # TracesData 0 > ResourceSpans 1 > ScopeSpans 2 > Span 3 > KeyValue 4 > AnyValue 5.
 SPAN_ATTRIBUTE_DEPTH = 5
-TRUNCATED = f"[truncated: nesting deeper than {LIMIT} levels]"
+TRUNCATED = f"[truncated: nested deeper than protobuf's {LIMIT} message levels]"
 
 
 def nested_arrays(levels: int, leaf: str = "leaf") -> AnyValue:

@@ -41,7 +41,7 @@ __all__ = ["INVALID_UTF8", "MAX_DEPTH", "TOO_DEEP", "TRUNCATED", "Repaired", "de
 #: protobuf's (upb's) nesting limit: the root message is level 0, a message at level 101 is refused.
 MAX_DEPTH = 100
 #: What replaces an AnyValue that protobuf cannot hold (as its ``string_value``).
-TRUNCATED = f"[truncated: nesting deeper than {MAX_DEPTH} levels]"
+TRUNCATED = f"[truncated: nested deeper than protobuf's {MAX_DEPTH} message levels]"
 INVALID_UTF8 = "invalid_utf8"
 TOO_DEEP = "too_deep"
 #: Requests larger than this are repaired in a worker thread (a smaller one costs the loop under
