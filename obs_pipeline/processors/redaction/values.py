@@ -33,6 +33,32 @@ class _NotJson(Exception):
     """The string is not JSON after all: scan it as text."""
 
 
+class _KeyNames:
+    """The keys of one map, read when its first secret key is masked: names for masked keys that no other key has.
+
+    Why: two secret keys masked alike (``seen.ghp_a...`` and ``seen.ghp_b...`` both become
+    ``seen.[REDACTED:github-pat]``) would make one map hold a key twice, and OTLP consumers and
+    JSON decoders keep one of the two values. The second gets ``#2``, the next ``#3``.
+    """
+
+    __slots__ = ("_keys", "_taken")
+
+    def __init__(self, keys: Any) -> None:
+        self._keys = keys  # (an iterable of keys, read once, only if a key is masked)
+        self._taken: set[str] | None = None
+
+    def claim(self, name: str) -> str:
+        """``name``, or ``name#2``, ``name#3``, ...: the first no key of the map has; it is taken from now on."""
+        if self._taken is None:
+            self._taken = set(self._keys)
+        unique, n = name, 1
+        while unique in self._taken:
+            n += 1
+            unique = f"{name}#{n}"
+        self._taken.add(unique)
+        return unique
+
+
 class Scrubber:
     """Redacts values in place and records what it found.
 
@@ -143,11 +169,12 @@ class Scrubber:
     def _json_keys(self, node: dict[str, Any], location: str, found: Found) -> None:
         """Mask secrets inside the object keys of a JSON document (``{"tool_AKIA...": 1}``), order kept."""
         renamed: dict[str, str] = {}
+        names = _KeyNames(node)
         for key in node:
             masked = self.scanner.masked_key(key, self.marker)
             if masked is not None:
                 found.append((masked[1], location))
-                renamed[key] = masked[0]
+                renamed[key] = names.claim(masked[0])
         if renamed:
             items = [(renamed.get(key, key), value) for key, value in node.items()]
             node.clear()
@@ -200,22 +227,24 @@ class Scrubber:
         """
         changed = False
         chosen = attrs if indexes is None else [attrs[i] for i in sorted(indexes) if i < len(attrs)]
+        names = _KeyNames(kv.key for kv in attrs)
         for kv in chosen:  # our own summary attributes too: a value under their names is scanned like any other
-            key_changed, name = self.key_secret(kv, prefix, found)
+            key_changed, name = self.key_secret(kv, prefix, found, names)
             changed |= key_changed
             changed |= self.key_value(kv, f"{prefix}{name}", found, 0)
         return changed
 
-    def key_secret(self, kv: KeyValue, prefix: str, found: Found) -> tuple[bool, str]:
+    def key_secret(self, kv: KeyValue, prefix: str, found: Found, names: _KeyNames) -> tuple[bool, str]:
         """Mask a secret in the key itself (a header map keyed by token); return (changed, the key's name in locations).
 
-        The name is the masked key in both modes, so no location echoes the secret: in ``detect``
-        mode the key itself stays as it was, but the summary and the security line name it masked.
+        The name is the masked key (one no other key of the map has, ``names``) in both modes, so
+        no location echoes the secret: in ``detect`` mode the key itself stays as it was, but the
+        summary and the security line name it masked.
         """
         masked = self.scanner.masked_key(kv.key, self.marker)
         if masked is None:
             return False, kv.key
-        name = masked[0]
+        name = names.claim(masked[0])
         found.append((masked[1], f"{prefix}{name}"))
         if self.redact:
             kv.key = name
@@ -270,8 +299,10 @@ class Scrubber:
             stack.extend((child, f"{loc}[{i}]", level + 1) for i, child in enumerate(av.array_value.values))
             return False
         changed = False
-        for kv in av.kvlist_value.values:
-            key_changed, name = self.key_secret(kv, f"{loc}.", found)
+        entries = av.kvlist_value.values
+        names = _KeyNames(kv.key for kv in entries)
+        for kv in entries:
+            key_changed, name = self.key_secret(kv, f"{loc}.", found, names)
             changed |= key_changed
             rule = self.scanner.key_rule(kv.key)
             if rule is not None:

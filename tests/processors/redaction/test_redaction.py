@@ -170,6 +170,26 @@ def test_a_secret_used_as_a_key_is_masked_and_never_echoed_as_a_location():
     assert GITHUB not in str(got)
 
 
+def test_two_secret_keys_masked_alike_stay_two_keys_with_both_values():
+    """Attributes, a map body and a JSON object keyed by two tokens keep both entries, the second named ``#2``."""
+    other = GITHUB[:-4] + "ZZZZ"
+    span = first_span(run(redactor(), span_request({f"seen.{GITHUB}": "a", f"seen.{other}": "b", "seen.x": "c"})))
+    assert attrs(span) == {
+        "seen.[REDACTED:github-pat]": "a", "seen.[REDACTED:github-pat]#2": "b", "seen.x": "c",
+        "redaction.masked.count": 2, "redaction.masked.rules": ["github-pat", "github-pat"],
+        "redaction.masked.keys": ["attributes.seen.[REDACTED:github-pat]", "attributes.seen.[REDACTED:github-pat]#2"],
+    }
+    batch = run(redactor(), log_request(body={GITHUB: "a", other: "b"}), Signal.LOGS)
+    body = plain(batch.message.resource_logs[0].scope_logs[0].log_records[0].body)
+    assert body == {"[REDACTED:github-pat]": "a", "[REDACTED:github-pat]#2": "b"}
+    doc = json.dumps({"headers": {GITHUB: "a", other: "b", "[REDACTED:github-pat]#2": "c"}})
+    got = attrs(first_span(run(redactor(), span_request({"gen_ai.tool.call.arguments": doc}))))
+    assert json.loads(got["gen_ai.tool.call.arguments"])["headers"] == {
+        "[REDACTED:github-pat]": "a", "[REDACTED:github-pat]#3": "b", "[REDACTED:github-pat]#2": "c"}
+    assert GITHUB not in str(got)
+    assert other not in str(got)
+
+
 @pytest.mark.parametrize(("mode", "prefix"), [("redact", "redaction.masked"), ("detect", "redaction.detected")])
 def test_a_secret_key_over_a_secret_value_is_named_masked_in_every_location(mode, prefix):
     """The value's hit is located under the masked key too, in shadow mode as well, where the key stays as sent."""
