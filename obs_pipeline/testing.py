@@ -132,14 +132,17 @@ def make_settings(
 
 def make_processor_settings(
     component_id: str, signal: Signal = Signal.TRACES, pipeline: str | None = None,
-    metrics: SelfMetrics | None = None, data_dir: Path | None = None,
+    metrics: SelfMetrics | None = None, data_dir: Path | None = None, *, upstream: tuple[str, ...] = (),
 ) -> ProcessorSettings:
-    """Settings for a processor under test, in pipeline ``pipeline`` (default: the signal's name)."""
+    """Settings for a processor under test, in pipeline ``pipeline`` (default: the signal's name).
+
+    ``upstream``: the types of the processors ahead of it in that pipeline.
+    """
     cid = ComponentID.parse(component_id)
     return ProcessorSettings(
         id=cid, kind=Kind.PROCESSOR, metrics=metrics or SelfMetrics(),
         logger=component_logger("processor", str(cid), pipeline=pipeline or signal.value),
-        data_dir=data_dir or Path.cwd(), signal=signal, pipeline=pipeline or signal.value,
+        data_dir=data_dir or Path.cwd(), signal=signal, pipeline=pipeline or signal.value, upstream=upstream,
     )
 
 

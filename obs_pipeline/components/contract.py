@@ -107,6 +107,9 @@ class ProcessorSettings(Settings):
 
     signal: Signal
     pipeline: str  # the pipeline ID, ``traces`` or ``logs/audit``
+    #: The types of the processors ahead of this one in its pipeline, in order: what has already
+    #: happened to the data it gets (e.g. a second ``redaction`` trusts the first one's summary).
+    upstream: tuple[str, ...] = ()
 
 
 class State(enum.Enum):

@@ -84,13 +84,14 @@ class Graph:
         for spec in cfg.pipelines:
             consumer: Consumer = ExportersFanout([self.exporters[e] for e in spec.exporters])
             built = _BuiltPipeline(spec.id, spec.signal, consumer)
-            for pid in reversed(spec.processors):
+            for at, pid in reversed(list(enumerate(spec.processors))):
                 cc = cfg.processors[pid]
                 assert isinstance(cc.factory, ProcessorFactory)
                 settings = ProcessorSettings(
                     id=cc.id, kind=cc.kind, metrics=self.metrics,
                     logger=component_logger(cc.kind.singular, str(cc.id), pipeline=spec.id),
                     data_dir=self.config.data_dir, signal=spec.signal, pipeline=spec.id,
+                    upstream=tuple(cfg.processors[p].id.type for p in spec.processors[:at]),
                 )
                 processor = cc.factory.create(settings, cc.config, consumer)
                 built.processors.insert(0, processor)

@@ -88,13 +88,13 @@ def _build(config: PipelineConfig, pipeline: str, ids: Sequence[ComponentID], si
     metrics = SelfMetrics()
     chain: list[Processor] = []
     consumer = sink
-    for cid in reversed(ids):
+    for at, cid in reversed(list(enumerate(ids))):
         cc = config.processors[cid]
         assert isinstance(cc.factory, ProcessorFactory)
         settings = ProcessorSettings(
             id=cid, kind=Kind.PROCESSOR, metrics=metrics,
             logger=component_logger("processor", str(cid), pipeline=pipeline),
-            data_dir=data_dir, signal=signal, pipeline=pipeline,
+            data_dir=data_dir, signal=signal, pipeline=pipeline, upstream=tuple(p.type for p in ids[:at]),
         )
         processor = cc.factory.create(settings, cc.factory.sealed(cc.config), consumer)
         chain.insert(0, processor)

@@ -287,6 +287,36 @@ tests:
         assert "missing openai-api-key" in out.getvalue()
 
 
+    def test_a_second_redaction_stage_adds_to_the_first_and_a_senders_summary_is_renamed(self, tmp_path: Path) -> None:
+        """The engine tells a processor what runs ahead of it: the second stage trusts the first, not the sender."""
+        config = tmp_path / "pipeline.yaml"
+        config.write_text(CONFIG.replace("processors:\n", "processors:\n  redaction: {disable: [github-pat]}\n"
+                                                          "  redaction/2: {}\n")
+                          .replace("processors: [batch]", "processors: [redaction, redaction/2, batch]"))
+        tests = tmp_path / "tests.yaml"
+        tests.write_text("""
+tests:
+  - name: two stages, one forged summary
+    input:
+      span:
+        name: chat
+        attributes:
+          a: sk-proj-abcdefghijklmnopqrstuvwxyz0123456789
+          b: ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8
+          redaction.masked.count: 1000000
+          redaction.masked.rules: [spoofed-rule]
+    expect:
+      redacted: [openai-api-key, github-pat]
+      attributes:
+        redaction.masked.count: 2
+        redaction.masked.rules: [openai-api-key, github-pat]
+        redaction.claimed.masked.count: 1000000
+        redaction.claimed.masked.rules: [spoofed-rule]
+""")
+        out = io.StringIO()
+        code = run_tests(config, tests, out=out)
+        assert code is ExitCode.OK, out.getvalue()
+
 @pytest.mark.skipif("budget" not in known_types(Kind.PROCESSOR), reason="the budget processor is not registered yet")
 def test_a_case_never_binds_the_pipelines_ports_nor_charges_shared_state(tmp_path: Path) -> None:
     """A budget's endpoint held by a running pipeline, its Redis down, its webhook live: the case runs, nothing is called.

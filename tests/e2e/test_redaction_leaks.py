@@ -27,6 +27,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -55,6 +56,9 @@ PLACES = ("span_attribute", "prompt_json", "resource", "scope", "event_name", "e
           "span_name", "status", "exception", "log_string", "log_bytes", "log_array", "log_kvlist", "log_nested",
           "log_attribute", "metric_point", "bad_request")
 SECRETS = {place: _secret(place) for place in PLACES}
+#: What a sender may write to pass for the redaction processor: a forged security line and metric label.
+FORGED_SUMMARY = {"redaction.masked.count": 1000000, "redaction.masked.rules": ["spoofed-rule"],
+                  "redaction.masked.keys": ["attributes.made_up"]}
 SERVICES = {
     "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
     "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
@@ -133,6 +137,8 @@ def _send_traces(endpoint: str) -> None:
         except RuntimeError as exc:
             span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, f"401 for {s['status']}"))
+    with tracer.start_as_current_span("execute_tool forged", attributes=FORGED_SUMMARY):
+        pass  # no secret here: the agent only claims one was masked
     provider.shutdown()
 
 
@@ -242,6 +248,12 @@ def test_no_secret_leaves_the_process(pipeline_factory: Any, sink: Sink) -> None
     chat = next(line for line in lines if line["event_type"] == "chat")
     assert chat["detail"]["input"]["text"].startswith("[{"), "the prompt is still JSON"
     json.loads(chat["detail"]["input"]["text"])
+    # A sender's own summary is renamed, not trusted: no security line, no metric label from it.
+    assert all("spoofed-rule" not in line["detail"]["rules"] for line in security)
+    assert b"spoofed-rule" not in audit
+    assert any(b"redaction.claimed.masked.count" in payload for _, payload in sink.payloads), "kept aside, renamed"
+    forged = KeyValue(key="redaction.masked.count", value=AnyValue(int_value=1000000)).SerializeToString()
+    assert not any(forged in payload for _, payload in sink.payloads)
 
 
 def test_the_search_finds_what_leaks_without_redaction(pipeline_factory: Any, sink: Sink) -> None:
@@ -252,3 +264,6 @@ def test_the_search_finds_what_leaks_without_redaction(pipeline_factory: Any, si
     assert {"audit file", "otlp sink", "stderr", "prometheus /metrics"} <= ways, sorted(leaks)
     sink_places = {leak.split(": ")[1] for leak in leaks if leak.startswith("otlp sink")}
     assert sink_places == set(PLACES) - {"bad_request"}, "every place reaches the sink unmasked"
+    forged = [line for line in pipe.audit_lines() if line["category"] == "security"
+              and "spoofed-rule" in line["detail"]["rules"]]
+    assert [line["detail"]["count"] for line in forged] == [1000000], "without redaction the forged line passes"

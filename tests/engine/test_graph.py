@@ -95,3 +95,36 @@ class TestWireBytesAndMutation:
         assert plain.batches[0].resource_spans[0].scope_spans[0].spans[0].name == "span-0"
         assert redacted.wires == [None]
         assert redacted.batches[0].resource_spans[0].scope_spans[0].spans[0].name == "[REDACTED]"
+
+
+def test_each_processor_is_told_the_types_ahead_of_it_in_its_pipeline():
+    """``settings.upstream``: what already happened to the data (a second redaction trusts the first's summary)."""
+    seen: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def make(settings, _cfg, nxt):
+        seen[(settings.pipeline, str(settings.id))] = settings.upstream
+        return Redact(settings, nxt)
+
+    receiver = _factory(Kind.RECEIVER, "fake", lambda s, _c, consumers: Receiver(s, consumers))
+    exporter = _factory(Kind.EXPORTER, "rec", lambda s, _c: WireRecorder(str(s.id)))
+    processor = {t: _factory(Kind.PROCESSOR, t, make) for t in ("redaction", "cost", "batch")}
+    rid, eid = ComponentID("fake"), ComponentID("rec")
+    ids = [ComponentID("redaction"), ComponentID("cost"), ComponentID("redaction", "2"), ComponentID("batch")]
+    config = PipelineConfig(
+        source=Path("test.yaml"),
+        receivers={rid: ComponentConfig(rid, Kind.RECEIVER, receiver, {})},
+        processors={p: ComponentConfig(p, Kind.PROCESSOR, processor[p.type], {}) for p in ids},
+        exporters={eid: ComponentConfig(eid, Kind.EXPORTER, exporter, {})},
+        pipelines=(
+            PipelineSpec("traces", Signal.TRACES, (rid,), tuple(ids), (eid,)),
+            PipelineSpec("logs", Signal.LOGS, (rid,), (ids[2], ids[0]), (eid,)),
+        ),
+        telemetry=TelemetryConfig("info", "text", None, None),
+        data_dir=Path("/nonexistent"), shutdown_timeout=1.0, warnings=(),
+    )
+    Graph(config, SelfMetrics())
+    assert seen == {
+        ("traces", "redaction"): (), ("traces", "cost"): ("redaction",),
+        ("traces", "redaction/2"): ("redaction", "cost"), ("traces", "batch"): ("redaction", "cost", "redaction"),
+        ("logs", "redaction/2"): (), ("logs", "redaction"): ("redaction",),
+    }

@@ -47,7 +47,7 @@ from obs_pipeline.processors.redaction.framing import (
 )
 from obs_pipeline.processors.redaction.scanner import Hit, Scanner, scan_text
 from obs_pipeline.processors.redaction.values import Scrubber
-from obs_pipeline.processors.redaction.walk import Walker
+from obs_pipeline.processors.redaction.walk import SENDER_SUMMARY, Walker
 from obs_pipeline.signals import Signal
 
 __all__ = ["FACTORY", "TYPE", "Config", "Hit", "Redactor", "check", "scan_text"]
@@ -76,13 +76,17 @@ class Redactor:
     def __init__(self, cfg: Config, settings: ProcessorSettings | None = None, *, hyperscan: bool = True) -> None:
         _say_how_framing_runs()
         self.cfg = cfg
+        # The first redaction stage of a pipeline is where a sender's own summary stops passing for one.
+        trusted = cfg.trust_upstream_summary or (settings is not None and TYPE in settings.upstream)
+        renamed = {} if trusted else SENDER_SUMMARY
         self.scanner = Scanner(
             cfg.rules, disable=cfg.disable, blocked_keys=cfg.blocked_keys, allowed_keys=cfg.allowed_keys,
-            allowed_values=cfg.allowed_values, literals=literals(cfg.content), hyperscan=hyperscan,
+            allowed_values=cfg.allowed_values, literals=literals(cfg.content), wire_keys=tuple(renamed),
+            hyperscan=hyperscan,
         )
         hash_key = cfg.hash_key.reveal().encode() if cfg.replacement is Replacement.HASH and cfg.hash_key else None
         self.scrubber = Scrubber(self.scanner, redact=cfg.mode is Mode.REDACT, hash_key=hash_key,
-                                 max_value_size=cfg.max_value_size, max_depth=cfg.max_depth)
+                                 max_value_size=cfg.max_value_size, max_depth=cfg.max_depth, renamed_keys=renamed)
         self.walker = Walker(self.scrubber, ContentPolicy(cfg.content, cfg.max_content_chars))
         self._values: Any = None
         self._labels: dict[str, str] = {}

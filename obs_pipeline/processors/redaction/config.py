@@ -55,6 +55,7 @@ class Config:
     max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS  # the cut of content: truncate
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE  # larger values are masked unscanned
     max_depth: int = DEFAULT_MAX_DEPTH  # deeper nested values are masked unscanned
+    trust_upstream_summary: bool = False  # keep redaction.* summaries that arrive with the data
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Config:
@@ -73,6 +74,7 @@ class Config:
             max_content_chars=raw["max_content_chars"],
             max_value_size=parse_size(raw["max_value_size"]),
             max_depth=raw["max_depth"],
+            trust_upstream_summary=raw["trust_upstream_summary"],
         )
 
 

@@ -76,6 +76,9 @@ class Scanner:
         allowed_values: RE2 patterns; a found secret that fully matches one is left alone.
         literals: extra text whose presence in the wire means the batch must be walked (the keys
             of the content policy).
+        wire_keys: attribute keys whose presence in the wire means the batch must be walked,
+            Hyperscan or not (the summary keys a sender may have forged, :mod:`.values`); only
+            the wire is searched for them, never a value's text.
         hyperscan: let :mod:`.prefilter` find where to look in a request, when the rules are the
             built-in ones and the wheel is here (False: always the RE2 pass, for comparisons).
     """
@@ -83,7 +86,7 @@ class Scanner:
     def __init__(self, user_rules: tuple[Rule, ...] = (), *, disable: tuple[str, ...] = (),
                  blocked_keys: tuple[str, ...] = (), allowed_keys: tuple[str, ...] = (),
                  allowed_values: tuple[str, ...] = (), literals: tuple[str, ...] = (),
-                 hyperscan: bool = True) -> None:
+                 wire_keys: tuple[str, ...] = (), hyperscan: bool = True) -> None:
         off = set(disable)
         rules = [r for r in BUILTIN.rules if r.id not in off] + list(user_rules)
         opts = options()
@@ -125,10 +128,11 @@ class Scanner:
         wide.extend(f"(?:{_wide_form(p)})" for p in blocked_keys)
         wide.extend(re2.escape(literal) for literal in literals)
         self._wide = re2.compile("|".join(wide), yes_no) if wide else None
-        self._wide_bytes = re2.compile("|".join(wide).encode(), yes_no) if wide else None
-        # Only the built-in rules go to Hyperscan: user patterns are arbitrary RE2.
+        wire = wide + [re2.escape(key) for key in wire_keys]
+        self._wide_bytes = re2.compile("|".join(wire).encode(), yes_no) if wire else None
+        # Only the built-in rules go to Hyperscan (and the wire keys, literals): user patterns are arbitrary RE2.
         builtin_only = hyperscan and wide and not user_rules and not blocked_keys and not literals
-        self._prefilter = _prefilter(wide) if builtin_only else None  # (then wide is the rules' forms alone)
+        self._prefilter = _prefilter(wire) if builtin_only else None  # (then wide is the rules' forms alone)
 
     @property
     def prefilter(self) -> WirePrefilter | None:

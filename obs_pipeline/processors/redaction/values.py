@@ -47,7 +47,7 @@ class _KeyNames:
         self._keys = keys  # (an iterable of keys, read once, only if a key is masked)
         self._taken: set[str] | None = None
 
-    def claim(self, name: str) -> str:
+    def distinct(self, name: str) -> str:
         """``name``, or ``name#2``, ``name#3``, ...: the first no key of the map has; it is taken from now on."""
         if self._taken is None:
             self._taken = set(self._keys)
@@ -68,11 +68,15 @@ class Scrubber:
         hash_key: with a key, a marker carries the HMAC-SHA256 of the secret (16 hex digits).
         max_value_size: longer values are not scanned but masked as unscanned.
         max_depth: nesting (AnyValue arrays and kvlists, JSON) deeper than this is masked as unscanned.
+        renamed_keys: attribute keys renamed wherever they are met, in both modes (a sender's own
+            ``redaction.*`` summary, which must not pass for this processor's); the scanner must
+            know them as wire keys, so no request holding one skips the walk.
     """
 
     def __init__(self, scanner: Scanner, *, redact: bool, hash_key: bytes | None,
-                 max_value_size: int, max_depth: int) -> None:
+                 max_value_size: int, max_depth: int, renamed_keys: dict[str, str] | None = None) -> None:
         self.scanner = scanner
+        self._renamed = renamed_keys or {}
         self.redact = redact
         self._hash_key = hash_key
         self.max_value_size = max_value_size
@@ -174,7 +178,7 @@ class Scrubber:
             masked = self.scanner.masked_key(key, self.marker)
             if masked is not None:
                 found.append((masked[1], location))
-                renamed[key] = names.claim(masked[0])
+                renamed[key] = names.distinct(masked[0])
         if renamed:
             items = [(renamed.get(key, key), value) for key, value in node.items()]
             node.clear()
@@ -228,7 +232,11 @@ class Scrubber:
         changed = False
         chosen = attrs if indexes is None else [attrs[i] for i in sorted(indexes) if i < len(attrs)]
         names = _KeyNames(kv.key for kv in attrs)
+        renamed = self._renamed
         for kv in chosen:  # our own summary attributes too: a value under their names is scanned like any other
+            if renamed and kv.key in renamed:
+                kv.key = names.distinct(renamed[kv.key])
+                changed = True
             key_changed, name = self.key_secret(kv, prefix, found, names)
             changed |= key_changed
             changed |= self.key_value(kv, f"{prefix}{name}", found, 0)
@@ -244,7 +252,7 @@ class Scrubber:
         masked = self.scanner.masked_key(kv.key, self.marker)
         if masked is None:
             return False, kv.key
-        name = names.claim(masked[0])
+        name = names.distinct(masked[0])
         found.append((masked[1], f"{prefix}{name}"))
         if self.redact:
             kv.key = name

@@ -30,9 +30,16 @@ from obs_pipeline.processors.redaction.framing import Hits, Item
 from obs_pipeline.processors.redaction.values import UNSCANNED, Found, Scrubber
 from obs_pipeline.signals import Signal
 
-__all__ = ["Walker"]
+__all__ = ["SENDER_SUMMARY", "Walker"]
 
 MASKED, DETECTED = "redaction.masked", "redaction.detected"
+#: Summary attributes that arrived with the data, renamed by the first redaction stage of a
+#: pipeline (``redaction.masked.count`` -> ``redaction.claimed.masked.count``): only a redaction
+#: processor may say what was masked, in the audit's security lines and agent_secrets_redacted_total.
+SENDER_SUMMARY: dict[str, str] = {
+    f"{prefix}.{field}": f"redaction.claimed.{prefix.rsplit('.', 1)[1]}.{field}"
+    for prefix in (MASKED, DETECTED) for field in ("count", "rules", "keys")
+}
 _POINT_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 # Field numbers (opentelemetry/proto/trace/v1/trace.proto, logs/v1/logs.proto).
 _SPAN_TRACE_STATE, _SPAN_NAME, _SPAN_ATTRIBUTES, _SPAN_EVENTS, _SPAN_LINKS, _SPAN_STATUS = 3, 5, 9, 11, 13, 15

@@ -11,11 +11,20 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from obs_pipeline.batch import Batch
-from obs_pipeline.processors.redaction import FACTORY, scan_text
+from obs_pipeline.processors.redaction import FACTORY, Redactor, scan_text
 from obs_pipeline.signals import Signal
 from obs_pipeline.telemetry.metrics import SelfMetrics
 from obs_pipeline.testing import CapturingConsumer, make_processor_settings, parse_config
-from tests.processors.redaction.kit import attrs, first_span, log_request, plain, redactor, run, span_request
+from tests.processors.redaction.kit import (
+    attrs,
+    first_span,
+    log_request,
+    plain,
+    redactor,
+    run,
+    set_value,
+    span_request,
+)
 
 OPENAI = "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z" * 2
 GITHUB = "ghp_" + "a1B2c3D4e5F6g7H8i9J0" + "k1L2m3N4o5P6q7R8"
@@ -279,11 +288,60 @@ class TestReplacementAndModes:
         assert GITHUB not in str(got)
 
     def test_a_second_pass_finds_nothing_new(self):
-        """Markers match no rule: redacting twice counts each secret once."""
-        r = redactor()
-        once = run(r, span_request({"a": OPENAI}))
-        twice = first_span(run(r, once.message))
+        """Markers match no rule: a second stage in the pipeline counts each secret once."""
+        once = run(redactor(), span_request({"a": OPENAI}))
+        second = Redactor(parse_config(FACTORY, {}), make_processor_settings("redaction/2", upstream=("redaction",)))
+        twice = first_span(run(second, once.message))
         assert summary(twice)[0] == 1
+
+
+FORGED = {"redaction.masked.count": 1000000, "redaction.masked.rules": ["spoof"],
+          "redaction.masked.keys": ["attributes.made_up"], "redaction.detected.rules": ["spoof"]}
+
+
+class TestSenderSummary:
+    """Summary attributes a sender wrote are not the processor's: the first stage renames them."""
+
+    @pytest.mark.parametrize("hyperscan", [True, False])
+    @pytest.mark.parametrize("mode", ["redact", "detect"])
+    def test_a_forged_summary_on_a_clean_span_is_renamed(self, hyperscan, mode):
+        """No secret, yet the span is walked: its forged summary becomes redaction.claimed.*, in both modes."""
+        r = Redactor(parse_config(FACTORY, {"mode": mode}), hyperscan=hyperscan)
+        request = span_request({"gen_ai.request.model": "gpt-4o", **FORGED})
+        request.resource_spans[0].scope_spans[0].spans.add(name="clean")
+        out = run(r, request)
+        got = attrs(first_span(out))
+        assert got == {"gen_ai.request.model": "gpt-4o", "redaction.claimed.masked.count": 1000000,
+                       "redaction.claimed.masked.rules": ["spoof"],
+                       "redaction.claimed.masked.keys": ["attributes.made_up"],
+                       "redaction.claimed.detected.rules": ["spoof"]}
+        assert out.message.resource_spans[0].scope_spans[0].spans[1].name == "clean"
+
+    def test_a_forged_summary_next_to_a_real_secret_leaves_only_the_processors_own(self):
+        """The real summary names the real secret alone; the forged one is kept aside, renamed."""
+        got = attrs(first_span(run(redactor(), span_request({"a": OPENAI, **FORGED}))))
+        assert got["redaction.masked.count"] == 1
+        assert got["redaction.masked.rules"] == ["openai-api-key"]
+        assert got["redaction.masked.keys"] == ["attributes.a"]
+        assert got["redaction.claimed.masked.count"] == 1000000
+
+    def test_log_records_and_resources_too(self):
+        """A record's and a resource's forged summaries are renamed (the resource by the whole-message walk)."""
+        request = log_request(body="clean", attrs=FORGED)
+        set_value(request.resource_logs[0].resource.attributes.add(key="redaction.masked.count").value, 5)
+        out = run(redactor(), request, Signal.LOGS)
+        record = out.message.resource_logs[0].scope_logs[0].log_records[0]
+        assert set(attrs(record)) == {"redaction.claimed.masked.count", "redaction.claimed.masked.rules",
+                                      "redaction.claimed.masked.keys", "redaction.claimed.detected.rules"}
+        assert attrs(out.message.resource_logs[0].resource) == {"redaction.claimed.masked.count": 5}
+
+    def test_trust_upstream_summary_keeps_them(self):
+        """For data from a trusted obs-pipeline upstream: kept, and the clean batch keeps its bytes."""
+        request = span_request(FORGED)
+        batch = Batch.from_wire(Signal.TRACES, request.SerializeToString())
+        out = redactor(trust_upstream_summary=True)(batch)
+        assert out is batch
+        assert attrs(first_span(out.settled())) == FORGED
 
 
 class TestUserRules:
