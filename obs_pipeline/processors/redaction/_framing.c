@@ -291,8 +291,9 @@ parts_hit(PyObject *module, PyObject *args)
         uint64_t field = tag >> 3;
         if (!skip_value(data, size, &pos, (unsigned)(tag & 7), &value_start))
             goto defer;
-        if (value_start >= 0)
-            counted_from = value_start; /* a region must reach the value, not only its tag */
+        if ((tag & 7) != 2)
+            continue; /* protobuf keeps it apart, as an unknown field: no index (see _parts_hit_py) */
+        counted_from = value_start; /* a region must reach the value, not only its tag */
         Py_ssize_t index = seen[field]++;
         if (regions_overlap(&regions, counted_from, pos) && parts_add(parts, field, index) < 0)
             goto fail;

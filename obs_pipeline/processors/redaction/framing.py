@@ -241,9 +241,11 @@ def _parts_hit_py(data: bytes, start: int, end: int, regions: list[tuple[int, in
     a wide match that runs on from the end of one string (``...sk-proj-abc`` then the next
     attribute's tag ``J`` and length byte, both alphanumeric) says nothing of the next field,
     whose own secrets the wide search would have found on their own (a match overlapping them or
-    starting in them), so only the field it started in is walked. Other fields count by their
-    tag too. Every field of the item is read (its framing is checked to the end), in one loop
-    with the short varints inline.
+    starting in them), so only the field it started in is walked. Only length-delimited fields
+    are counted: an occurrence of another wire type (``48 00``, field 9 as a number, in a span)
+    is kept apart by protobuf as an unknown field, so counting it would shift the indexes of the
+    field's real occurrences and the walk would scan the wrong attribute. Every field of the
+    item is read (its framing is checked to the end), in one loop with the short varints inline.
     """
     parts: dict[int, set[int]] = {}
     seen: dict[int, int] = {}
@@ -273,6 +275,8 @@ def _parts_hit_py(data: bytes, start: int, end: int, regions: list[tuple[int, in
                 pos += 4
             else:
                 raise FramingError(f"wire type {wire_type}")
+            if wire_type != 2:
+                continue  # no occurrence of a repeated message or string field (see above)
             field = tag >> 3
             index = seen.get(field, 0)
             seen[field] = index + 1

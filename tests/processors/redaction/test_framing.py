@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from obs_pipeline.batch import Batch
-from obs_pipeline.processors.redaction import framing
+from obs_pipeline.processors.redaction import FACTORY, Redactor, framing
 from obs_pipeline.signals import Signal
+from obs_pipeline.testing import parse_config
 from tests.processors.redaction.kit import attrs, plain, redactor
 
 SECRET = "xai-" + "k3Y" * 20
@@ -171,3 +175,50 @@ def test_a_match_running_into_the_next_attribute_walks_only_its_own():
     assert SECRET.encode() not in out.serialized()
     assert attrs(got)["redaction.masked.keys"] == ["attributes.a1", "attributes.a2", "attributes.api_key"]
     assert plain(got.attributes[3].value) == "[REDACTED:sensitive-key]"
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    """One length-delimited field, written by hand (protobuf would move an unknown field to the end)."""
+    size, prefix = len(payload), b""
+    while size >= 0x80:
+        prefix += bytes((size & 0x7F | 0x80,))
+        size >>= 7
+    return bytes((field << 3 | 2,)) + prefix + bytes((size,)) + payload
+
+
+@pytest.mark.parametrize("walk", ["compiled", "python"])
+@pytest.mark.parametrize("hyperscan", [True, False])
+@pytest.mark.parametrize(("signal", "item_field", "stray"), [
+    (Signal.TRACES, 9, b"\x48\x00"),    # span attributes, with a field 9 sent as a number ahead of them
+    (Signal.TRACES, 11, b"\x58\x00"),   # span events
+    (Signal.TRACES, 13, b"\x68\x00"),   # span links
+    (Signal.LOGS, 6, b"\x30\x00"),      # record attributes
+])
+def test_a_field_of_another_wire_type_does_not_shift_the_indexes(  # noqa: PLR0917 - pytest parameters
+        signal, item_field, stray, hyperscan, walk,
+        monkeypatch):
+    """protobuf keeps ``48 00`` apart as an unknown field: the framing must count only real occurrences.
+
+    Counted, it made the secret in the one real attribute (event, link) index 1 of a list of one:
+    the walk scanned nothing, and the secret left the processor in clear.
+    """
+    if walk == "python":
+        monkeypatch.setattr(framing, "_parts_hit_c", None)
+    kv = KeyValue(key="note", value=AnyValue(string_value=f"key {SECRET}")).SerializeToString()
+    if item_field in {9, 6}:
+        inner = kv
+    elif item_field == 11:
+        inner = Span.Event(name="e").SerializeToString() + _ld(3, kv)
+    else:
+        inner = Span.Link(trace_id=b"1" * 16, span_id=b"2" * 8).SerializeToString() + _ld(4, kv)
+    if signal is Signal.TRACES:
+        item = Span(name="s", trace_id=b"1" * 16, span_id=b"2" * 8).SerializeToString() + stray + _ld(item_field, inner)
+        clean = Span(name="clean").SerializeToString()
+    else:
+        item = LogRecord(severity_text="INFO").SerializeToString() + stray + _ld(item_field, inner)
+        clean = LogRecord(severity_text="clean").SerializeToString()
+    leaf = 3 if signal is Signal.LOGS else 2  # log_records / spans in their scope
+    wire = _ld(1, _ld(2, _ld(leaf, clean) + _ld(leaf, item)))
+    out = Redactor(parse_config(FACTORY, {}), hyperscan=hyperscan)(Batch.from_wire(signal, wire)).serialized()
+    assert SECRET.encode() not in out
+    assert b"[REDACTED:xai-api-key]" in out
