@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from obs_pipeline.processors.redaction.content import CONTENT_EVENTS as _CONTENT_EVENTS
 from obs_pipeline.processors.redaction.content import ContentPolicy, is_content_key
@@ -36,7 +36,7 @@ MASKED, DETECTED = "redaction.masked", "redaction.detected"
 #: Summary attributes that arrived with the data, renamed by the first redaction stage of a
 #: pipeline (``redaction.masked.count`` -> ``redaction.claimed.masked.count``): only a redaction
 #: processor may say what was masked, in the audit's security lines and agent_secrets_redacted_total.
-SENDER_SUMMARY: dict[str, str] = {
+SENDER_SUMMARY: Final[Mapping[str, str]] = {
     f"{prefix}.{field}": f"redaction.claimed.{prefix.rsplit('.', 1)[1]}.{field}"
     for prefix in (MASKED, DETECTED) for field in ("count", "rules", "keys")
 }
@@ -194,14 +194,16 @@ class Walker:
 
     def _span(self, span: Any, found: Found, parts: Parts | None) -> bool:
         scrub = self._scrubber
-        changed = self._content.drop(span.attributes)
+        dropped = changed = self._content.drop(span.attributes)
         if _wants(parts, _SPAN_NAME):
             changed |= self._field(span, "name", "name", found)
         if span.status.message and _wants(parts, _SPAN_STATUS):
             changed |= self._field(span.status, "message", "status.message", found)
         if span.trace_state and _wants(parts, _SPAN_TRACE_STATE):
             changed |= self._field(span, "trace_state", "trace_state", found)
-        changed |= scrub.attributes(span.attributes, "attributes.", found, _which(parts, _SPAN_ATTRIBUTES))
+        # (a drop moved the attributes the framing counted: then every one is scanned)
+        changed |= scrub.attributes(span.attributes, "attributes.", found,
+                                    None if dropped else _which(parts, _SPAN_ATTRIBUTES))
         changed |= self._content.truncate(span.attributes)
         events = _which(parts, _SPAN_EVENTS)
         for i, event in enumerate(span.events):
@@ -223,7 +225,7 @@ class Walker:
 
     def _record(self, record: Any, found: Found, parts: Parts | None) -> bool:
         content_event = self._content.active and _is_content_event(record)
-        changed = self._content.drop(record.attributes)
+        dropped = changed = self._content.drop(record.attributes)
         if content_event:
             changed |= self._content.body(record, record.attributes, after_redaction=False)
         if record.event_name and _wants(parts, _LOG_EVENT_NAME):
@@ -232,7 +234,8 @@ class Walker:
             changed |= self._field(record, "severity_text", "severity_text", found)
         if record.HasField("body") and _wants(parts, _LOG_BODY):
             changed |= self._scrubber.any_value(record.body, "body", found)
-        changed |= self._scrubber.attributes(record.attributes, "attributes.", found, _which(parts, _LOG_ATTRIBUTES))
+        changed |= self._scrubber.attributes(record.attributes, "attributes.", found,
+                                             None if dropped else _which(parts, _LOG_ATTRIBUTES))
         changed |= self._content.truncate(record.attributes)
         if content_event:
             changed |= self._content.body(record, record.attributes, after_redaction=True)

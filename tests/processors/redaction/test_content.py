@@ -61,3 +61,15 @@ def test_a_clean_batch_with_content_is_walked_under_drop():
     """The fast path knows the content keys: content with no secret is still dropped."""
     out = attrs(first_span(run(redactor(content="drop"), span_request({"gen_ai.output.messages": "[]"}))))
     assert out == {"gen_ai.content.dropped": True}
+
+
+def test_a_secret_after_dropped_content_is_still_masked():
+    """Dropping content moves the attributes after it: the ones the framing pointed at are scanned all the same."""
+    values = {"gen_ai.input.messages": "hi", "x": "y", "b": f"key {SECRET}"}
+    span = attrs(first_span(run(redactor(content="drop"), span_request(values))))
+    batch = run(redactor(content="drop"), log_request(body="line", attrs=values), Signal.LOGS)
+    record = attrs(batch.message.resource_logs[0].scope_logs[0].log_records[0])
+    for got in (span, record):
+        assert got["b"] == "key [REDACTED:groq-api-key]"
+        assert got["redaction.masked.keys"] == ["attributes.b"]
+        assert "gen_ai.input.messages" not in got
