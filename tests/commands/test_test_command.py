@@ -286,7 +286,6 @@ tests:
         assert code is ExitCode.FAILED
         assert "missing openai-api-key" in out.getvalue()
 
-
     def test_a_second_redaction_stage_adds_to_the_first_and_a_senders_summary_is_renamed(self, tmp_path: Path) -> None:
         """The engine tells a processor what runs ahead of it: the second stage trusts the first, not the sender."""
         config = tmp_path / "pipeline.yaml"
@@ -316,6 +315,7 @@ tests:
         out = io.StringIO()
         code = run_tests(config, tests, out=out)
         assert code is ExitCode.OK, out.getvalue()
+
 
 @pytest.mark.skipif("budget" not in known_types(Kind.PROCESSOR), reason="the budget processor is not registered yet")
 def test_a_case_never_binds_the_pipelines_ports_nor_charges_shared_state(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ class Scanner:
         self._wide_bytes = re2.compile("|".join(wire).encode(), yes_no) if wire else None
         # Only the built-in rules go to Hyperscan (and the wire keys, literals): user patterns are arbitrary RE2.
         builtin_only = hyperscan and wide and not user_rules and not blocked_keys and not literals
-        self._prefilter = _prefilter(wire) if builtin_only else None  # (then wide is the rules' forms alone)
+        self._prefilter = _prefilter(wire) if builtin_only else None  # (the rules' forms and the wire keys alone)
 
     @property
     def prefilter(self) -> WirePrefilter | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -41,20 +42,24 @@ class _KeyNames:
     JSON decoders keep one of the two values. The second gets ``#2``, the next ``#3``.
     """
 
-    __slots__ = ("_keys", "_taken")
+    __slots__ = ("_keys", "_last", "_taken")
 
-    def __init__(self, keys: Any) -> None:
-        self._keys = keys  # (an iterable of keys, read once, only if a key is masked)
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._keys = keys  # (read once, only if a key is masked)
         self._taken: set[str] | None = None
+        self._last: dict[str, int] = {}  # name -> its last suffix tried: n keys masked alike cost O(n), not O(n^2)
 
     def distinct(self, name: str) -> str:
         """``name``, or ``name#2``, ``name#3``, ...: the first no key of the map has; it is taken from now on."""
         if self._taken is None:
             self._taken = set(self._keys)
-        unique, n = name, 1
+        unique, n = name, self._last.get(name, 1)
+        if n > 1:
+            unique = f"{name}#{n}"
         while unique in self._taken:
             n += 1
             unique = f"{name}#{n}"
+        self._last[name] = n
         self._taken.add(unique)
         return unique
 
@@ -74,7 +79,7 @@ class Scrubber:
     """
 
     def __init__(self, scanner: Scanner, *, redact: bool, hash_key: bytes | None,
-                 max_value_size: int, max_depth: int, renamed_keys: dict[str, str] | None = None) -> None:
+                 max_value_size: int, max_depth: int, renamed_keys: Mapping[str, str] | None = None) -> None:
         self.scanner = scanner
         self._renamed = renamed_keys or {}
         self.redact = redact
