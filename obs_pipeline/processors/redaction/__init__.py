@@ -187,11 +187,24 @@ class Redactor:
             except DecodeError:  # e.g. nested deeper than protobuf parses: the message path copes
                 self.walker.tally.clear()  # it walks the items counted so far again
                 return self._walk(batch, only)
-            if self.walker.item(batch.signal, record, parts, fresh=summary_key not in raw):
+            hidden = _visible_only(record, raw)
+            if self.walker.item(batch.signal, record, parts, fresh=summary_key not in raw) or hidden:
                 replaced[item] = record.SerializeToString()
         if not replaced:
             return batch
         return Batch.from_wire(batch.signal, splice(wire, found, replaced), items=batch.items)
+
+
+def _visible_only(message: Any, raw: bytes) -> bool:
+    """Drop what protobuf keeps but does not show (unknown fields); whether ``raw`` held more than it shows.
+
+    Why: a secret in a field this OTLP version does not know, in the first of two values of a
+    singular field, or in a oneof overwritten later, is in the bytes but not in the message the
+    walk reads. The canonical encoding of what protobuf shows is never longer than any encoding
+    of it, so bytes longer than it hold something hidden: the message is then encoded again.
+    """
+    message.DiscardUnknownFields()
+    return bool(message.ByteSize() != len(raw))
 
 
 #: Marks "walk the resources and scopes only": a hit outside every span or record.

@@ -177,13 +177,21 @@ def test_a_match_running_into_the_next_attribute_walks_only_its_own():
     assert plain(got.attributes[3].value) == "[REDACTED:sensitive-key]"
 
 
+def _varint(number: int) -> bytes:
+    out = b""
+    while number >= 0x80:
+        out += bytes((number & 0x7F | 0x80,))
+        number >>= 7
+    return out + bytes((number,))
+
+
+def _tag(field: int, wire_type: int) -> bytes:
+    return _varint(field << 3 | wire_type)
+
+
 def _ld(field: int, payload: bytes) -> bytes:
     """One length-delimited field, written by hand (protobuf would move an unknown field to the end)."""
-    size, prefix = len(payload), b""
-    while size >= 0x80:
-        prefix += bytes((size & 0x7F | 0x80,))
-        size >>= 7
-    return bytes((field << 3 | 2,)) + prefix + bytes((size,)) + payload
+    return _tag(field, 2) + _varint(len(payload)) + payload
 
 
 @pytest.mark.parametrize("walk", ["compiled", "python"])
@@ -222,3 +230,61 @@ def test_a_field_of_another_wire_type_does_not_shift_the_indexes(  # noqa: PLR09
     out = Redactor(parse_config(FACTORY, {}), hyperscan=hyperscan)(Batch.from_wire(signal, wire)).serialized()
     assert SECRET.encode() not in out
     assert b"[REDACTED:xai-api-key]" in out
+
+
+_HIDDEN = {  # a span's bytes -> what protobuf shows of them, with the secret where it does not look
+    "the first of two names": lambda s: _ld(5, s) + Span(name="n").SerializeToString(),
+    "an unknown field": lambda s: Span(name="n").SerializeToString() + _ld(100, s),
+    "an unknown field of an attribute's value": lambda s: _ld(9, _ld(1, b"k") + _ld(2, _ld(1, b"v") + _ld(50, s))),
+    "a oneof overwritten": lambda s: _ld(9, _ld(1, b"k") + _ld(2, _ld(1, s)) + _ld(2, _tag(3, 0) + b"\x01")),
+    "a group": lambda s: _tag(9, 3) + _ld(1, s) + _tag(9, 4) + Span(name="n").SerializeToString(),
+    "a length-delimited end time": lambda s: _ld(8, s) + Span(name="n").SerializeToString(),
+}
+
+
+@pytest.mark.parametrize("hyperscan", [True, False])
+@pytest.mark.parametrize("where", sorted(_HIDDEN))
+def test_a_secret_where_protobuf_does_not_show_it_never_goes_on(where, hyperscan):
+    """Bytes the parsed span does not show may hold what the scan found: the span goes on as protobuf reads it."""
+    item = _HIDDEN[where](SECRET.encode())
+    wire = _ld(1, _ld(2, _ld(2, Span(name="clean").SerializeToString()) + _ld(2, item)))
+    seen = ExportTraceServiceRequest.FromString(wire)
+    assert SECRET not in str(seen), "protobuf shows nothing of it"
+    out = Redactor(parse_config(FACTORY, {}), hyperscan=hyperscan)(Batch.from_wire(Signal.TRACES, wire)).serialized()
+    assert SECRET.encode() not in out
+    got = ExportTraceServiceRequest.FromString(out)
+    seen.DiscardUnknownFields()
+    assert got == seen  # what protobuf showed is what goes on
+
+
+@pytest.mark.parametrize("hyperscan", [True, False])
+def test_a_secret_in_an_id_field_is_masked(hyperscan):
+    """Ids are bytes a sender chooses: a trace, parent or link id holding a secret is masked like a value."""
+    secret = SECRET.encode()
+    request = _request(resources=1, spans=3)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].trace_id = secret
+    spans[1].parent_span_id = b"id " + secret
+    spans[2].links.add(trace_id=b"1" * 16, span_id=secret)
+    logs = ExportLogsServiceRequest()
+    logs.resource_logs.add().scope_logs.add().log_records.add(trace_id=secret, severity_text="INFO")
+    r = Redactor(parse_config(FACTORY, {}), hyperscan=hyperscan)
+    for signal, message in ((Signal.TRACES, request), (Signal.LOGS, logs)):
+        out = r(Batch.from_wire(signal, message.SerializeToString())).serialized()
+        assert secret not in out
+    got = r(Batch.from_wire(Signal.TRACES, request.SerializeToString())).settled().message
+    spans = got.resource_spans[0].scope_spans[0].spans
+    assert spans[0].trace_id == b"[REDACTED:xai-api-key]"
+    assert attrs(spans[1])["redaction.masked.keys"] == ["parent_span_id"]
+    assert attrs(spans[2])["redaction.masked.keys"] == ["links[0].span_id"]
+
+
+@pytest.mark.parametrize("hyperscan", [True, False])
+def test_the_whole_message_walk_drops_an_unknown_field_of_an_item_it_walks(hyperscan):
+    """A resource hit sends the request down the whole-message walk: a walked span's unknown field goes too."""
+    item = Span(name="n").SerializeToString() + _ld(100, SECRET.encode())
+    resource = _ld(1, _ld(1, _ld(1, b"note") + _ld(2, _ld(1, f"key {SECRET}".encode()))))
+    wire = _ld(1, resource + _ld(2, _ld(2, item)))
+    out = Redactor(parse_config(FACTORY, {}), hyperscan=hyperscan)(Batch.from_wire(Signal.TRACES, wire)).serialized()
+    assert SECRET.encode() not in out
+    assert ExportTraceServiceRequest.FromString(out).resource_spans[0].scope_spans[0].spans[0].name == "n"
