@@ -133,9 +133,10 @@ class Redactor:
                 return self._walk(batch, only or {_RESOURCE_ONLY: {}})
             if not only and not regions:  # (a hit outside every item, in a resource or scope, still needs the walk)
                 return batch
-        if self._can_splice(found.entries, regions):
+        inside = _inside_items(found.entries, regions)
+        if inside and not self.walker.content_active:  # (the content policy also marks records: the message path)
             return self._splice(batch, wire, found, only)
-        return self._walk(batch, only or {_RESOURCE_ONLY: {}})
+        return self._walk(batch, only or {_RESOURCE_ONLY: {}}, hits_outside_items=not inside)
 
     def _wire(self, batch: Batch) -> bytes | None:
         """The batch's bytes (None when they cannot be had)."""
@@ -144,32 +145,28 @@ class Redactor:
         except Exception:
             return None
 
-    def _walk(self, batch: Batch, only: Hits | None) -> Batch:
-        """Redact the batch's message in place (the spans or records in ``only``, or each one)."""
+    def _walk(self, batch: Batch, only: Hits | None, *, hits_outside_items: bool = True) -> Batch:
+        """Redact the batch's message in place (the spans or records in ``only``, or each one).
+
+        What goes on is what protobuf shows (:func:`_visible_only`): the scan hit somewhere, and
+        a hit in bytes the walk cannot see (an unknown field of a resource, a name given twice)
+        must not go on in them. Unknown fields are dropped from the whole message when a hit may
+        lie outside the items walked (they drop their own); an unchanged message is encoded
+        again when its bytes are longer than what protobuf shows.
+        """
+        wire = batch.wire
         message = batch.message
         try:
             changed = self.walker.walk(batch.signal, message, only)
         except BaseException:
             batch.mutable()  # the message may have been changed part way: its bytes must go
             raise
-        if changed:
+        if hits_outside_items:
+            message.DiscardUnknownFields()
+        if changed or (wire is not None and message.ByteSize() != len(wire)):
             batch.mutable()
         return batch
 
-    def _can_splice(self, layout: list[tuple[int, int, Item]], regions: list[tuple[int, int]]) -> bool:
-        """Whether every hit lies inside one span or record, so the rest need not be parsed.
-
-        A hit in a resource or scope, or the content policy (which also marks records), takes
-        the whole-message path.
-        """
-        if self.walker.content_active:
-            return False
-        starts = [start for start, _, _ in layout]
-        for region_start, region_end in regions:
-            k = bisect_right(starts, region_start) - 1
-            if k < 0 or region_end > layout[k][1]:
-                return False
-        return True
 
     def _splice(self, batch: Batch, wire: bytes, found: Layout, only: Hits) -> Batch:
         """Parse, redact and re-encode only the spans or records hit, and splice them into the bytes.
@@ -193,6 +190,16 @@ class Redactor:
         if not replaced:
             return batch
         return Batch.from_wire(batch.signal, splice(wire, found, replaced), items=batch.items)
+
+
+def _inside_items(layout: list[tuple[int, int, Item]], regions: list[tuple[int, int]]) -> bool:
+    """Whether every hit lies inside one span or record, so the rest need not be parsed (nor re-encoded)."""
+    starts = [start for start, _, _ in layout]
+    for region_start, region_end in regions:
+        k = bisect_right(starts, region_start) - 1
+        if k < 0 or region_end > layout[k][1]:
+            return False
+    return True
 
 
 def _visible_only(message: Any, raw: bytes) -> bool:

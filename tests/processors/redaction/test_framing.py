@@ -288,3 +288,29 @@ def test_the_whole_message_walk_drops_an_unknown_field_of_an_item_it_walks(hyper
     out = Redactor(parse_config(FACTORY, {}), hyperscan=hyperscan)(Batch.from_wire(Signal.TRACES, wire)).serialized()
     assert SECRET.encode() not in out
     assert ExportTraceServiceRequest.FromString(out).resource_spans[0].scope_spans[0].spans[0].name == "n"
+
+
+_SPAN = _ld(2, Span(name="n").SerializeToString())
+_OUTSIDE = {  # a request's bytes with the secret outside every span, where protobuf does not show it
+    "a resource's unknown field": lambda s: _ld(1, _ld(1, _ld(100, s)) + _ld(2, _SPAN)),
+    "a scope's unknown field": lambda s: _ld(1, _ld(2, _ld(1, _ld(100, s)) + _SPAN)),
+    "a scope group's unknown field": lambda s: _ld(1, _ld(2, _ld(100, s) + _SPAN)),
+    "a resource group's unknown field": lambda s: _ld(1, _ld(100, s) + _ld(2, _SPAN)),
+    "the request's unknown field": lambda s: _ld(100, s) + _ld(1, _ld(2, _SPAN)),
+    "the first of two scope names": lambda s: _ld(1, _ld(2, _ld(1, _ld(1, s) + _ld(1, b"lib")) + _SPAN)),
+}
+
+
+@pytest.mark.parametrize("content", ["keep", "drop"])
+@pytest.mark.parametrize("hyperscan", [True, False])
+@pytest.mark.parametrize("where", sorted(_OUTSIDE))
+def test_a_secret_protobuf_does_not_show_outside_the_spans_never_goes_on(where, hyperscan, content):
+    """The whole-message walk: what goes on is what protobuf shows, whatever the hit's level."""
+    wire = _OUTSIDE[where](SECRET.encode())
+    seen = ExportTraceServiceRequest.FromString(wire)
+    assert SECRET not in str(seen), "protobuf shows nothing of it"
+    r = Redactor(parse_config(FACTORY, {"content": content}), hyperscan=hyperscan)
+    out = r(Batch.from_wire(Signal.TRACES, wire)).serialized()
+    assert SECRET.encode() not in out
+    seen.DiscardUnknownFields()
+    assert ExportTraceServiceRequest.FromString(out) == seen
