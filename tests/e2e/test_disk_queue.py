@@ -166,7 +166,9 @@ class TestCrash:
             s.join(timeout=30)
         acked = [i for s in senders for i in s.acked]
         before = fifo.drain()
-        assert len(_missing(before, acked)) >= 5_000, "a backlog was on disk at the kill"
+        # (the queue held 5,000 at the kill; the batch in flight and the FIFO's pipe buffer, read
+        # by drain, may take a few hundred of them: CI once saw 4,973)
+        assert len(_missing(before, acked)) >= 4_000, "a backlog was on disk at the kill"
         again = _disk_pipeline(pipeline_factory, tmp_path).start()
         _wait_until(lambda: not _missing(before + _written(again), acked))
         assert again.stop(signal.SIGTERM) == 0, again.stderr()
