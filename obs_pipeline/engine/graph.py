@@ -91,7 +91,7 @@ class Graph:
                     id=cc.id, kind=cc.kind, metrics=self.metrics,
                     logger=component_logger(cc.kind.singular, str(cc.id), pipeline=spec.id),
                     data_dir=self.config.data_dir, signal=spec.signal, pipeline=spec.id,
-                    upstream=tuple(cfg.processors[p].id.type for p in spec.processors[:at]),
+                    upstream=tuple(p.type for p in spec.processors[:at]),
                 )
                 processor = cc.factory.create(settings, cc.config, consumer)
                 built.processors.insert(0, processor)

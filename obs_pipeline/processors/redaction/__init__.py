@@ -148,7 +148,7 @@ class Redactor:
     def _walk(self, batch: Batch, only: Hits | None, *, hits_outside_items: bool = True) -> Batch:
         """Redact the batch's message in place (the spans or records in ``only``, or each one).
 
-        What goes on is what protobuf shows (:func:`_visible_only`): the scan hit somewhere, and
+        What goes on is what protobuf shows (:func:`_longer_than_shown`): the scan hit somewhere, and
         a hit in bytes the walk cannot see (an unknown field of a resource, a name given twice)
         must not go on in them. Unknown fields are dropped from the whole message when a hit may
         lie outside the items walked (they drop their own); an unchanged message is encoded
@@ -163,10 +163,9 @@ class Redactor:
             raise
         if hits_outside_items:
             message.DiscardUnknownFields()
-        if changed or (wire is not None and message.ByteSize() != len(wire)):
+        if changed or (wire is not None and _longer_than_shown(message, wire)):
             batch.mutable()
         return batch
-
 
     def _splice(self, batch: Batch, wire: bytes, found: Layout, only: Hits) -> Batch:
         """Parse, redact and re-encode only the spans or records hit, and splice them into the bytes.
@@ -184,7 +183,8 @@ class Redactor:
             except DecodeError:  # e.g. nested deeper than protobuf parses: the message path copes
                 self.walker.tally.clear()  # it walks the items counted so far again
                 return self._walk(batch, only)
-            hidden = _visible_only(record, raw)
+            record.DiscardUnknownFields()  # (a hit item goes on as protobuf shows it: see _longer_than_shown)
+            hidden = _longer_than_shown(record, raw)
             if self.walker.item(batch.signal, record, parts, fresh=summary_key not in raw) or hidden:
                 replaced[item] = record.SerializeToString()
         if not replaced:
@@ -202,15 +202,14 @@ def _inside_items(layout: list[tuple[int, int, Item]], regions: list[tuple[int, 
     return True
 
 
-def _visible_only(message: Any, raw: bytes) -> bool:
-    """Drop what protobuf keeps but does not show (unknown fields); whether ``raw`` held more than it shows.
+def _longer_than_shown(message: Any, raw: bytes) -> bool:
+    """Whether ``raw`` holds more than ``message`` (parsed from it, unknown fields dropped) shows.
 
     Why: a secret in a field this OTLP version does not know, in the first of two values of a
     singular field, or in a oneof overwritten later, is in the bytes but not in the message the
     walk reads. The canonical encoding of what protobuf shows is never longer than any encoding
     of it, so bytes longer than it hold something hidden: the message is then encoded again.
     """
-    message.DiscardUnknownFields()
     return bool(message.ByteSize() != len(raw))
 
 

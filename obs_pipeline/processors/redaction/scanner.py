@@ -130,7 +130,8 @@ class Scanner:
         self._wide = re2.compile("|".join(wide), yes_no) if wide else None
         wire = wide + [re2.escape(key) for key in wire_keys]
         self._wide_bytes = re2.compile("|".join(wire).encode(), yes_no) if wire else None
-        # Only the built-in rules go to Hyperscan (and the wire keys, literals): user patterns are arbitrary RE2.
+        # Only the built-in rules and the wire keys go to Hyperscan: user rules and blocked keys are
+        # arbitrary RE2; a configuration with them, or with the content policy's literals, takes the RE2 pass.
         builtin_only = hyperscan and wide and not user_rules and not blocked_keys and not literals
         self._prefilter = _prefilter(wire) if builtin_only else None  # (the rules' forms and the wire keys alone)
 

@@ -207,8 +207,8 @@ class Walker:
             changed |= self._field(span.status, "message", "status.message", found)
         if span.trace_state and _wants(parts, _SPAN_TRACE_STATE):
             changed |= self._field(span, "trace_state", "trace_state", found)
-        # (a drop moved the attributes the framing counted: then every one is scanned)
         changed |= self._ids(span, _SPAN_IDS, parts, "", found)
+        # (a drop moved the attributes the framing counted: then every one is scanned)
         changed |= scrub.attributes(span.attributes, "attributes.", found,
                                     None if dropped else _which(parts, _SPAN_ATTRIBUTES))
         changed |= self._content.truncate(span.attributes)
