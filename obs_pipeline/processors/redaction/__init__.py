@@ -178,6 +178,11 @@ class Redactor:
         for item, parts in only.items():
             _, start, end = found.frame(item)
             raw = wire[start:end]
+            in_place = self.walker.item_bytes(batch.signal, raw, parts)
+            if in_place is not None:  # (the hits were in plain string attributes)
+                if in_place is not raw:
+                    replaced[item] = in_place
+                continue
             try:
                 record = _ITEM_CLASS[batch.signal].FromString(raw)
             except DecodeError:  # e.g. nested deeper than protobuf parses: the message path copes

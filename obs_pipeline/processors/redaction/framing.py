@@ -30,14 +30,18 @@ try:  # the same walks compiled (_framing.c), built by `pip install` where a C c
 except ImportError:  # pragma: no cover - a build without the extension: the Python walks alone
     _walk_c = _parts_hit_c = None  # type: ignore[assignment]
 
-__all__ = ["FramingError", "Hits", "Item", "Layout", "compiled", "items", "items_hit", "layout", "splice"]
+__all__ = [
+    "FramingError", "Hits", "Item", "Layout", "compiled", "fields", "items", "items_hit", "layout", "splice",
+    "string_attribute",
+]
 
 #: (resource index, scope index, item index) of one span or log record.
 Item = tuple[int, int, int]
 #: Items hit -> field number -> indexes of the occurrences of that field hit (None: all of it).
 Hits = dict[Item, dict[int, set[int]] | None]
-#: The field numbers walked: ``resource_*`` in a request, ``scope_*`` and the items below.
-Field = Literal[1, 2]
+#: The field numbers walked: ``resource_*`` in a request, ``scope_*`` and the items below (and
+#: an item's attributes, :func:`fields`: 9 in a span, 6 in a log record; the compiled walk takes 1-15).
+Field = Literal[1, 2, 6, 9]
 #: Byte ranges, ``(start, end)``.
 Regions = list[tuple[int, int]]
 _MAX_VARINT_SHIFT = 63
@@ -185,6 +189,49 @@ def layout(data: bytes, regions: list[tuple[int, int]] | None = None) -> Layout:
     except IndexError as exc:
         raise FramingError("truncated") from exc
     return Layout(entries, frames, children)
+
+
+def fields(data: bytes, number: Field) -> list[tuple[int, int, int]]:
+    """The frame ``(length prefix, value start, end)`` of each occurrence of field ``number`` in a message's bytes.
+
+    Raises:
+        FramingError: the bytes are not framed as protobuf, or an occurrence of ``number`` is not
+            length-delimited (protobuf keeps it apart, as an unknown field).
+    """
+    try:
+        return [(prefix, start, end) for _, prefix, start, end in _walk(data, 0, len(data), number, len(data), None)]
+    except IndexError as exc:
+        raise FramingError("truncated") from exc
+
+
+# The tags of KeyValue.key (1), KeyValue.value (2) and AnyValue.string_value (1), length-delimited.
+_KEY_TAG, _VALUE_TAG, _STRING_TAG = 0x0A, 0x12, 0x0A
+
+
+def string_attribute(data: bytes, start: int, end: int) -> tuple[bytes, int, int] | None:
+    """``(key, start, end)`` of the string value of the ``KeyValue`` in ``data[start:end]``, when that is all it holds.
+
+    Exactly a key, then a value holding exactly a string, each once. Bytes of any other shape (the
+    value first, a field twice, an unknown field, another kind of value, an empty value) give
+    None: then what protobuf shows of them may differ from what the bytes hold, and the caller
+    parses them. So what is read here is all there is.
+    """
+    try:
+        if data[start] != _KEY_TAG:
+            return None
+        length, key_start = _varint(data, start + 1)
+        key_end = key_start + length
+        if key_end >= end or data[key_end] != _VALUE_TAG:
+            return None
+        length, value_start = _varint(data, key_end + 1)
+        if value_start + length != end or value_start >= end or data[value_start] != _STRING_TAG:
+            return None
+        length, text_start = _varint(data, value_start + 1)
+    except (IndexError, FramingError):
+        return None
+    if text_start + length != end:
+        return None
+    return data[key_start:key_end], text_start, end
 
 
 def _touched(spans: list[tuple[int, int]], frame: tuple[int, int, int]) -> bool:

@@ -247,6 +247,16 @@ class Scrubber:
             changed |= self.key_value(kv, f"{prefix}{name}", found, 0)
         return changed
 
+    def plain_key(self, key: str) -> bool:
+        """Whether a value under ``key`` is redacted as a value alone: the key is not a secret, nor sensitive, nor renamed.
+
+        The in-place path (:meth:`.walk.Walker.item_bytes`) handles only such attributes; the others
+        go the way of :meth:`attributes`.
+        """
+        if key in self._renamed or self.scanner.key_rule(key) is not None:
+            return False
+        return self.scanner.masked_key(key, self.marker) is None
+
     def key_secret(self, kv: KeyValue, prefix: str, found: Found, names: _KeyNames) -> tuple[bool, str]:
         """Mask a secret in the key itself (a header map keyed by token); return (changed, the key's name in locations).
 
