@@ -146,6 +146,32 @@ class WirePrefilter:
         self._folds = frozenset(range(len(patterns), len(patterns) + len(RE2_ASCII_FOLDS)))
         self._local = threading.local()  # a scratch space may serve one scan at a time
 
+    def matching(self, data: bytes) -> set[int] | None:
+        """The patterns (by index) that match somewhere in ``data``, or None: the RE2 searches must decide.
+
+        One scan, each pattern reporting at most once: for one value, which of the rules' wide forms
+        occur in it, from the automata the request's scan has just used (RE2's set of the rules
+        builds its own, which the pipeline's other work evicts from the cache between two hits).
+        None when ``data`` holds a character RE2 folds onto an ASCII letter, or on any Hyperscan error.
+        """
+        found: set[int] = set()
+
+        def on_match(pattern: int, _start: int, _end: int, _flags: int, _ctx: object) -> None:
+            found.add(pattern)
+
+        try:
+            self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())
+        except self._error:
+            return None
+        return None if found & self._folds else found
+
+    def _scratch(self) -> Any:
+        """The scratch space of the calling thread (a scratch may serve one scan at a time)."""
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = self._prototype.clone()
+        return scratch
+
     def ends(self, data: bytes) -> list[int] | None:
         """The end offset of each match found (in order), or None: the RE2 scan must decide.
 
@@ -153,9 +179,7 @@ class WirePrefilter:
         ``MAX_REPORTS`` matches: each costs a scan call from Python, and a request dense with
         matches (900 KB of ``a.token"``) would take seconds here where RE2's one pass takes a tenth.
         """
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            scratch = self._local.scratch = self._prototype.clone()
+        scratch = self._scratch()
         found: list[int] = []
         first: list[tuple[int, int]] = []
 
