@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from obs_pipeline import genai
-from obs_pipeline.wire import varint
+from obs_pipeline.wire import plain_string
 
 __all__ = [
     "CONTENT_NAMES", "DEFAULT_MAX_DETAIL_CHARS", "SUMMARY_CHARS", "Content", "ContentPolicy", "SpanContent",
@@ -224,43 +224,15 @@ class SpanContent:
                               else {"text": text[:limit], "truncated": True, "original_length": len(text)})
 
 
-def _header(rest: int) -> bytes:
-    """The bytes between a ``KeyValue``'s key and its string when ``rest`` bytes follow the key.
-
-    ``12 <AnyValue length> 0A <string length>``: a function of ``rest`` alone, so it is computed
-    once per length and remembered (:data:`_HEADERS`). ``b""`` when no string fits ``rest``.
-    """
-    for text in range(max(0, rest - 22), rest):
-        inner = b"\x0a" + varint(text)
-        outer = b"\x12" + varint(len(inner) + text)
-        if len(outer) + len(inner) + text == rest:
-            return outer + inner
-    return b""
-
-
-#: ``rest`` (bytes after the key) -> the header a string value of that size has.
-_HEADERS: dict[int, bytes] = {}
-_MAX_HEADERS = 8192
-
-
 def string_of(raw: bytes) -> str:
     """The string value of a serialized ``KeyValue`` ("" if it has none or does not parse).
 
-    A key under 128 bytes followed by exactly the header a string of that size has (one
-    ``startswith``, the header remembered per size) is sliced and decoded by hand: about half the
-    parse (``bench/audit_derived.py``); invalid UTF-8 comes back with replacement characters.
-    Anything else goes through the parser.
+    The canonical encoding of a key and a string (:func:`obs_pipeline.wire.plain_string`) is sliced
+    and decoded by hand: about half the parse (``bench/audit_derived.py``); invalid UTF-8 comes back
+    with replacement characters. Anything else goes through the parser.
     """
-    if len(raw) > 2 and raw[0] == 0x0A and raw[1] < 0x80:
-        key_end = raw[1] + 2
-        rest = len(raw) - key_end
-        header = _HEADERS.get(rest)
-        if header is None:
-            if len(_HEADERS) >= _MAX_HEADERS:
-                _HEADERS.clear()
-            header = _HEADERS[rest] = _header(rest)
-        if header and raw.startswith(header, key_end):
-            return raw[key_end + len(header):].decode(errors="replace")
+    if (found := plain_string(raw)) is not None:
+        return raw[found[1]:].decode(errors="replace")
     try:
         return KeyValue.FromString(raw).value.string_value
     except DecodeError:

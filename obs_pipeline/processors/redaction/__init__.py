@@ -4,9 +4,10 @@ The hot path, per batch: one RE2 search over the batch's wire bytes with a widen
 rule (:mod:`.rules`). No hit means nothing can need redacting: the batch goes on untouched, wire
 bytes and all, so a clean batch costs that scan and nothing more. On a hit, the protobuf framing
 (:mod:`.framing`) says which spans or log records, and which of their fields, the hits fall in:
-only those are parsed, walked (:mod:`.walk`), their values scanned with one RE2 alternation
-(:mod:`.scanner`) and rewritten where they hit (:mod:`.values`), encoded and spliced back into the
-bytes, so the rest of the request is never parsed. A hit in a resource or scope, the content
+only those are redacted and spliced back into the bytes, so the rest of the request is never
+parsed. An item whose hits all lie in plain string attributes is redacted in its bytes
+(:mod:`.in_place`); any other is parsed, walked (:mod:`.walk`), its values scanned with one RE2
+alternation (:mod:`.scanner`) and rewritten where they hit (:mod:`.values`), and encoded again. A hit in a resource or scope, the content
 policy, metrics and bytes the framing cannot follow take the whole-message path (the message is
 changed in place and its stale bytes dropped). A walk that finds nothing (the wide search can
 over-report) hands the batch on unchanged, bytes and all.
@@ -27,8 +28,6 @@ from bisect import bisect_right
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from obs_pipeline.batch import Batch
 from obs_pipeline.components import Consumer, ProcessorFactory, ProcessorSettings
@@ -45,9 +44,10 @@ from obs_pipeline.processors.redaction.framing import (
     layout,
     splice,
 )
+from obs_pipeline.processors.redaction.in_place import UNCHANGED, InPlace
 from obs_pipeline.processors.redaction.scanner import Hit, Scanner, scan_text
 from obs_pipeline.processors.redaction.values import Scrubber
-from obs_pipeline.processors.redaction.walk import SENDER_SUMMARY, Walker
+from obs_pipeline.processors.redaction.walk import ITEM_SHAPES, SENDER_SUMMARY, Walker
 from obs_pipeline.signals import Signal
 
 __all__ = ["FACTORY", "TYPE", "Config", "Hit", "Redactor", "check", "scan_text"]
@@ -70,7 +70,8 @@ class Redactor:
     Args:
         cfg: the parsed config.
         settings: where the values found are counted (None: counted nowhere, for tests of the rules).
-        hyperscan: False to always search the wire with RE2 (:mod:`.prefilter`; for comparisons).
+        hyperscan: False to always search with RE2 alone, the wire and each value (:mod:`.prefilter`;
+            for comparisons).
     """
 
     def __init__(self, cfg: Config, settings: ProcessorSettings | None = None, *, hyperscan: bool = True) -> None:
@@ -88,6 +89,7 @@ class Redactor:
         self.scrubber = Scrubber(self.scanner, redact=cfg.mode is Mode.REDACT, hash_key=hash_key,
                                  max_value_size=cfg.max_value_size, max_depth=cfg.max_depth, renamed_keys=renamed)
         self.walker = Walker(self.scrubber, ContentPolicy(cfg.content, cfg.max_content_chars))
+        self.in_place = InPlace(self.scrubber, self.walker)
         self._values: Any = None
         self._labels: dict[str, str] = {}
         self._children: dict[str, Any] = {}
@@ -168,23 +170,25 @@ class Redactor:
         return batch
 
     def _splice(self, batch: Batch, wire: bytes, found: Layout, only: Hits) -> Batch:
-        """Parse, redact and re-encode only the spans or records hit, and splice them into the bytes.
+        """Redact only the spans or records hit, and splice them into the bytes.
 
-        The rest of the request is neither parsed nor serialized, and the result is bytes again,
-        which is what the batch processor and the audit exporter want.
+        Each is redacted in its bytes where it can be (:mod:`.in_place`), else parsed, walked and
+        encoded again. The rest of the request is neither parsed nor serialized, and the result is
+        bytes again, which is what the batch processor and the audit exporter want.
         """
         replaced: dict[Item, bytes] = {}
         summary_key = self.walker.summary_key
         for item, parts in only.items():
             _, start, end = found.frame(item)
             raw = wire[start:end]
-            in_place = self.walker.item_bytes(batch.signal, raw, parts)
-            if in_place is not None:  # (the hits were in plain string attributes)
-                if in_place is not raw:
-                    replaced[item] = in_place
+            edited = self.in_place(batch.signal, raw, parts)
+            if edited is UNCHANGED:
+                continue
+            if edited is not None:  # (the hits were in plain string attributes)
+                replaced[item] = edited
                 continue
             try:
-                record = _ITEM_CLASS[batch.signal].FromString(raw)
+                record = ITEM_SHAPES[batch.signal][0].FromString(raw)
             except DecodeError:  # e.g. nested deeper than protobuf parses: the message path copes
                 self.walker.tally.clear()  # it walks the items counted so far again
                 return self._walk(batch, only)
@@ -220,7 +224,6 @@ def _longer_than_shown(message: Any, raw: bytes) -> bool:
 
 #: Marks "walk the resources and scopes only": a hit outside every span or record.
 _RESOURCE_ONLY: Item = (-1, -1, -1)
-_ITEM_CLASS: dict[Signal, Any] = {Signal.TRACES: Span, Signal.LOGS: LogRecord}
 
 
 def _create(settings: ProcessorSettings, cfg: Config, next_consumer: Consumer) -> FunctionProcessor:

@@ -186,7 +186,8 @@ walk(PyObject *module, PyObject *args)
         if (read == 0)
             goto defer;
     }
-    /* wanted: 1 or 2 (the twin's one-byte tag check holds for fields below 16 only) */
+    /* wanted: 1 or 2 (request levels), 6 or 9 (an item's attributes); the twin's one-byte tag
+       check holds for fields below 16 only */
     if (start < 0 || end > size || wanted < 1 || wanted > 15)
         goto defer;
     out = PyList_New(0);

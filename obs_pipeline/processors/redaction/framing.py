@@ -31,17 +31,18 @@ except ImportError:  # pragma: no cover - a build without the extension: the Pyt
     _walk_c = _parts_hit_c = None  # type: ignore[assignment]
 
 __all__ = [
-    "FramingError", "Hits", "Item", "Layout", "compiled", "fields", "items", "items_hit", "layout", "splice",
-    "string_attribute",
+    "AttributesField", "FramingError", "Hits", "Item", "Layout", "compiled", "fields", "items", "items_hit", "layout",
+    "replace", "splice",
 ]
 
 #: (resource index, scope index, item index) of one span or log record.
 Item = tuple[int, int, int]
 #: Items hit -> field number -> indexes of the occurrences of that field hit (None: all of it).
 Hits = dict[Item, dict[int, set[int]] | None]
-#: The field numbers walked: ``resource_*`` in a request, ``scope_*`` and the items below (and
-#: an item's attributes, :func:`fields`: 9 in a span, 6 in a log record; the compiled walk takes 1-15).
-Field = Literal[1, 2, 6, 9]
+#: The field numbers walked: ``resource_*`` in a request, ``scope_*`` and the items below.
+Field = Literal[1, 2]
+#: An item's attributes (:func:`fields`): 9 in a span, 6 in a log record.
+AttributesField = Literal[6, 9]
 #: Byte ranges, ``(start, end)``.
 Regions = list[tuple[int, int]]
 _MAX_VARINT_SHIFT = 63
@@ -95,7 +96,7 @@ def compiled() -> bool:
     return _walk_c is not None
 
 
-def _walk(data: bytes, start: int, end: int, wanted: Field, stop: int,  # noqa: PLR0917 - the C signature
+def _walk(data: bytes, start: int, end: int, wanted: Field | AttributesField, stop: int,  # noqa: PLR0917 - the C signature
           regions: Regions | None) -> list[tuple[int, int, int, int]]:
     """``(index, length prefix, value start, value end)`` of the fields ``wanted`` that a region touches.
 
@@ -108,14 +109,14 @@ def _walk(data: bytes, start: int, end: int, wanted: Field, stop: int,  # noqa: 
     return _walk_py(data, start, end, wanted, stop, regions)
 
 
-def _walk_py(data: bytes, start: int, end: int, wanted: Field, stop: int,  # noqa: PLR0917 - as _walk
+def _walk_py(data: bytes, start: int, end: int, wanted: Field | AttributesField, stop: int,  # noqa: PLR0917 - as _walk
              regions: Regions | None) -> list[tuple[int, int, int, int]]:
     """:func:`_walk` in Python: the reference the compiled walk must agree with."""
     return [(i, *frame) for i, frame in enumerate(_children_py(data, start, end, wanted, stop))
             if regions is None or _touched(regions, frame)]
 
 
-def _children_py(data: bytes, start: int, end: int, wanted: Field, stop: int) -> list[tuple[int, int, int]]:
+def _children_py(data: bytes, start: int, end: int, wanted: Field | AttributesField, stop: int) -> list[tuple[int, int, int]]:
     """``(length prefix, value start, value end)`` of each field ``wanted``, in Python.
 
     Fields are skipped by their length, and the walk ends at the first field that starts past
@@ -191,7 +192,7 @@ def layout(data: bytes, regions: list[tuple[int, int]] | None = None) -> Layout:
     return Layout(entries, frames, children)
 
 
-def fields(data: bytes, number: Field) -> list[tuple[int, int, int]]:
+def fields(data: bytes, number: AttributesField) -> list[tuple[int, int, int]]:
     """The frame ``(length prefix, value start, end)`` of each occurrence of field ``number`` in a message's bytes.
 
     Raises:
@@ -202,36 +203,6 @@ def fields(data: bytes, number: Field) -> list[tuple[int, int, int]]:
         return [(prefix, start, end) for _, prefix, start, end in _walk(data, 0, len(data), number, len(data), None)]
     except IndexError as exc:
         raise FramingError("truncated") from exc
-
-
-# The tags of KeyValue.key (1), KeyValue.value (2) and AnyValue.string_value (1), length-delimited.
-_KEY_TAG, _VALUE_TAG, _STRING_TAG = 0x0A, 0x12, 0x0A
-
-
-def string_attribute(data: bytes, start: int, end: int) -> tuple[bytes, int, int] | None:
-    """``(key, start, end)`` of the string value of the ``KeyValue`` in ``data[start:end]``, when that is all it holds.
-
-    Exactly a key, then a value holding exactly a string, each once. Bytes of any other shape (the
-    value first, a field twice, an unknown field, another kind of value, an empty value) give
-    None: then what protobuf shows of them may differ from what the bytes hold, and the caller
-    parses them. So what is read here is all there is.
-    """
-    try:
-        if data[start] != _KEY_TAG:
-            return None
-        length, key_start = _varint(data, start + 1)
-        key_end = key_start + length
-        if key_end >= end or data[key_end] != _VALUE_TAG:
-            return None
-        length, value_start = _varint(data, key_end + 1)
-        if value_start + length != end or value_start >= end or data[value_start] != _STRING_TAG:
-            return None
-        length, text_start = _varint(data, value_start + 1)
-    except (IndexError, FramingError):
-        return None
-    if text_start + length != end:
-        return None
-    return data[key_start:key_end], text_start, end
 
 
 def _touched(spans: list[tuple[int, int]], frame: tuple[int, int, int]) -> bool:
@@ -367,13 +338,21 @@ def splice(data: bytes, found: Layout, replaced: dict[Item, bytes]) -> bytes:
         length_start, start, end = frame(resource)
         edits.append((length_start, start, varint(end - start + grown[resource])))
     edits.sort(key=_first)
-    view = memoryview(data)  # the untouched runs are copied once, by the join
+    return replace(data, edits)
+
+
+def replace(data: bytes, edits: list[tuple[int, int, bytes]], tail: bytes = b"") -> bytes:
+    """``data`` with each ``[start, end)`` of ``edits`` (in order, apart) replaced by its bytes, then ``tail``.
+
+    The untouched runs are copied once, by the join.
+    """
+    view = memoryview(data)
     pieces: list[bytes | memoryview] = []
     cursor = 0
     for start, end, new in edits:
         pieces += (view[cursor:start], new)
         cursor = end
-    pieces.append(view[cursor:])
+    pieces += (view[cursor:], tail)
     return b"".join(pieces)
 
 

@@ -4,9 +4,10 @@ Why: the one RE2 pass over a request's bytes runs RE2's DFA over every byte (abo
 byte here, whatever the rules: an alternation of four literals costs as much), which made the
 scan most of redaction's cost. Hyperscan finds the rules' literal parts with SIMD and runs its
 automata only around them, about three times faster on the same bytes (``bench/redaction.py``).
-It only says *where to look*: every secret is still found, identified and masked by the RE2
-rules (:mod:`.scanner`), so the two engines never have to agree on a match, only this one must
-never miss one. That holds by construction, given the ordering below:
+It only says *where to look* (in a request, :meth:`WirePrefilter.ends`; in a value, which rules
+to try, :meth:`WirePrefilter.matching`, and none when none can match, so RE2 need not run there):
+every secret is still found, identified and masked by the RE2 rules (:mod:`.scanner`), so the two
+engines never have to agree on a match, only this one must never miss one. That holds by construction, given the ordering below:
 
 * The patterns are the wide (assertion-free) forms of the built-in rules, rewritten to match a
   superset in bytes (:func:`byte_superset`): RE2 reads UTF-8 characters where Hyperscan reads
@@ -19,8 +20,8 @@ never miss one. That holds by construction, given the ordering below:
   are arbitrary RE2, so a configuration with any of them uses the RE2 scan; so does a machine
   without the ``hyperscan`` wheel.
 
-What it gives back: for each match, where it ended. Scans stop at their first report and resume
-past it, so the first report must be the match that ends first. Hyperscan's manual does not
+What :meth:`WirePrefilter.ends` gives back: for each match, where it ended. Scans stop at their
+first report and resume past it, so the first report must be the match that ends first. Hyperscan's manual does not
 promise ordered matches in general (assertions can report late); these patterns have none except
 the key rule's end of data, which is last anyway, and a test watches every report of these very
 expressions over adversarial inputs (``test_hyperscan_reports_these_rules_in_order_of_their_end``),

@@ -1,7 +1,8 @@
 """The compiled rule set: one RE2 alternation over values, one over wire bytes, and the key rules.
 
 Every value rule becomes one group of a single alternation, so a value costs one RE2 search
-however many rules there are; which group took part names the rule (RE2 is leftmost-first, so
+however many rules there are (with the Hyperscan prefilter, which first says which rules' widened
+forms occur in the value, none when none does: then not even that); which group took part names the rule (RE2 is leftmost-first, so
 at one position the earlier rule wins: specific prefixes come first in ``rules.yaml``). Context
 rules (``password=...``) mask only their ``secret_group``; when the secret they caught is itself
 a known token, the token's own rule id is reported.
@@ -129,6 +130,7 @@ class Scanner:
         wide.extend(f"(?:{_wide_form(p)})" for p in blocked_keys)
         wide.extend(re2.escape(literal) for literal in literals)
         self._wide = re2.compile("|".join(wide), yes_no) if wide else None
+        self._text_forms = len(wide)  # (the prefilter's patterns after these are the wire keys)
         wire = wide + [re2.escape(key) for key in wire_keys]
         self._wide_bytes = re2.compile("|".join(wire).encode(), yes_no) if wire else None
         # Only the built-in rules and the wire keys go to Hyperscan: user rules and blocked keys are
@@ -196,7 +198,7 @@ class Scanner:
         if seen is None:
             if wide.search(text) is not None:
                 return True
-        elif seen:
+        elif any(i < self._text_forms for i in seen):  # (the wire keys are looked for in the wire only)
             return True
         if "\\" not in text:
             return False
@@ -262,9 +264,11 @@ class Scanner:
     def _candidates(self, data: bytes) -> list[int] | None:
         """The rules whose wide forms occur in ``data``, in order, as the prefilter says; None: ask RE2's set.
 
-        A superset of the rules that match in ``data`` (the prefilter's forms match wherever a rule
-        does), so ``[]`` means no rule matches. Only an ordering shortcut for :meth:`_identify`,
-        which falls back to the whole alternation: a rule left out could slow it, never change a hit.
+        ``[]`` skips the RE2 search, and :meth:`_identify` takes the first of these that matches, so
+        this is right only because the prefilter's byte forms match wherever a rule does (the
+        guarantee the wire scan already rests on, :func:`.prefilter.byte_superset`, held by the
+        tests that compare Hyperscan and RE2 on random and adversarial text). Rule ``i`` is the
+        prefilter's pattern ``i``: both are built from the rules in order (a test checks each).
         """
         if self._prefilter is None:
             return None

@@ -239,6 +239,9 @@ class Scrubber:
         names = _KeyNames(kv.key for kv in attrs)
         renamed = self._renamed
         for kv in chosen:  # our own summary attributes too: a value under their names is scanned like any other
+            if self.plain_key(kv.key):  # (the one test of it, shared with the in-place path)
+                changed |= self.any_value(kv.value, f"{prefix}{kv.key}", found, 0)
+                continue
             if renamed and kv.key in renamed:
                 kv.key = names.distinct(renamed[kv.key])
                 changed = True
@@ -250,8 +253,8 @@ class Scrubber:
     def plain_key(self, key: str) -> bool:
         """Whether a value under ``key`` is redacted as a value alone: the key is not a secret, nor sensitive, nor renamed.
 
-        The in-place path (:meth:`.walk.Walker.item_bytes`) handles only such attributes; the others
-        go the way of :meth:`attributes`.
+        :meth:`attributes` scans the value of such a key alone, and the in-place path
+        (:mod:`.in_place`) handles only such attributes.
         """
         if key in self._renamed or self.scanner.key_rule(key) is not None:
             return False

@@ -24,24 +24,17 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from google.protobuf.message import Message
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from obs_pipeline import wire
 from obs_pipeline.processors.redaction.content import CONTENT_EVENTS as _CONTENT_EVENTS
 from obs_pipeline.processors.redaction.content import ContentPolicy, is_content_key
-from obs_pipeline.processors.redaction.framing import (
-    Field,
-    FramingError,
-    Hits,
-    Item,
-    fields,
-    string_attribute,
-)
+from obs_pipeline.processors.redaction.framing import AttributesField, Hits, Item
 from obs_pipeline.processors.redaction.values import UNSCANNED, Found, Scrubber
 from obs_pipeline.signals import Signal
 
-__all__ = ["SENDER_SUMMARY", "Walker"]
+__all__ = ["ITEM_SHAPES", "SENDER_SUMMARY", "Walker"]
 
 MASKED, DETECTED = "redaction.masked", "redaction.detected"
 #: Summary attributes that arrived with the data, renamed by the first redaction stage of a
@@ -63,7 +56,7 @@ _SPAN_IDS = ((1, "trace_id"), (2, "span_id"), (4, "parent_span_id"))
 _LINK_IDS = ((1, "trace_id"), (2, "span_id"))
 _LOG_IDS = ((9, "trace_id"), (10, "span_id"))
 #: Each signal's item class and the field number of its attributes.
-_ITEMS: Final[Mapping[Signal, tuple[type, Field]]] = {
+ITEM_SHAPES: Final[Mapping[Signal, tuple[type[Message], AttributesField]]] = {
     Signal.TRACES: (Span, _SPAN_ATTRIBUTES), Signal.LOGS: (LogRecord, _LOG_ATTRIBUTES),
 }
 # String fields outside attributes that exporters send on (a scope name becomes a label, a metric
@@ -72,7 +65,7 @@ _SCHEMA_URLS = ("schema_url",)
 _SCOPE_STRINGS = ("name", "version")
 _METRIC_STRINGS = ("name", "description", "unit")
 _ENTITY_STRINGS = ("type", "schema_url")
-#: Summaries :meth:`Walker._fresh_summary` remembers before it starts again, each at most
+#: Summaries :meth:`Walker.fresh_summary` remembers before it starts again, each at most
 #: ``_SUMMARY_CACHED_BYTES`` serialized (with its key about twice that), so a few MB at most.
 _SUMMARY_CACHE_LIMIT = 1024
 _SUMMARY_CACHED_BYTES = 2048
@@ -115,7 +108,7 @@ class Walker:
         self.summary_key = self._summary.encode()
         #: Rule id -> values found since the caller last cleared it (the caller clears it per batch).
         self.tally: Counter[str] = Counter()
-        #: (item class, what was found) -> its summary attributes serialized (:meth:`_fresh_summary`).
+        #: (item class, what was found) -> its summary attributes serialized (:meth:`fresh_summary`).
         self._summaries: dict[tuple[type, tuple[tuple[str, str], ...]], bytes] = {}
 
     def walk(self, signal: Signal, message: Any, only: Hits | None = None) -> bool:
@@ -148,73 +141,10 @@ class Walker:
         found: Found = []
         changed = self._span(item, found, parts) if signal is Signal.TRACES else self._record(item, found, parts)
         if fresh and found:
-            self._count(found)
-            item.MergeFromString(self._fresh_summary(type(item), found))
+            self.count(found)
+            item.MergeFromString(self.fresh_summary(type(item), found))
             return True
         return self._summarize(item.attributes, found) or changed
-
-    def item_bytes(self, signal: Signal, raw: bytes, parts: Parts | None) -> bytes | None:
-        """Redact one span or log record in its bytes, when every hit lies in a plain string attribute; else None.
-
-        Why: parsing a hit item, walking it and encoding it again cost about as much as scanning
-        its values (bench/redaction.py: ~20 of ~55 µs an item, more among the pipeline's other
-        work). Here each attribute hit is read from its bytes (:func:`.framing.string_attribute`),
-        its string redacted as :meth:`item` would (:meth:`.values.Scrubber.text`, the same
-        locations and summary), and written again; the summary attributes are appended (protobuf
-        merges a repeated field's occurrences), and the rest of the item is copied as it is.
-
-        It answers only where the result is what :meth:`item` would send on: the hits are in the
-        attributes alone (``parts``), each of them holds a key and a string and nothing else, the
-        key is plain (:meth:`.values.Scrubber.plain_key`), the item has no summary yet, the content
-        policy is off, and the redacted text can be encoded. The bytes no hit touches are kept as
-        they came, unknown fields included, as for every item the wide search finds nothing in
-        (the parse path drops a hit item's unknown fields: protobuf would not show them to the walk).
-
-        Returns:
-            The item's new bytes, ``raw`` itself when nothing was found there, or None: the caller
-            parses the item and calls :meth:`item`.
-        """
-        kind, number = _ITEMS[signal]
-        if parts is None or parts.keys() != {number} or self._content.active or self.summary_key in raw:
-            return None
-        try:
-            frames = fields(raw, number)
-        except FramingError:
-            return None
-        scrubber = self._scrubber
-        found: Found = []
-        edits: list[tuple[int, int, bytes]] = []
-        for index in sorted(parts[number]):
-            if index >= len(frames):
-                return None
-            length_start, start, end = frames[index]
-            attribute = string_attribute(raw, start, end)
-            if attribute is None:
-                return None
-            key_bytes, text_start, text_end = attribute
-            try:
-                key, text = key_bytes.decode(), raw[text_start:text_end].decode()
-            except UnicodeDecodeError:  # (protobuf refuses such a string: the parse path says so)
-                return None
-            if not scrubber.plain_key(key):
-                return None
-            new = scrubber.text(text, f"attributes.{key}", found)
-            if new is not None:
-                try:
-                    encoded = new.encode()
-                except UnicodeEncodeError:  # a lone surrogate from JSON: the parse path masks the value
-                    return None
-                edits.append((length_start, end, wire.field(1, key_bytes) + wire.field(2, wire.field(1, encoded))))
-        if not found:
-            return raw
-        self._count(found)
-        pieces: list[bytes] = []
-        cursor = 0
-        for length_start, end, entry in edits:
-            pieces += (raw[cursor:length_start], wire.varint(len(entry)), entry)
-            cursor = end
-        pieces += (raw[cursor:], self._fresh_summary(kind, found))
-        return b"".join(pieces)
 
     def _parts(self, item: Any, index: Item, only: Hits | None) -> Parts | _Skip | None:
         """Which fields of one item to walk: the fields hit, None for all, or ``SKIP``."""
@@ -241,7 +171,7 @@ class Walker:
                         changed |= visit(item, found, parts)
                         changed |= _drop_unknown(item)
                     changed |= self._summarize(item.attributes, found)
-            self._count(pending)  # found in a resource with no item under it: no summary, still counted
+            self.count(pending)  # found in a resource with no item under it: no summary, still counted
         return changed
 
     def _resource(self, group: Any, found: Found) -> bool:
@@ -362,7 +292,7 @@ class Walker:
                         for j, exemplar in enumerate(getattr(point, "exemplars", ())):
                             changed |= scrub.attributes(exemplar.filtered_attributes,
                                                     f"data_points[{i}].exemplars[{j}].filtered_attributes.", found)
-            self._count(found)
+            self.count(found)
         return changed
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -388,12 +318,13 @@ class Walker:
             setattr(holder, name, self._scrubber.marker(UNSCANNED, ""))
         return True
 
-    def _count(self, found: Found) -> None:
+    def count(self, found: Found) -> None:
+        """Add what one record (or resource, or metric) had found to :attr:`tally`."""
         tally = self.tally
         for rule, _location in found:
             tally[rule] += 1
 
-    def _fresh_summary(self, kind: type, found: Found) -> bytes:
+    def fresh_summary(self, kind: type, found: Found) -> bytes:
         """The summary attributes of ``found`` serialized as a ``kind`` (span or log record) holding only them.
 
         Merged into an item that has none yet, they are its summary: one call into protobuf
@@ -416,7 +347,7 @@ class Walker:
         """Add ``found`` to the record's summary attributes (adding to any an earlier stage set)."""
         if not found:
             return False
-        self._count(found)
+        self.count(found)
         self._add_summary(attrs, found, {kv.key: kv for kv in attrs if kv.key.startswith(self._summary)})
         return True
 

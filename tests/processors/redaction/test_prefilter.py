@@ -22,7 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from obs_pipeline.batch import Batch
 from obs_pipeline.processors.redaction import FACTORY, Redactor
 from obs_pipeline.processors.redaction.prefilter import RE2_ASCII_FOLDS, byte_superset
-from obs_pipeline.processors.redaction.scanner import _WIRE_KEY_END
+from obs_pipeline.processors.redaction.rules import BUILTIN
+from obs_pipeline.processors.redaction.scanner import _WIRE_KEY_END, _wide_form
 from obs_pipeline.signals import Signal
 from obs_pipeline.testing import parse_config
 from tests.processors.redaction.corpus import KEY_CASES, lookalikes, secret_cases
@@ -368,3 +369,35 @@ def test_the_wide_forms_match_through_escaped_spaces_and_slashes(pattern: str, m
     from obs_pipeline.processors.redaction.rules import escape_tolerant, options  # noqa: PLC0415
     assert re2.compile(pattern, options()).search(matches) is None or "\\" not in matches
     assert re2.compile(escape_tolerant(pattern), options()).search(matches) is not None
+
+
+def test_rule_i_is_the_prefilter_pattern_i() -> None:
+    """The scanner reads pattern ``i``'s report as rule ``i``: both must be built from the rules in one order."""
+    rules = list(BUILTIN.rules)
+    prefilter = FAST.scanner.prefilter
+    assert prefilter is not None
+    assert [group.rule for group in FAST.scanner._groups] == [rule.id for rule in rules]
+    for i, rule in enumerate(rules):
+        assert prefilter.expressions[i] == byte_superset(_wide_form(f"({rule.pattern})")).encode(), rule.id
+
+
+@pytest.mark.parametrize("text", [case.text for case in CASES[::7]] + LOOKALIKES[::9] + PROSE)
+def test_the_rules_a_value_may_match_are_those_re2_finds_and_maybe_more(text: str) -> None:
+    """Per value, the prefilter names every rule RE2's set of the rules finds (the scanner tries only those)."""
+    data = text.encode()
+    candidates = FAST.scanner._candidates(data)
+    assert candidates is not None
+    assert set(FAST.scanner._set.Match(data) or ()) <= set(candidates)
+
+
+def test_per_value_the_prefilter_defers_on_fold_characters_and_ignores_wire_keys() -> None:
+    """A character RE2 folds onto ASCII sends the value to RE2; a summary key is no reason to look at a text."""
+    prefilter = FAST.scanner.prefilter
+    assert prefilter is not None
+    for fold in RE2_ASCII_FOLDS:
+        assert prefilter.matching(f"pa{fold}sword".encode()) is None
+    assert prefilter.matching(b"plain words") == set()
+    text = '{"redaction.masked.count": 1}'
+    assert FAST.scanner.text_may_hit(text) is SLOW.scanner.text_may_hit(text) is False
+    assert FAST.scanner._candidates(text.encode()) == []
+    assert FAST.scanner.scan(text) == []
