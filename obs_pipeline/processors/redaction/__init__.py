@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 from bisect import bisect_right
+from collections import Counter
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -46,8 +47,8 @@ from obs_pipeline.processors.redaction.framing import (
 )
 from obs_pipeline.processors.redaction.in_place import UNCHANGED, InPlace
 from obs_pipeline.processors.redaction.scanner import Hit, Scanner, scan_text
-from obs_pipeline.processors.redaction.values import Scrubber
-from obs_pipeline.processors.redaction.walk import ITEM_SHAPES, SENDER_SUMMARY, Walker
+from obs_pipeline.processors.redaction.values import Found, Scrubber
+from obs_pipeline.processors.redaction.walk import HIDDEN_BYTES, ITEM_SHAPES, SENDER_SUMMARY, Walker
 from obs_pipeline.signals import Signal
 
 __all__ = ["FACTORY", "TYPE", "Config", "Hit", "Redactor", "check", "scan_text"]
@@ -194,11 +195,27 @@ class Redactor:
                 return self._walk(batch, only)
             record.DiscardUnknownFields()  # (a hit item goes on as protobuf shows it: see _longer_than_shown)
             hidden = _longer_than_shown(record, raw)
-            if self.walker.item(batch.signal, record, parts, fresh=summary_key not in raw) or hidden:
+            dropped = _hidden_secrets(self.scanner, raw, record) if hidden else []
+            if self.walker.item(batch.signal, record, parts, fresh=summary_key not in raw, dropped=dropped) or hidden:
                 replaced[item] = record.SerializeToString()
         if not replaced:
             return batch
         return Batch.from_wire(batch.signal, splice(wire, found, replaced), items=batch.items)
+
+
+def _hidden_secrets(scanner: Scanner, raw: bytes, shown: Any) -> Found:
+    """What the rules find in ``raw`` that is not in ``shown`` (parsed from it, unknown fields dropped), encoded.
+
+    Why: those bytes are dropped when the item is encoded again (:func:`_longer_than_shown`); a
+    secret in them must still be reported and counted, or a sender's leak would vanish unseen.
+    Both encodings are scanned as bytes, framing and all, and what ``raw`` holds beyond ``shown``
+    is counted by rule (a match may run into a tag byte, so matches are not compared as text). A
+    match that the framing's bytes hide (a boundary a length byte breaks) goes uncounted, though
+    it is dropped all the same.
+    """
+    extra = Counter(hit.rule for hit in scanner.scan_bytes(raw))
+    extra.subtract(hit.rule for hit in scanner.scan_bytes(shown.SerializeToString()))
+    return [(rule, HIDDEN_BYTES) for rule, n in extra.items() for _ in range(n)]
 
 
 def _inside_items(layout: list[tuple[int, int, Item]], regions: list[tuple[int, int]]) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from google.protobuf.message import Message
@@ -34,7 +34,7 @@ from obs_pipeline.processors.redaction.framing import AttributesField, Hits, Ite
 from obs_pipeline.processors.redaction.values import UNSCANNED, Found, Scrubber
 from obs_pipeline.signals import Signal
 
-__all__ = ["ITEM_SHAPES", "SENDER_SUMMARY", "Walker"]
+__all__ = ["HIDDEN_BYTES", "ITEM_SHAPES", "SENDER_SUMMARY", "Walker"]
 
 MASKED, DETECTED = "redaction.masked", "redaction.detected"
 #: Summary attributes that arrived with the data, renamed by the first redaction stage of a
@@ -44,6 +44,9 @@ SENDER_SUMMARY: Final[Mapping[str, str]] = {
     f"{prefix}.{field}": f"redaction.claimed.{prefix.rsplit('.', 1)[1]}.{field}"
     for prefix in (MASKED, DETECTED) for field in ("count", "rules", "keys")
 }
+#: The location of a secret found in bytes of a span or record that protobuf does not show (a
+#: field this OTLP version does not know, the first of two values of one field), which are dropped.
+HIDDEN_BYTES: Final = "hidden_bytes"
 _POINT_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 # Field numbers (opentelemetry/proto/trace/v1/trace.proto, logs/v1/logs.proto).
 _SPAN_TRACE_STATE, _SPAN_NAME, _SPAN_EVENTS, _SPAN_LINKS, _SPAN_STATUS = 3, 5, 11, 13, 15
@@ -132,13 +135,16 @@ class Walker:
         """Whether the content policy may change records (drop or truncate)."""
         return self._content.active
 
-    def item(self, signal: Signal, item: Any, parts: Parts | None, *, fresh: bool = False) -> bool:
+    def item(self, signal: Signal, item: Any, parts: Parts | None, *, fresh: bool = False,
+             dropped: Sequence[tuple[str, str]] = ()) -> bool:
         """Redact one span or log record on its own, summary included; whether it changed.
 
         ``fresh``: the caller knows the item has no summary attributes yet (its bytes do not hold
-        :attr:`summary_key`), so they are added without looking for ones to add to.
+        :attr:`summary_key`), so they are added without looking for ones to add to. ``dropped``:
+        what the caller found in bytes of the item that it drops (:data:`HIDDEN_BYTES`), to be
+        summarized and counted with the rest.
         """
-        found: Found = []
+        found: Found = list(dropped)
         changed = self._span(item, found, parts) if signal is Signal.TRACES else self._record(item, found, parts)
         if fresh and found:
             self.count(found)

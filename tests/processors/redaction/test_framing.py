@@ -253,7 +253,17 @@ def test_a_secret_where_protobuf_does_not_show_it_never_goes_on(where, hyperscan
     assert SECRET.encode() not in out
     got = ExportTraceServiceRequest.FromString(out)
     seen.DiscardUnknownFields()
+    _drop_summaries(got)  # (what was dropped is reported: the next test)
     assert got == seen  # what protobuf showed is what goes on
+
+
+def _drop_summaries(request: ExportTraceServiceRequest) -> None:
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                kept = [kv for kv in span.attributes if not kv.key.startswith("redaction.")]
+                del span.attributes[:]
+                span.attributes.extend(kept)
 
 
 @pytest.mark.parametrize("hyperscan", [True, False])
@@ -313,3 +323,20 @@ def test_a_secret_protobuf_does_not_show_outside_the_spans_never_goes_on(where, 
     assert SECRET.encode() not in out
     seen.DiscardUnknownFields()
     assert ExportTraceServiceRequest.FromString(out) == seen
+
+
+@pytest.mark.parametrize("hyperscan", [True, False])
+@pytest.mark.parametrize("where", sorted(set(_HIDDEN) - {"a group"}))  # (a group: the whole-message path)
+def test_a_secret_where_protobuf_does_not_show_it_is_reported_where_it_was(where, hyperscan):
+    """Dropped, but not unseen: the span's summary and the count name its rule, at ``hidden_bytes``."""
+    item = _HIDDEN[where](SECRET.encode())
+    wire = _ld(1, _ld(2, _ld(2, Span(name="clean").SerializeToString()) + _ld(2, item)))
+    r = Redactor(parse_config(FACTORY, {}), hyperscan=hyperscan)
+    out = ExportTraceServiceRequest.FromString(r(Batch.from_wire(Signal.TRACES, wire)).serialized())
+    got = attrs(out.resource_spans[0].scope_spans[0].spans[1])
+    assert (got["redaction.masked.rules"], got["redaction.masked.keys"]) == (["xai-api-key"], ["hidden_bytes"])
+    assert dict(r.walker.tally) == {"xai-api-key": 1}
+    clean = _ld(1, _ld(2, _ld(2, Span(name="n", attributes=[KeyValue(key="k", value=AnyValue(
+        string_value=f"key {SECRET}"))]).SerializeToString() + _ld(100, b"nothing here"))))
+    out = ExportTraceServiceRequest.FromString(r(Batch.from_wire(Signal.TRACES, clean)).serialized())
+    assert attrs(out.resource_spans[0].scope_spans[0].spans[0])["redaction.masked.keys"] == ["attributes.k"]
