@@ -204,14 +204,15 @@ class Redactor:
 
 
 def _hidden_secrets(scanner: Scanner, raw: bytes, shown: Any) -> Found:
-    """What the rules find in ``raw`` that is not in ``shown`` (parsed from it, unknown fields dropped), encoded.
+    r"""What the rules find in an item's bytes ``raw`` beyond what they find in ``shown`` (parsed from it), by rule.
 
-    Why: those bytes are dropped when the item is encoded again (:func:`_longer_than_shown`); a
-    secret in them must still be reported and counted, or a sender's leak would vanish unseen.
-    Both encodings are scanned as bytes, framing and all, and what ``raw`` holds beyond ``shown``
-    is counted by rule (a match may run into a tag byte, so matches are not compared as text). A
-    match that the framing's bytes hide (a boundary a length byte breaks) goes uncounted, though
-    it is dropped all the same.
+    Why: bytes protobuf does not show are dropped when the item is encoded again
+    (:func:`_longer_than_shown`); a secret in them must still be reported and counted, or a
+    sender's leak would vanish unseen. Both encodings are scanned as bytes, framing and all, and
+    counted by rule (a match may run into a tag byte, so matches are not compared as text). So a
+    match that a tag or length byte breaks (a ``\b`` next to a letter) is not counted, though it is
+    dropped all the same, and the walker reports these only where it finds nothing else
+    (:meth:`.walk.Walker.item`).
     """
     extra = Counter(hit.rule for hit in scanner.scan_bytes(raw))
     extra.subtract(hit.rule for hit in scanner.scan_bytes(shown.SerializeToString()))

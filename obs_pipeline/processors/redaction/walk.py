@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from google.protobuf.message import Message
@@ -45,7 +45,8 @@ SENDER_SUMMARY: Final[Mapping[str, str]] = {
     for prefix in (MASKED, DETECTED) for field in ("count", "rules", "keys")
 }
 #: The location of a secret found in bytes of a span or record that protobuf does not show (a
-#: field this OTLP version does not know, the first of two values of one field), which are dropped.
+#: field this OTLP version does not know, the first of two values of one field, a oneof value
+#: overwritten later), which are dropped.
 HIDDEN_BYTES: Final = "hidden_bytes"
 _POINT_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 # Field numbers (opentelemetry/proto/trace/v1/trace.proto, logs/v1/logs.proto).
@@ -136,16 +137,19 @@ class Walker:
         return self._content.active
 
     def item(self, signal: Signal, item: Any, parts: Parts | None, *, fresh: bool = False,
-             dropped: Sequence[tuple[str, str]] = ()) -> bool:
+             dropped: Found | None = None) -> bool:
         """Redact one span or log record on its own, summary included; whether it changed.
 
         ``fresh``: the caller knows the item has no summary attributes yet (its bytes do not hold
         :attr:`summary_key`), so they are added without looking for ones to add to. ``dropped``:
-        what the caller found in bytes of the item that it drops (:data:`HIDDEN_BYTES`), to be
-        summarized and counted with the rest.
+        what the caller found in bytes of the item that it drops (:data:`HIDDEN_BYTES`), reported
+        when the walk finds nothing: beside a secret the walk sees, a count from bytes scanned
+        whole cannot tell a hidden one from the same secret matched again across a tag byte.
         """
-        found: Found = list(dropped)
+        found: Found = []
         changed = self._span(item, found, parts) if signal is Signal.TRACES else self._record(item, found, parts)
+        if dropped and not found:
+            found = list(dropped)
         if fresh and found:
             self.count(found)
             item.MergeFromString(self.fresh_summary(type(item), found))

@@ -336,7 +336,20 @@ def test_a_secret_where_protobuf_does_not_show_it_is_reported_where_it_was(where
     got = attrs(out.resource_spans[0].scope_spans[0].spans[1])
     assert (got["redaction.masked.rules"], got["redaction.masked.keys"]) == (["xai-api-key"], ["hidden_bytes"])
     assert dict(r.walker.tally) == {"xai-api-key": 1}
-    clean = _ld(1, _ld(2, _ld(2, Span(name="n", attributes=[KeyValue(key="k", value=AnyValue(
-        string_value=f"key {SECRET}"))]).SerializeToString() + _ld(100, b"nothing here"))))
-    out = ExportTraceServiceRequest.FromString(r(Batch.from_wire(Signal.TRACES, clean)).serialized())
-    assert attrs(out.resource_spans[0].scope_spans[0].spans[0])["redaction.masked.keys"] == ["attributes.k"]
+
+
+@pytest.mark.parametrize("hyperscan", [True, False])
+@pytest.mark.parametrize(("span", "where"), [
+    (_ld(5, SECRET.encode()) + _ld(100, b"nothing here"), "name"),
+    # the review's case: in the raw bytes the key ends at an unknown field, re-encoded at the kind's
+    # tag "0": a boundary only the raw bytes have must not count it twice
+    (_tag(6, 0) + b"\x02" + _ld(5, b"AKIAIOSFODNN7EXAMPLE") + _ld(100, b"benign"), "name"),
+])
+def test_a_secret_protobuf_shows_beside_unknown_bytes_is_reported_once(span, where, hyperscan):
+    """Benign unknown bytes are dropped from a hit span, and nothing is reported of them."""
+    wire = _ld(1, _ld(2, _ld(2, span)))
+    r = Redactor(parse_config(FACTORY, {}), hyperscan=hyperscan)
+    out = ExportTraceServiceRequest.FromString(r(Batch.from_wire(Signal.TRACES, wire)).serialized())
+    got = attrs(out.resource_spans[0].scope_spans[0].spans[0])
+    assert got["redaction.masked.keys"] == [where]
+    assert sum(r.walker.tally.values()) == 1
