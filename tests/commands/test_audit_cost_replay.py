@@ -10,6 +10,7 @@ against what was sent.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -171,9 +172,16 @@ def test_replay_tail_follows_a_session_across_size_rotations(tmp_path):
 
     proc.config_path.write_text(yaml.safe_dump(proc.config, sort_keys=False))
     proc.start()
-    tail = subprocess.Popen([sys.executable, "-m", "obs_pipeline", "replay", "tail", "s-tail", "--json",
-                             "--poll", "0.05", "--config", "pipeline.yaml"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C must stop it. A shell that starts this suite in the background without job control
+    # hands SIGINT down ignored, and an ignored signal stays ignored across exec (a handled one is
+    # reset to its default): so it is handled here while the child starts.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        tail = subprocess.Popen([sys.executable, "-m", "obs_pipeline", "replay", "tail", "s-tail", "--json",
+                                 "--poll", "0.05", "--config", "pipeline.yaml"],
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         provider = TracerProvider(resource=Resource.create({"service.name": "agent"}))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{proc.grpc_port}",
@@ -200,7 +208,10 @@ def test_replay_tail_follows_a_session_across_size_rotations(tmp_path):
             if line:
                 seen.append(json.loads(line)["event_id"])
     finally:
-        tail.send_signal(2)
-        tail.wait(timeout=10)
-        proc.kill()
+        tail.send_signal(signal.SIGINT)
+        try:
+            tail.wait(timeout=10)
+        finally:
+            tail.kill()  # (a no-op once it has exited: never left running)
+            proc.kill()
     assert sorted(seen) == sorted(expected)
