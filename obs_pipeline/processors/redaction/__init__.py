@@ -7,10 +7,10 @@ bytes and all, so a clean batch costs that scan and nothing more. On a hit, the 
 only those are redacted and spliced back into the bytes, so the rest of the request is never
 parsed. An item whose hits all lie in plain string attributes is redacted in its bytes
 (:mod:`.in_place`); any other is parsed, walked (:mod:`.walk`), its values scanned with one RE2
-alternation (:mod:`.scanner`) and rewritten where they hit (:mod:`.values`), and encoded again. A hit in a resource or scope, the content
-policy, metrics and bytes the framing cannot follow take the whole-message path (the message is
-changed in place and its stale bytes dropped). A walk that finds nothing (the wide search can
-over-report) hands the batch on unchanged, bytes and all.
+alternation (:mod:`.scanner`) and rewritten where they hit (:mod:`.values`), and encoded again. A
+hit in a resource or scope, the content policy, metrics and bytes the framing cannot follow take
+the whole-message path (the message is changed in place and its stale bytes dropped). A walk that
+finds nothing (the wide search can over-report) hands the batch on unchanged, bytes and all.
 
 Every value masked (or, in ``mode: detect``, found) is counted in
 ``obs_pipeline_redaction_values_total`` by rule id, once per batch, in every signal: the count

@@ -43,6 +43,8 @@ Hits = dict[Item, dict[int, set[int]] | None]
 Field = Literal[1, 2]
 #: An item's attributes (:func:`fields`): 9 in a span, 6 in a log record.
 AttributesField = Literal[6, 9]
+#: What the framing walks take: a request level, or an item's attributes.
+Wanted = Field | AttributesField
 #: Byte ranges, ``(start, end)``.
 Regions = list[tuple[int, int]]
 _MAX_VARINT_SHIFT = 63
@@ -96,7 +98,7 @@ def compiled() -> bool:
     return _walk_c is not None
 
 
-def _walk(data: bytes, start: int, end: int, wanted: Field | AttributesField, stop: int,  # noqa: PLR0917 - the C signature
+def _walk(data: bytes, start: int, end: int, wanted: Wanted, stop: int,  # noqa: PLR0917 - the C signature
           regions: Regions | None) -> list[tuple[int, int, int, int]]:
     """``(index, length prefix, value start, value end)`` of the fields ``wanted`` that a region touches.
 
@@ -109,14 +111,14 @@ def _walk(data: bytes, start: int, end: int, wanted: Field | AttributesField, st
     return _walk_py(data, start, end, wanted, stop, regions)
 
 
-def _walk_py(data: bytes, start: int, end: int, wanted: Field | AttributesField, stop: int,  # noqa: PLR0917 - as _walk
+def _walk_py(data: bytes, start: int, end: int, wanted: Wanted, stop: int,  # noqa: PLR0917 - as _walk
              regions: Regions | None) -> list[tuple[int, int, int, int]]:
     """:func:`_walk` in Python: the reference the compiled walk must agree with."""
     return [(i, *frame) for i, frame in enumerate(_children_py(data, start, end, wanted, stop))
             if regions is None or _touched(regions, frame)]
 
 
-def _children_py(data: bytes, start: int, end: int, wanted: Field | AttributesField, stop: int) -> list[tuple[int, int, int]]:
+def _children_py(data: bytes, start: int, end: int, wanted: Wanted, stop: int) -> list[tuple[int, int, int]]:
     """``(length prefix, value start, value end)`` of each field ``wanted``, in Python.
 
     Fields are skipped by their length, and the walk ends at the first field that starts past

@@ -1,13 +1,14 @@
 r"""Where a request's wire bytes may hold a secret, found with Hyperscan when the rules allow it.
 
-Why: the one RE2 pass over a request's bytes runs RE2's DFA over every byte (about 1.6 ns a
-byte here, whatever the rules: an alternation of four literals costs as much), which made the
-scan most of redaction's cost. Hyperscan finds the rules' literal parts with SIMD and runs its
-automata only around them, about three times faster on the same bytes (``bench/redaction.py``).
-It only says *where to look* (in a request, :meth:`WirePrefilter.ends`; in a value, which rules
-to try, :meth:`WirePrefilter.matching`, and none when none can match, so RE2 need not run there):
-every secret is still found, identified and masked by the RE2 rules (:mod:`.scanner`), so the two
-engines never have to agree on a match, only this one must never miss one. That holds by construction, given the ordering below:
+Why: the one RE2 pass over a request's bytes runs RE2's DFA over every byte (about 1.6 ns a byte
+here, whatever the rules: an alternation of four literals costs as much), which made the scan most
+of redaction's cost. Hyperscan finds the rules' literal parts with SIMD and runs its automata only
+around them, about three times faster on the same bytes (``bench/redaction.py``). It only says
+*where to look* (in a request, :meth:`WirePrefilter.ends`; in a value, which rules to try,
+:meth:`WirePrefilter.matching`, and none when none can match, so RE2 need not run there): every
+secret is still found, identified and masked by the RE2 rules (:mod:`.scanner`), so the two
+engines never have to agree on a match, only this one must never miss one. That holds by
+construction, given the ordering below:
 
 * The patterns are the wide (assertion-free) forms of the built-in rules, rewritten to match a
   superset in bytes (:func:`byte_superset`): RE2 reads UTF-8 characters where Hyperscan reads

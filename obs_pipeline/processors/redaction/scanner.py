@@ -2,10 +2,10 @@
 
 Every value rule becomes one group of a single alternation, so a value costs one RE2 search
 however many rules there are (with the Hyperscan prefilter, which first says which rules' widened
-forms occur in the value, none when none does: then not even that); which group took part names the rule (RE2 is leftmost-first, so
-at one position the earlier rule wins: specific prefixes come first in ``rules.yaml``). Context
-rules (``password=...``) mask only their ``secret_group``; when the secret they caught is itself
-a known token, the token's own rule id is reported.
+forms occur in the value, none when none does: then not even that); which group took part names
+the rule (RE2 is leftmost-first, so at one position the earlier rule wins: specific prefixes come
+first in ``rules.yaml``). Context rules (``password=...``) mask only their ``secret_group``; when
+the secret they caught is itself a known token, the token's own rule id is reported.
 """
 
 from __future__ import annotations
