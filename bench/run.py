@@ -62,6 +62,7 @@ TARGET_SPANS_PER_CPU_S = 100_000
 TARGET_RSS_MIB = 100
 TARGET_CPU_PCT_AT_10K = 20  # DESIGN §8: the collector's own load-test bar
 LOG_PROBLEM = re.compile(r"\b(warn|warning|error|critical|fatal)\b|Traceback", re.IGNORECASE)
+PROCESSOR_CPU_METRIC = re.compile(r'^obs_pipeline_processor_cpu_seconds_total\{[^}]*processor="([^"]+)"[^}]*\}\s+(\S+)', re.M)
 SENT_METRIC = re.compile(r'^obs_pipeline_exporter_sent_items_total\{[^}]*exporter="jsonl_audit"[^}]*signal="traces"[^}]*\}\s+(\S+)', re.M)
 
 
@@ -330,6 +331,16 @@ class Pipeline:
         assert self.ps is not None
         return cpu_s(self.ps)
 
+    def processor_cpu(self) -> dict[str, float]:
+        """``obs_pipeline_processor_cpu_seconds_total`` by processor: the CPU each spent, measured in the pipeline."""
+        status, page = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        if status != 200:
+            return {}
+        totals: dict[str, float] = {}
+        for name, value in PROCESSOR_CPU_METRIC.findall(page):
+            totals[name] = totals.get(name, 0.0) + float(value)
+        return totals
+
     def exported_spans(self) -> float | None:
         """``obs_pipeline_exporter_sent_items_total`` of the audit exporter (None: no metrics)."""
         status, page = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
@@ -524,7 +535,7 @@ def run_pipeline_phase(args: Args, workdir: Path, *, rate: float, tag: int, name
             probe.maybe_sample()
 
         t0, _ = gen.wait_event("start", timeout=60)
-        cpu0, threads0, host0 = pipe.cpu(), thread_cpu(pipe.ps), host_times()
+        cpu0, threads0, host0, processors0 = pipe.cpu(), thread_cpu(pipe.ps), host_times(), pipe.processor_cpu()
         if args.profile:
             profiler = start_profiler(args, pid, args.out.parent / f"profile-{name}.txt")
             snapshot_sources(args.out.parent / "profile-src")
@@ -533,6 +544,7 @@ def run_pipeline_phase(args: Args, workdir: Path, *, rate: float, tag: int, name
         result = gen.finish()
         drained = pipe.wait_exported(result["acked_spans"])
         t2, cpu2, threads2, host2 = time.monotonic(), pipe.cpu(), thread_cpu(pipe.ps), host_times()
+        processors2 = pipe.processor_cpu()
         status = proc_status(pid)
         if profiler is not None:
             profiler.wait(timeout=args.profile + 60)
@@ -562,6 +574,9 @@ def run_pipeline_phase(args: Args, workdir: Path, *, rate: float, tag: int, name
         "spans_per_cpu_s": round(acked / drain_cpu) if drain_cpu else 0,
         "cpu_us_per_request": round(1e6 * drain_cpu / ok_requests),
         "main_thread_cpu_share_pct": round(100 * main_thread / drain_cpu) if drain_cpu else 0,
+        # Each processor's own CPU (its metric, thread time inside its function) over the pipeline's, same window.
+        "processor_cpu_share_pct": {name: round(100 * (total - processors0.get(name, 0.0)) / drain_cpu, 1)
+                                    for name, total in processors2.items()} if drain_cpu else {},
         "loadgen_cpu_pct": round(100 * result["cpu_s"] / result["wall_s"]),
         "host": host_delta(host0, host2),
         "rss_peak_mib": round(status.get("VmHWM", 0) / MIB, 1),
@@ -697,6 +712,8 @@ def render(report: dict[str, Any]) -> str:
         row("(b) max: pipeline CPU % / loadgen CPU % / host busy % / steal %",
             f"{m['pipeline_cpu_pct']} / {m['loadgen_cpu_pct']} / {m['host']['busy_pct']} / {m['host']['steal_pct']}")
         row("(b) max: event-loop thread share of pipeline CPU %", m["main_thread_cpu_share_pct"])
+        for name, share in m.get("processor_cpu_share_pct", {}).items():
+            row(f"(b) max: {name}'s own share of pipeline CPU % (its metric)", share)
         row("(b) max: peak RSS MiB", m["rss_peak_mib"])
         row("(b) max: backpressure retries", json.dumps(m["backpressure_retries"]) or "{}")
         row("(b) max: latency p50 / p99 ms", f"{m['latency_ms'].get('p50')} / {m['latency_ms'].get('p99')}")

@@ -6,7 +6,14 @@ Label values are component and pipeline IDs, never telemetry content.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 # The ``*_created`` timestamp series double the size of /metrics and no dashboard of ours uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
@@ -23,6 +30,9 @@ class SelfMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_cpu_seconds_total and the rest, read from /proc at each scrape: what the
+        # processors' own CPU (processor_cpu) is a share of.
+        ProcessCollector(registry=r)
         self.receiver_accepted = Counter(
             "obs_pipeline_receiver_accepted_items",
             "Items (spans, data points, log records) a receiver handed to the pipeline and acknowledged.",
@@ -70,6 +80,12 @@ class SelfMetrics:
             "obs_pipeline_processor_dropped_items",
             "Items a processor dropped on purpose or could not deliver, by reason.",
             ["processor", "pipeline", "reason"], registry=r,
+        )
+        self.processor_cpu = Counter(
+            "obs_pipeline_processor_cpu_seconds",
+            "CPU seconds a processor written as a function over batches (redaction, cost, head sampling) spent "
+            "on them: the thread's CPU time, so time spent waiting is not counted.",
+            ["processor", "pipeline"], registry=r,
         )
         self.processor_sampling_traces = Counter(
             "obs_pipeline_processor_sampling_traces",

@@ -87,6 +87,41 @@ class TestFunctionProcessor:
         assert sink.items == 2
         assert _sample(metrics, "obs_pipeline_processor_dropped_items_total", reason="processing_error") == 2
 
+    async def test_counts_the_cpu_its_function_spends_and_not_the_time_it_waits(self):
+        """An operator reads what a processor costs from /metrics: CPU burnt counts, sleeping does not."""
+        metrics, sink = SelfMetrics(), CapturingConsumer()
+
+        def burn_then_sleep(batch: Batch) -> Batch:
+            start = time.thread_time()
+            while time.thread_time() - start < 0.05:
+                pass
+            time.sleep(0.2)
+            return batch
+
+        proc = FunctionProcessor(make_processor_settings("p", metrics=metrics), sink, burn_then_sleep,
+                                 drop_reason="x")
+        await proc.start(RecordingHost())
+        await proc.consume(Batch(Signal.TRACES, traces(1)))
+        cpu = _sample(metrics, "obs_pipeline_processor_cpu_seconds_total")
+        assert 0.05 <= cpu < 0.15  # the 0.05 s burnt, not the 0.25 s the call took
+
+    async def test_the_cpu_of_a_function_that_raises_is_counted_too(self):
+        """A batch that fails after work still cost that work."""
+        metrics = SelfMetrics()
+
+        def burn_then_raise(_batch: Batch) -> Batch:
+            start = time.thread_time()
+            while time.thread_time() - start < 0.03:
+                pass
+            raise ValueError("bad batch")
+
+        proc = FunctionProcessor(make_processor_settings("p", metrics=metrics), CapturingConsumer(), burn_then_raise,
+                                 drop_reason="x")
+        await proc.start(RecordingHost())
+        with pytest.raises(ProcessingError):
+            await proc.consume(Batch(Signal.TRACES, traces(1)))
+        assert _sample(metrics, "obs_pipeline_processor_cpu_seconds_total") >= 0.03
+
     async def test_a_mutating_function_cannot_pass_on_stale_wire_bytes(self):
         """The batch came with request bytes; after the function changed it, what goes on has none."""
         sink = CapturingConsumer()
