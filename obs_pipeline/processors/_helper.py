@@ -59,7 +59,6 @@ class ProcessorCounters:
         labels = {"processor": str(settings.id), "pipeline": settings.pipeline}
         self.incoming = metrics.processor_incoming.labels(**labels)
         self.outgoing = metrics.processor_outgoing.labels(**labels)
-        self.cpu = metrics.processor_cpu.labels(**labels)
         self._dropped = metrics.processor_dropped
         self._labels = labels
         self._by_reason: dict[str, Any] = {}
@@ -93,6 +92,7 @@ class FunctionProcessor(Processor):
         self.counters = ProcessorCounters(settings)
         self.counters.dropped(drop_reason, 0)
         self.counters.dropped("processing_error", 0)
+        self._cpu = settings.metrics.processor_cpu.labels(processor=str(settings.id), pipeline=settings.pipeline)
 
     async def consume(self, batch: Batch) -> None:
         """Run the function, count, and hand the result on.
@@ -142,7 +142,7 @@ class FunctionProcessor(Processor):
             self.log.warning("failed on a batch of %d items: %s", items, describe_exception(exc))
             raise ProcessingError(f"{self.id}: failed on the batch ({type(exc).__name__})") from exc
         finally:
-            self.counters.cpu.inc(time.thread_time() - started)
+            self._cpu.inc(time.thread_time() - started)
         kept = 0 if out is None else out.items
         if kept < items:
             self.counters.dropped(self._drop_reason, items - kept)
