@@ -107,6 +107,10 @@ class Scanner:
             self._set.Add(rule.pattern.encode())
         self._set.Compile()
         self._each = [matcher(re2.compile(rule.pattern.encode(), opts), anchored=True) for rule in rules]
+        # Each rule's bounds alone, for a value whose candidates the prefilter named (_scan_candidates).
+        yes_no_each = options()
+        yes_no_each.never_capture = True
+        self._bounds_each = [matcher(re2.compile(rule.pattern.encode(), yes_no_each), anchored=False) for rule in rules]
         self._rule_count = len(rules)  # (rule i is pattern i of the prefilter, when there is one)
         bytes_regex = re2.compile("|".join(parts).encode(), opts) if parts else None
         # A yes/no search: without capture groups RE2 never runs its slower submatch engine.
@@ -248,6 +252,8 @@ class Scanner:
         candidates = self._candidates(data)
         if candidates == []:
             return []
+        if candidates is not None:
+            return self._scan_candidates(data, candidates, own_rule=text is not None)
         pos, size = 0, len(data)
         while pos < size:  # (no rule matches empty text)
             start, end = bounds(data, pos, size)[0]
@@ -257,6 +263,43 @@ class Scanner:
             if candidates is None:
                 candidates = sorted(self._set.Match(data) or ())
             hit = self._identify(data, start, end, candidates, find, own_rule=text is not None)
+            if hit is not None:
+                hits.append(hit)
+        return hits
+
+    def _scan_candidates(self, data: bytes, candidates: list[int], *, own_rule: bool) -> list[Hit]:
+        """What the alternation finds in ``data``, found with the ``candidates``' own patterns alone.
+
+        Why: no other rule can match in ``data`` (:meth:`_candidates`), so the alternation's match
+        is the leftmost of theirs, the first in order at a tie (RE2 is leftmost-first, and the
+        leftmost match of the rule that wins there is the one the alternation reports). Their small
+        programs run cold at a fraction of the whole alternation's cost, which is how the pipeline
+        runs them: between two hits its other stages evict the automata. A rule's match that
+        starts at or past the next search's start stays its leftmost, so each rule is searched
+        again only after its own match is taken or passed.
+        """
+        hits = []
+        bounds, groups = self._bounds_each, self._groups
+        leftmost: dict[int, Sequence[tuple[int, int]]] = {}
+        pos, size = 0, len(data)
+        while pos < size:  # (no rule matches empty text)
+            best: Sequence[tuple[int, int]] = NO_MATCH
+            winner = -1
+            for i in candidates:
+                spans = leftmost.get(i)
+                if spans is None or 0 <= spans[0][0] < pos:
+                    spans = leftmost[i] = bounds[i](data, pos, size)
+                if spans[0][0] >= 0 and (winner < 0 or spans[0][0] < best[0][0]):
+                    best, winner = spans, i
+            if winner < 0:
+                break
+            start, end = best[0]
+            pos = end if end > start else end + 1
+            group = groups[winner]
+            secret_start, secret_end = start, end
+            if group.secret != group.index:  # (a context rule: its groups, read on this match only)
+                secret_start, secret_end = self._each[winner](data, start, end)[group.secret - group.index]
+            hit = self._finish(group, data, secret_start, secret_end, own_rule=own_rule, candidates=candidates)
             if hit is not None:
                 hits.append(hit)
         return hits
@@ -340,7 +383,8 @@ class Scanner:
                 return self._finish(group, data, start, end, own_rule=own_rule)
         return None
 
-    def _finish(self, group: _Group, data: bytes, start: int, end: int, *, own_rule: bool) -> Hit | None:
+    def _finish(self, group: _Group, data: bytes, start: int, end: int, *, own_rule: bool,
+                candidates: list[int] | None = None) -> Hit | None:
         if start < 0 or start == end:
             return None
         secret = data[start:end].decode("utf-8", "replace")
@@ -348,14 +392,20 @@ class Scanner:
             return None
         rule = group.rule
         if group.context and own_rule:
-            rule = self._own_rule(data[start:end]) or rule
+            rule = self._own_rule(data[start:end], candidates) or rule
         return Hit(rule, start, end)
 
-    def _own_rule(self, secret: bytes) -> str | None:
-        """The id of a rule that is not a context rule and matches inside ``secret`` (an assignment's token)."""
-        for i in sorted(self._set.Match(secret) or ()):
+    def _own_rule(self, secret: bytes, candidates: list[int] | None) -> str | None:
+        """The id of a rule that is not a context rule and matches inside ``secret`` (an assignment's token).
+
+        ``candidates``: the prefilter's rules for the value the secret is part of. A rule matching
+        in the secret has its widened form in the value, so it is one of them, and each is
+        confirmed by its own search; without them, RE2's set of every rule answers.
+        """
+        confirmed = candidates is None
+        for i in sorted(self._set.Match(secret) or ()) if candidates is None else candidates:
             group = self._groups[int(i)]
-            if not group.context:
+            if not group.context and (confirmed or self._bounds_each[i](secret, 0, len(secret))[0][0] >= 0):
                 return group.rule
         return None
 

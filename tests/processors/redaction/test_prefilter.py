@@ -27,6 +27,7 @@ from obs_pipeline.processors.redaction.scanner import _WIRE_KEY_END, _wide_form
 from obs_pipeline.signals import Signal
 from obs_pipeline.testing import parse_config
 from tests.processors.redaction.corpus import KEY_CASES, lookalikes, secret_cases
+from tests.processors.redaction.glued import glued_cases, glued_lookalikes
 from tests.processors.redaction.kit import attrs, plain, span_request
 
 pytest.importorskip("hyperscan")
@@ -401,3 +402,26 @@ def test_per_value_the_prefilter_defers_on_fold_characters_and_ignores_wire_keys
     assert FAST.scanner.text_may_hit(text) is SLOW.scanner.text_may_hit(text) is False
     assert FAST.scanner._candidates(text.encode()) == []
     assert FAST.scanner.scan(text) == []
+
+
+def _texts_to_compare() -> list[str]:
+    """Every corpus text, glued or not, look-alike, prose, and two secrets of different rules in one value."""
+    cases = CASES + glued_cases()
+    pairs = [f"{a.text} then {b.text}" for a, b in zip(cases[::5], cases[3::5], strict=False)]
+    return [c.text for c in cases] + LOOKALIKES + glued_lookalikes() + PROSE + pairs
+
+
+def test_per_value_the_candidates_own_searches_find_what_the_alternation_finds() -> None:
+    """Same rule, start and end for every hit: the leftmost candidate's match, the earlier rule at a tie.
+
+    With the prefilter, a value is searched with the rules it names, one at a time
+    (``Scanner._scan_candidates``); without it, with the whole alternation and RE2's set. An
+    assignment's secret that is a known token must still be reported under the token's rule.
+    """
+    differ = []
+    for text in _texts_to_compare():
+        fast, slow = FAST.scanner.scan(text), SLOW.scanner.scan(text)
+        if fast != slow:
+            differ.append((text, fast, slow))
+    assert differ == []
+    assert FAST.scanner.scan("api_key=sk-proj-" + "a1B2" * 12)[0].rule == "openai-api-key"
