@@ -12,6 +12,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import ProcessCollector, generate_latest
+
 from obs_pipeline.components import Kind, known_types
 from obs_pipeline.engine.queue import FAILURE_REASONS
 from obs_pipeline.telemetry.metrics import LOSS_REASONS, SelfMetrics
@@ -32,7 +34,9 @@ def _exposed_name(metric: Any) -> str:
 def _registered() -> dict[str, tuple[str, ...]]:
     """Every metric registered in a fresh SelfMetrics: exposed name -> label names."""
     registry = SelfMetrics().registry
-    return {_exposed_name(m): tuple(m._labelnames) for m in registry._collector_to_names}
+    # (prometheus_client's process collector is not ours: it has a row of its own, tested below)
+    return {_exposed_name(m): tuple(m._labelnames) for m in registry._collector_to_names
+            if not isinstance(m, ProcessCollector)}
 
 
 def _documented() -> dict[str, tuple[set[str], str]]:
@@ -61,6 +65,12 @@ class TestTelemetryDoc:
         assert sorted(documented) == sorted(registered)
         for name, labels in registered.items():
             assert documented[name][0] == set(labels), name
+
+    def test_the_process_series_are_exposed_and_named(self):
+        """What a processor's CPU is a share of (process_cpu_seconds_total) is on /metrics, and in the doc."""
+        page = generate_latest(SelfMetrics().registry).decode()
+        assert "\nprocess_cpu_seconds_total " in page
+        assert "`process_cpu_seconds_total`" in TELEMETRY.read_text(encoding="utf-8")
 
     def test_exporter_failure_and_loss_reasons(self):
         """Every reason the queue counts a failure under, and every loss reason, is explained."""
