@@ -245,6 +245,12 @@ class Scanner:
         return self._scan(data, None)
 
     def _scan(self, data: bytes, text: str | None) -> list[Hit]:
+        """The hits in ``data``, in order; after each, the search goes on where its secret ends.
+
+        Why there and not at the end of the match: a rule's context after the secret (the
+        separator that must follow a glued token) may be the context another secret needs before
+        it, as the space is in ``sk-proj-... password=hunter2``.
+        """
         bounds, find = self._find_bounds, self._find_first
         if bounds is None or find is None:
             return []
@@ -265,6 +271,7 @@ class Scanner:
             hit = self._identify(data, start, end, candidates, find, own_rule=text is not None)
             if hit is not None:
                 hits.append(hit)
+                pos = hit.end  # (the next search starts where the secret ends, not the match)
         return hits
 
     def _scan_candidates(self, data: bytes, candidates: list[int], *, own_rule: bool) -> list[Hit]:
@@ -302,6 +309,7 @@ class Scanner:
             hit = self._finish(group, data, secret_start, secret_end, own_rule=own_rule, candidates=candidates)
             if hit is not None:
                 hits.append(hit)
+                pos = hit.end  # (the next search starts where the secret ends: _scan's docstring)
         return hits
 
     def _candidates(self, data: bytes) -> list[int] | None:

@@ -425,3 +425,32 @@ def test_per_value_the_candidates_own_searches_find_what_the_alternation_finds()
             differ.append((text, fast, slow))
     assert differ == []
     assert FAST.scanner.scan("api_key=sk-proj-" + "a1B2" * 12)[0].rule == "openai-api-key"
+
+
+_KEY = "sk-proj-Xk3vR9mQ2pL7wN4tY8zB1cF6hJ0sD5gAXk3vR9mQ2pL7wN4t"
+
+
+@pytest.mark.parametrize(("text", "second"), [
+    (f"x {_KEY} password=hunter2hunter2", "hunter2hunter2"),
+    (f"x {_KEY},password=hunter2hunter2", "hunter2hunter2"),
+    (f"x {_KEY} secret=abcdefgh123", "abcdefgh123"),
+    (f"KEY_{_KEY} password=hunter2hunter2", "hunter2hunter2"),
+    (f"x {_KEY} Authorization: Bearer abcdefghijklmnop1234", "abcdefghijklmnop1234"),
+    (f"x {_KEY},{_KEY.replace('X', 'A')}", _KEY.replace("X", "A")),
+    (json.dumps([{"role": "user", "content": f"my key {_KEY} password=hunter2hunter2"}]), "hunter2hunter2"),
+])
+@pytest.mark.parametrize("engine", ["hyperscan", "re2"])
+def test_a_secret_right_after_a_glued_token_and_one_separator_is_masked_too(text: str, second: str,
+                                                                           engine: str) -> None:
+    """The token rule's match takes in the separator after it; the next secret needs it before it.
+
+    Found by a new-user trial: ``sk-proj-... password=hunter2`` went to the audit file with the
+    password in clear, whichever engine searched, because the scan went on after the separator.
+    """
+    redactor = FAST if engine == "hyperscan" else SLOW
+    data = span_request({"gen_ai.input.messages": text}).SerializeToString()
+    out = _redact(redactor, data)
+    assert _KEY.encode() not in out
+    assert second.encode() not in out
+    span = ExportTraceServiceRequest.FromString(out).resource_spans[0].scope_spans[0].spans[0]
+    assert attrs(span)["redaction.masked.count"] == 2
