@@ -164,7 +164,7 @@ def end_to_end(args: Args, requests: list[bytes], workdir: Path) -> dict[str, An
         "redaction_share_of_end_to_end": round((per_span_red - per_span_base) / per_span_red, 3),
         # The same question asked inside each run: the processor's own CPU (its metric) over the
         # pipeline's, in one process and one window, so the VM's drift between two runs drops out.
-        "redaction_own_share_pct": round(statistics.median(x for x in own if x is not None), 1) if any(own) else None,
+        "redaction_own_share_pct": round(statistics.median(x for x in own if x is not None), 1) if any(x is not None for x in own) else None,
         "redaction_own_share_runs_pct": own,
         "pair_shares": pairs,
         "audit_ok": all(_exactly_once(r) and r["exit_code"] == 0 for r in base + red),

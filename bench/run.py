@@ -50,6 +50,8 @@ import orjson
 import psutil
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from bench.workload import PREFIX_LEN, build_requests
 
@@ -62,8 +64,6 @@ TARGET_SPANS_PER_CPU_S = 100_000
 TARGET_RSS_MIB = 100
 TARGET_CPU_PCT_AT_10K = 20  # DESIGN §8: the collector's own load-test bar
 LOG_PROBLEM = re.compile(r"\b(warn|warning|error|critical|fatal)\b|Traceback", re.IGNORECASE)
-PROCESSOR_CPU_METRIC = re.compile(r'^obs_pipeline_processor_cpu_seconds_total\{[^}]*processor="([^"]+)"[^}]*\}\s+(\S+)', re.M)
-SENT_METRIC = re.compile(r'^obs_pipeline_exporter_sent_items_total\{[^}]*exporter="jsonl_audit"[^}]*signal="traces"[^}]*\}\s+(\S+)', re.M)
 
 
 @dataclass
@@ -331,23 +331,29 @@ class Pipeline:
         assert self.ps is not None
         return cpu_s(self.ps)
 
-    def processor_cpu(self) -> dict[str, float]:
-        """``obs_pipeline_processor_cpu_seconds_total`` by processor: the CPU each spent, measured in the pipeline."""
+    def _samples(self) -> list[Sample] | None:
+        """Every sample on the pipeline's /metrics, parsed by prometheus_client (None: no metrics)."""
         status, page = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
         if status != 200:
-            return {}
+            return None
+        return [sample for family in text_string_to_metric_families(page) for sample in family.samples]
+
+    def processor_cpu(self) -> dict[str, float]:
+        """``obs_pipeline_processor_cpu_seconds_total`` by processor: the CPU each spent, measured in the pipeline."""
         totals: dict[str, float] = {}
-        for name, value in PROCESSOR_CPU_METRIC.findall(page):
-            totals[name] = totals.get(name, 0.0) + float(value)
+        for sample in self._samples() or []:
+            if sample.name == "obs_pipeline_processor_cpu_seconds_total":
+                name = sample.labels["processor"]
+                totals[name] = totals.get(name, 0.0) + sample.value
         return totals
 
     def exported_spans(self) -> float | None:
         """``obs_pipeline_exporter_sent_items_total`` of the audit exporter (None: no metrics)."""
-        status, page = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
-        if status != 200:
+        samples = self._samples()
+        if samples is None:
             return None
-        match = SENT_METRIC.search(page)
-        return float(match.group(1)) if match else 0.0
+        return next((s.value for s in samples if s.name == "obs_pipeline_exporter_sent_items_total"
+                     and s.labels.get("exporter") == "jsonl_audit" and s.labels.get("signal") == "traces"), 0.0)
 
     def wait_exported(self, spans: int, timeout: float = 120.0) -> bool:
         """Wait until the audit exporter has written ``spans`` spans (or, without metrics, is idle)."""

@@ -61,7 +61,12 @@ class ProcessorCounters:
         self.outgoing = metrics.processor_outgoing.labels(**labels)
         self._dropped = metrics.processor_dropped
         self._labels = labels
+        self._metrics = metrics
         self._by_reason: dict[str, Any] = {}
+
+    def cpu(self) -> Any:
+        """The ``processor_cpu_seconds`` series (function processors only: see :class:`FunctionProcessor`)."""
+        return self._metrics.processor_cpu.labels(**self._labels)
 
     def dropped(self, reason: str, items: int) -> None:
         """Count ``items`` dropped for ``reason``."""
@@ -92,7 +97,7 @@ class FunctionProcessor(Processor):
         self.counters = ProcessorCounters(settings)
         self.counters.dropped(drop_reason, 0)
         self.counters.dropped("processing_error", 0)
-        self._cpu = settings.metrics.processor_cpu.labels(processor=str(settings.id), pipeline=settings.pipeline)
+        self._cpu = self.counters.cpu()
 
     async def consume(self, batch: Batch) -> None:
         """Run the function, count, and hand the result on.

@@ -410,10 +410,15 @@ class Scanner:
         in the secret has its widened form in the value, so it is one of them, and each is
         confirmed by its own search; without them, RE2's set of every rule answers.
         """
-        confirmed = candidates is None
-        for i in sorted(self._set.Match(secret) or ()) if candidates is None else candidates:
-            group = self._groups[int(i)]
-            if not group.context and (confirmed or self._bounds_each[i](secret, 0, len(secret))[0][0] >= 0):
+        if candidates is None:
+            for i in sorted(self._set.Match(secret) or ()):
+                group = self._groups[int(i)]
+                if not group.context:
+                    return group.rule
+            return None
+        for i in candidates:
+            group = self._groups[i]
+            if not group.context and self._bounds_each[i](secret, 0, len(secret))[0][0] >= 0:
                 return group.rule
         return None
 
